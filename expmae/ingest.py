@@ -100,7 +100,7 @@ def assign(registry: pd.DataFrame, found: pd.DataFrame, shard_size: int) -> pd.D
         new["shard"] = [shard_id(next_id + i // shard_size) for i in range(len(new))]
         reg = pd.concat([reg, new[reg.columns.tolist()]])
     out = reg.reset_index()[COLUMNS]
-    return out.astype({"size": "int64", "mtime_ns": "int64"}).sort_values(["shard", "name"], ignore_index=True)
+    return out.astype({"name": str, "path": str, "shard": str, "size": "int64", "mtime_ns": "int64"}).sort_values(["shard", "name"], ignore_index=True)
 
 
 def update_registry(

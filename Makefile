@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (venv, install, demo data, whole DAG) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+STAMP := $(VENV)/.installed-stamp
+DEMO := data/demo
+
+.PHONY: venv demo run test lint dry clean
+.DEFAULT_GOAL := run
+
+venv: $(STAMP)
+
+# torch/torchvision are pinned and installed first: a plain `torch` would pull a multi-GB build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+demo: $(DEMO)/labels.csv
+
+$(DEMO)/labels.csv: | $(STAMP)
+	$(BIN)/python -m expmae.demo --out $(DEMO) --force
+
+run: venv demo
+	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
+	@echo "metrics: results/metrics.json  submission: results/submission/final.csv  QC: results/qc/"
+
+dry: venv
+	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) -n
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake
+
+-include tests/slurm/Makefile.inc

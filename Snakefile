@@ -1,0 +1,39 @@
+# expmae — expression-MAE semi-supervised multimodal emotion recognition (MER 2023 recipe).
+# Stages live in workflow/rules/*.smk; all logic in the expmae package. Run: snakemake --cores N
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+# Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv).
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/audio.smk"
+include: "workflow/rules/text.smk"
+include: "workflow/rules/mae.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/classify.smk"
+include: "workflow/rules/pseudolabel.smk"
+include: "workflow/rules/fuse.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RES}/metrics.json",
+        f"{RES}/submission/final.csv",
+        f"{RES}/qc/summary.tsv",
+        f"{RES}/qc/faces_summary.tsv",
+    default_target: True

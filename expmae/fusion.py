@@ -1,0 +1,67 @@
+"""Classifier heads over one or several modality features.
+
+- MLP: one feature set (the per-feature-set classifiers of the paper's Table 2).
+- Concat: concatenated modalities into an MLP (the baseline beside FBP).
+- FBP: factorized bilinear pooling (Yu et al. 2017, "MFB"), as used for fusion by the MER 2023
+  winners: each modality is projected to o*k dims, modalities are multiplied elementwise
+  (pairwise for more than two), sum-pooled over the factor k, then power- and L2-normalised:
+      z_ij = SumPool_k(U_i x_i ∘ U_j x_j)         [B, o]
+      z    = sign(z) * sqrt(|z|);  z = z / ||z||
+  The pooled vectors of all pairs are concatenated and classified linearly.
+All heads take a list of tensors [B, D_m], one per modality, and return logits [B, C].
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MLPHead(nn.Module):
+    def __init__(self, dims: list[int], num_classes: int, hidden: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(sum(dims), hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return self.net(torch.cat(xs, dim=-1))  # concat of one or several modalities: [B, sum D] -> [B, C]
+
+
+def fbp_pool(a: torch.Tensor, b: torch.Tensor, factor: int) -> torch.Tensor:
+    """Factorized bilinear pooling of two projected inputs [B, o*k] -> normalised [B, o]."""
+    z = (a * b).unflatten(-1, (-1, factor)).sum(-1)           # [B, o, k] -> [B, o]
+    z = torch.sign(z) * torch.sqrt(z.abs() + 1e-8)             # power normalisation
+    return F.normalize(z, dim=-1)                              # L2 normalisation
+
+
+class FBPHead(nn.Module):
+    def __init__(self, dims: list[int], num_classes: int, out_dim: int = 64, factor: int = 4,
+                 dropout: float = 0.3, hidden: int = 128):
+        super().__init__()
+        self.factor = factor
+        # A small per-modality encoder before the projection keeps FBP trainable on few labels.
+        self.enc = nn.ModuleList(nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)) for d in dims)
+        self.proj = nn.ModuleList(nn.Linear(hidden, out_dim * factor) for _ in dims)
+        self.pairs = list(itertools.combinations(range(len(dims)), 2)) or [(0, 0)]
+        self.drop = nn.Dropout(dropout)
+        self.cls = nn.Linear(out_dim * len(self.pairs), num_classes)
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        h = [self.drop(p(e(x))) for x, e, p in zip(xs, self.enc, self.proj)]     # M x [B, o*k]
+        z = torch.cat([fbp_pool(h[i], h[j], self.factor) for i, j in self.pairs], dim=-1)  # [B, P*o]
+        return self.cls(z)
+
+
+HEADS = {"mlp": MLPHead, "concat": MLPHead, "fbp": FBPHead}
+
+
+def build_head(kind: str, dims: list[int], num_classes: int, params: dict) -> nn.Module:
+    if kind not in HEADS:
+        raise SystemExit(f"config key fuse.method: unknown head {kind!r}; one of {sorted(HEADS)}")
+    kw = {"hidden": params.get("hidden", 128), "dropout": params.get("dropout", 0.3)}
+    if kind == "fbp":
+        kw.update(out_dim=params.get("fbp_dim", 64), factor=params.get("fbp_factor", 4))
+    return HEADS[kind](dims, num_classes, **kw)

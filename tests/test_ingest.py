@@ -1,0 +1,82 @@
+"""Shard registry: append-only membership, duplicates, fingerprints."""
+import os
+
+import pandas as pd
+
+from expmae.ingest import assign, fingerprints, scan, update_registry, write_shard
+
+
+def touch(p, data=b"x"):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+
+
+def test_new_videos_only_create_new_shards(tmp_path):
+    v = tmp_path / "videos"
+    for i in range(5):
+        touch(v / f"a{i}.mp4")
+    r1 = update_registry(tmp_path / "res", [str(v)], [".mp4"], shard_size=2)
+    assert r1.groupby("shard")["name"].apply(list).to_dict() == {
+        "s00000": ["a0", "a1"], "s00001": ["a2", "a3"], "s00002": ["a4"]}
+    fp1 = fingerprints(r1)
+    # New names sorting *before* old ones must not join or reshuffle old shards (s00002 stays partial).
+    for n in ["0new", "b1", "b2"]:
+        touch(v / f"{n}.mp4")
+    r2 = update_registry(tmp_path / "res", [str(v)], [".mp4"], shard_size=2)
+    old = r2[r2["name"].isin(r1["name"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, r1.reset_index(drop=True))
+    assert r2[~r2["name"].isin(r1["name"])].groupby("shard")["name"].apply(list).to_dict() == {
+        "s00003": ["0new", "b1"], "s00004": ["b2"]}
+    fp2 = fingerprints(r2)
+    assert all(fp2[s] == fp1[s] for s in fp1)
+    # Registry persisted: a third scan with nothing new changes nothing.
+    r3 = update_registry(tmp_path / "res", [str(v)], [".mp4"], shard_size=2)
+    pd.testing.assert_frame_equal(r3, r2)
+
+
+def test_replaced_video_changes_only_its_shard_fingerprint(tmp_path):
+    v = tmp_path / "videos"
+    for i in range(4):
+        touch(v / f"a{i}.mp4")
+    fp1 = fingerprints(update_registry(tmp_path / "res", [str(v)], [".mp4"], 2))
+    touch(v / "a3.mp4", b"longer content")
+    fp2 = fingerprints(update_registry(tmp_path / "res", [str(v)], [".mp4"], 2))
+    assert fp1["s00000"] == fp2["s00000"] and fp1["s00001"] != fp2["s00001"]
+
+
+def test_duplicates_odd_names_and_missing_folder(tmp_path):
+    touch(tmp_path / "a" / "clip (1) é.mp4")
+    touch(tmp_path / "a" / "x.mp4")
+    touch(tmp_path / "b" / "x.avi")          # duplicate id
+    touch(tmp_path / "b" / "notes.txt")      # not a video
+    touch(tmp_path / "b" / ".hidden.mp4")    # hidden/partial download
+    s = scan([tmp_path / "a", tmp_path / "b", tmp_path / "nope"], [".mp4", ".avi"])
+    assert sorted(s.videos["name"]) == ["clip (1) é", "x"]
+    reasons = {r for _, _, r in s.issues}
+    assert any(r.startswith("duplicate id") for r in reasons) and "video folder missing" in reasons
+    update_registry(tmp_path / "res", [str(tmp_path / "a"), str(tmp_path / "b")], [".mp4", ".avi"], 10)
+    issues = (tmp_path / "res" / "ingest" / "issues.tsv").read_text(encoding="utf-8")
+    assert "duplicate id" in issues
+
+
+def test_non_main_process_does_not_write(tmp_path):
+    touch(tmp_path / "v" / "a.mp4")
+    r = update_registry(tmp_path / "res", [str(tmp_path / "v")], [".mp4"], 2, write=False)
+    assert r.empty and not (tmp_path / "res").exists()
+
+
+def test_write_shard_manifest(tmp_path):
+    v = tmp_path / "v"
+    for i in range(3):
+        touch(v / f"a{i}.mp4")
+    update_registry(tmp_path / "res", [str(v)], [".mp4"], 2)
+    m = write_shard(tmp_path / "res" / "ingest" / "registry.parquet", "s00001", tmp_path / "m.parquet")
+    assert m["name"].tolist() == ["a2"]
+    assert pd.read_parquet(tmp_path / "m.parquet").columns.tolist() == ["name", "path", "size", "mtime_ns"]
+
+
+def test_assign_rejects_bad_shard_size():
+    import pytest
+    with pytest.raises(ValueError, match="ingest.shard_size"):
+        assign(pd.DataFrame(columns=["name", "path", "shard", "size", "mtime_ns"]),
+               pd.DataFrame(columns=["name", "path", "size", "mtime_ns"]), 0)

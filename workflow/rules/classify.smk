@@ -1,0 +1,29 @@
+rule classify:
+    # One classifier per feature set and round, k-fold CV on the labeled set (+ pseudo-labels of round-1).
+    input:
+        features=lambda w: per_shard(f"{RES}/features/{w.fs}/{{shard}}.parquet"),
+        labels=DATA["labels"],
+        test=optional(DATA.get("test")),
+        test_labels=optional(DATA.get("test_labels")),
+        pseudo=pseudo_input,
+    output:
+        probs=f"{RES}/classify/round{{round}}/{{fs}}/probs.parquet",
+        metrics=f"{RES}/classify/round{{round}}/{{fs}}/metrics.json",
+    params:
+        features=lambda w: feature_arg([w.fs]),
+        cfg=js({**config["classify"], "seed": config["seed"]}),
+        classes=CLASSES,
+        out=lambda w, output: os.path.dirname(output.probs),
+        test=lambda w, input: f"--test {input.test}" if input.test else "",
+        test_labels=lambda w, input: f"--test-labels {input.test_labels}" if input.test_labels else "",
+        pseudo=lambda w, input: f"--pseudo {input.pseudo}" if input.pseudo else "",
+    wildcard_constraints:
+        fs="|".join(FEATURE_SETS),
+    log:
+        f"{RES}/logs/classify/round{{round}}_{{fs}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m expmae.classify --head mlp {params.features} --labels {input.labels:q} {params.test}"
+        " {params.test_labels} {params.pseudo} --classes {params.classes} --out {params.out:q}"
+        " --params {params.cfg:q} > {log:q} 2>&1"
