@@ -13,8 +13,14 @@ configfile: "config.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
-# Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv).
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv),
+# also when the venv is not activated.
+shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+
+
+wildcard_constraints:
+    shard=r"s\d{5}",
+    round=r"\d+",
 
 
 include: "workflow/rules/common.smk"

@@ -32,11 +32,6 @@ FEATURE_SETS = config["classify"]["feature_sets"]
 FUSE_HEADS = sorted({config["fuse"]["method"], "concat"})
 
 
-wildcard_constraints:
-    shard=r"s\d{5}",
-    round=r"\d+",
-
-
 def js(obj):
     """Params as compact JSON: a changed setting changes the param, so Snakemake reruns the rule."""
     return json.dumps(obj, sort_keys=True)
@@ -47,7 +42,7 @@ def per_shard(pattern):
 
 
 def optional(path):
-    """An optional data file as a rule input: [] when unset or absent."""
+    """An optional data file as an input: [] when unset or absent."""
     return [path] if path and Path(path).exists() else []
 
 
@@ -69,7 +64,8 @@ def pseudo_input(wildcards):
 
 def feature_arg(names):
     """--features name=shard0.parquet,shard1.parquet ... for expmae.classify."""
-    return " ".join(
-        "--features " + name + "=" + ",".join(per_shard(f"{RES}/features/{name}/{{shard}}.parquet"))
-        for name in names
-    )
+    paths = {name: ",".join(per_shard(f"{RES}/features/{name}/{{shard}}.parquet")) for name in names}
+    return " ".join(f"--features {name}={p}" for name, p in paths.items())
+
+# The submitted model: the last round's fused head (index into the report rule's fuse inputs).
+FINAL_INDEX = len(ROUNDS) * len(FUSE_HEADS) - len(FUSE_HEADS) + FUSE_HEADS.index(config["fuse"]["method"])

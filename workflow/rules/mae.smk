@@ -7,7 +7,7 @@ rule mae_pretrain:
         encoder=f"{RES}/mae/encoder.safetensors",
     params:
         cfg=js({**config["mae"], "seed": config["seed"], "device": config["device"]}),
-        out=f"{RES}/mae",
+        out=lambda w, output: os.path.dirname(output.encoder),
     threads: workflow.cores
     resources:
         mem_mb=8000,

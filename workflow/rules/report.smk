@@ -13,10 +13,10 @@ rule report:
         qc=f"{RES}/qc/summary.tsv",
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input.classify + input.fuse],
-        final=f"{RES}/fuse/round{ROUNDS[-1]}/{config['fuse']['method']}",
+        final=lambda w, input: os.path.dirname(input.fuse[FINAL_INDEX]),
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         issues=f"{RES}/ingest/issues.tsv",
-        res=RES,
+        res=lambda w, output: os.path.dirname(output.metrics),
     log:
         f"{RES}/logs/report.log",
     conda:
