@@ -1,0 +1,78 @@
+"""Face stage for one shard: manifest rows in, crops/frames/qc out (see store.py).
+
+Files that are missing or empty are settled here without decoding; the rest go to a
+guarded process pool (pool.py), one video per task, one worker per core. Results come
+back in completion order and are written in manifest order, so crop rows of a video are
+contiguous and follow the manifest.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .detectors import check_backend
+from .params import VIDEO_TIMEOUT_S, resolve_params
+from .pool import Failure, run_guarded
+from .store import NpyAppender, write_outputs_tables
+from .worker import init_worker, process_video, qc_row
+
+
+def extract_shard(manifest: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, Any] | str | None,
+                  threads: int = 2, timeout_s: float = VIDEO_TIMEOUT_S, verbose: bool = True) -> pd.DataFrame:
+    """Run the face stage on the videos of `manifest` (columns name, path); return the QC table.
+
+    threads: worker processes (0 = in this process, without crash isolation)."""
+    p = resolve_params(params)
+    check_backend(p)  # a missing model fails here, before any video is touched
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [str(n) for n in manifest["name"]]
+    paths = [str(x) for x in manifest["path"]]
+
+    qc: list[dict | None] = [None] * len(names)
+    tasks: list[dict] = []
+    task_row: list[int] = []
+    for i, (name, path) in enumerate(zip(names, paths)):
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            qc[i] = qc_row(name, "file missing")
+            continue
+        except OSError as e:
+            qc[i] = qc_row(name, f"undecodable: {type(e).__name__}: {e.strerror}")
+            continue
+        if size == 0:
+            qc[i] = qc_row(name, "zero-byte file")
+            continue
+        tasks.append({"name": name, "path": path})
+        task_row.append(i)
+
+    S = p["crop_size"]
+    frames: list[dict] = []
+    t0 = time.perf_counter()
+    with NpyAppender(out_dir / "crops.npy", (S, S, 3)) as crops:
+        done: dict[int, dict] = {}
+        next_task = 0
+        for k, result in run_guarded(tasks, init_worker, (p,), process_video, n_workers=threads, timeout_s=timeout_s):
+            if isinstance(result, Failure):
+                result = {"qc": qc_row(tasks[k]["name"], f"undecodable: {result.message}"), "frames": [], "crops": None}
+            done[k] = result
+            while next_task in done:  # flush in manifest order
+                r = done.pop(next_task)
+                start = crops.append(r["crops"]) if r["crops"] is not None and len(r["crops"]) else crops.rows
+                for j, row in enumerate(r["frames"]):
+                    frames.append({**row, "crop_row": start + j})
+                qc[task_row[next_task]] = r["qc"]
+                if verbose:
+                    q = r["qc"]
+                    print(f"[faces] {next_task + 1}/{len(tasks)} {q['name']}: "
+                          f"{q['n_crops']} crops{'' if q['ok'] else ' (' + q['reason'] + ')'}",
+                          file=sys.stderr, flush=True)
+                next_task += 1
+    meta = {"stage": "faces", "params": p, "videos": len(names), "seconds": round(time.perf_counter() - t0, 3)}
+    return write_outputs_tables(out_dir, frames, [q for q in qc if q is not None], meta)

@@ -1,0 +1,118 @@
+"""On-disk format of one faces shard folder, and its loader.
+
+    crops.npy       uint8 [F, S, S, 3] RGB aligned crops of each video's main face
+    frames.parquet  one row per crop (see FRAMES_SCHEMA); crop_row indexes crops.npy
+    qc.parquet      one row per manifest video (see QC_SCHEMA); written last
+
+crops.npy is streamed to a temp file while videos finish (a 500-video shard at 224 px
+is ~1.2 GB, more than we want to hold in memory) and renamed into place at the end.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from expmae.io import atomic_path, write_table
+
+FRAMES_SCHEMA = pa.schema([
+    ("name", pa.string()),
+    ("frame_index", pa.int64()),
+    ("time_s", pa.float64()),
+    ("box", pa.list_(pa.float32(), 4)),         # x, y, w, h in displayed full-resolution pixels
+    ("landmarks", pa.list_(pa.float32(), 10)),  # 5 (x, y) points, order as in align.ARCFACE_112
+    ("score", pa.float32()),
+    ("track_id", pa.int64()),
+    ("crop_row", pa.int64()),
+    ("aligned", pa.bool_()),                    # False: padded box crop (landmarks unusable)
+])
+QC_SCHEMA = pa.schema([
+    ("name", pa.string()),
+    ("ok", pa.bool_()),                 # at least one crop
+    ("reason", pa.string()),            # "" | zero-byte file | file missing | undecodable: ... | no frames | no face
+    ("frames_decoded", pa.int64()),     # sampled frames actually decoded
+    ("frames_with_face", pa.int64()),   # ... with any face at >= min_score
+    ("n_crops", pa.int64()),            # ... with the main face (rows in frames.parquet)
+    ("mean_score", pa.float64()),       # mean detector score of the crops (NaN if none)
+    ("width", pa.int64()), ("height", pa.int64()),  # displayed size (rotation applied)
+    ("fps", pa.float64()), ("duration_s", pa.float64()),
+    ("has_audio", pa.bool_()),
+    ("decoder", pa.string()),   # decord | pyav (fallback) | "" (never decoded)
+    ("seconds", pa.float64()),  # processing time of the video
+])
+_HEADER = 128  # fixed .npy header size, rewritten with the final row count at the end
+
+
+class NpyAppender:
+    """Append uint8 rows [k, *item_shape] to a .npy file; the file appears (atomically)
+    only when the `with` block completes."""
+
+    def __init__(self, path: str | os.PathLike, item_shape: tuple[int, ...]) -> None:
+        self.path, self.item_shape, self.rows = Path(path), tuple(item_shape), 0
+
+    def __enter__(self) -> "NpyAppender":
+        self._ctx = atomic_path(self.path, suffix=".npy")
+        self._tmp = self._ctx.__enter__()
+        self._fh = open(self._tmp, "wb")
+        self._fh.write(self._header(0))
+        return self
+
+    def append(self, rows: np.ndarray) -> int:
+        """Write rows; return the index of the first one."""
+        rows = np.ascontiguousarray(rows, np.uint8)
+        assert rows.shape[1:] == self.item_shape, (rows.shape, self.item_shape)
+        start = self.rows
+        self._fh.write(rows.tobytes())
+        self.rows += len(rows)
+        return start
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if exc[0] is None:
+                self._fh.seek(0)
+                self._fh.write(self._header(self.rows))
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
+            self._ctx.__exit__(*exc)
+
+    def _header(self, n: int) -> bytes:
+        d = "{'descr': '|u1', 'fortran_order': False, 'shape': %r, }" % ((n, *self.item_shape),)
+        body = (d.ljust(_HEADER - 10 - 1) + "\n").encode("latin1")
+        assert len(body) == _HEADER - 10
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body
+
+
+def frames_table(rows: list[dict]) -> pa.Table:
+    cols = {f.name: [r[f.name] for r in rows] for f in FRAMES_SCHEMA}
+    return pa.Table.from_pydict(cols, schema=FRAMES_SCHEMA)
+
+
+def qc_table(rows: list[dict]) -> pa.Table:
+    cols = {f.name: [r[f.name] for r in rows] for f in QC_SCHEMA}
+    return pa.Table.from_pydict(cols, schema=QC_SCHEMA)
+
+
+def write_outputs_tables(out_dir: Path, frames: list[dict], qc: list[dict], meta: dict) -> pd.DataFrame:
+    write_table(out_dir / "frames.parquet", frames_table(frames), meta=meta)
+    table = qc_table(qc)
+    write_table(out_dir / "qc.parquet", table, meta=meta)  # last: marks the shard complete
+    return table.to_pandas()
+
+
+def load_faces(out_dir: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """-> (crops uint8 [F, S, S, 3] (memory-mapped by default), frames, qc) of one shard folder."""
+    out_dir = Path(out_dir)
+    try:
+        crops = np.load(out_dir / "crops.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError:  # numpy cannot memory-map a 0-row array
+        crops = np.load(out_dir / "crops.npy", allow_pickle=False)
+    frames = pd.read_parquet(out_dir / "frames.parquet")
+    qc = pd.read_parquet(out_dir / "qc.parquet")
+    return crops, frames, qc

@@ -1,0 +1,106 @@
+"""Per-video work, run inside a pool worker: probe -> decode sampled frames -> detect on
+a downscaled copy -> align every candidate face from the full-resolution frame -> link
+tracks -> keep the main face's crops.
+
+Candidates are aligned as they are detected (a few per frame, ~0.1 ms each) so no
+full-resolution frame outlives its decode chunk; only the main track's crops are kept.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import track
+from .align import align_face
+from .detectors import Detections, create_detector
+from .video import ProbeError, decode_decord, decode_pyav, probe, short_error
+
+MAX_FACES = 8  # candidates per frame (crowd scenes); by score * sqrt(area)
+
+
+def init_worker(params: dict) -> tuple[Any, dict]:
+    cv2.setNumThreads(1)
+    return create_detector(params), params
+
+
+def qc_row(name: str, reason: str = "", **kw: Any) -> dict:
+    row = dict(name=name, ok=False, reason=reason, frames_decoded=0, frames_with_face=0, n_crops=0,
+               mean_score=float("nan"), width=0, height=0, fps=float("nan"), duration_s=float("nan"),
+               has_audio=False, decoder="", seconds=0.0)
+    row.update(kw)
+    return row
+
+
+def detect_frame(detector: Any, frame: np.ndarray, det_size: int) -> Detections:
+    """Detect on a copy resized so the longest side is det_size; boxes in frame pixels."""
+    h, w = frame.shape[:2]
+    s = det_size / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    det = detector.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    return det.scaled(1.0 / s) if len(det) else det
+
+
+def process_video(state: tuple[Any, dict], task: dict) -> dict:
+    """task {name, path} -> {qc: row, frames: [rows without crop_row], crops: [n, S, S, 3] uint8}."""
+    detector, p = state
+    t_start = time.perf_counter()
+    name, path = task["name"], task["path"]
+    S = p["crop_size"]
+    empty = np.zeros((0, S, S, 3), np.uint8)
+    try:
+        pr = probe(path)
+    except ProbeError as e:
+        reason = "no frames" if str(e) == "no frames" else f"undecodable: {e}"
+        return {"qc": qc_row(name, reason, seconds=time.perf_counter() - t_start), "frames": [], "crops": empty}
+    info = dict(width=pr.width, height=pr.height, fps=pr.fps, duration_s=pr.duration_s, has_audio=pr.has_audio)
+
+    def run(decoder: str) -> list[tuple[int, float, Detections, list]]:
+        if decoder == "decord":
+            frames = decode_decord(path, p["fps"], p["max_frames"], pr.width * pr.height * 3)
+        else:
+            frames = decode_pyav(path, p["fps"], p["max_frames"], pr.duration_s, pr.rotation)
+        out = []
+        for index, t, frame in frames:
+            det = detect_frame(detector, frame, p["det_size"]).top(MAX_FACES)
+            crops = [align_face(frame, det.landmarks[j], det.boxes[j], S, p["margin"]) for j in range(len(det))]
+            out.append((index, t, det, crops))
+        return out
+
+    decoder, errors = "decord", []
+    try:
+        per_frame = run("decord")
+    except Exception as e:  # decord cannot read it; PyAV could open it, so try it sequentially
+        errors.append(short_error(e))
+        decoder = "pyav"
+        try:
+            per_frame = run("pyav")
+        except Exception as e2:
+            errors.append(short_error(e2))
+            reason = "undecodable: " + "; ".join(errors)
+            return {"qc": qc_row(name, reason[:300], decoder=decoder, seconds=time.perf_counter() - t_start, **info),
+                    "frames": [], "crops": empty}
+    if not per_frame:
+        return {"qc": qc_row(name, "no frames", decoder=decoder, seconds=time.perf_counter() - t_start, **info),
+                "frames": [], "crops": empty}
+
+    dets = [d for _, _, d, _ in per_frame]
+    ids = track.link_tracks([d.boxes for d in dets])
+    main = track.main_track([d.boxes for d in dets], [d.scores for d in dets], [d.landmarks for d in dets], ids)
+    rows, crops = [], []
+    for (index, t, det, cands), fid in zip(per_frame, ids):
+        for j in np.flatnonzero(fid == main) if main is not None else []:
+            crop, aligned = cands[j]
+            rows.append(dict(name=name, frame_index=index, time_s=t, box=det.boxes[j].tolist(),
+                             landmarks=det.landmarks[j].tolist(), score=float(det.scores[j]),
+                             track_id=int(main), aligned=bool(aligned)))
+            crops.append(crop)
+    with_face = sum(1 for d in dets if len(d))  # any face, main or not
+    qc = qc_row(name, "" if rows else "no face", ok=bool(rows), frames_decoded=len(per_frame),
+                frames_with_face=with_face, n_crops=len(rows),
+                mean_score=float(np.mean([r["score"] for r in rows])) if rows else float("nan"),
+                decoder=decoder, seconds=time.perf_counter() - t_start, **info)
+    return {"qc": qc, "frames": rows, "crops": np.stack(crops) if crops else empty}
