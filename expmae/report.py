@@ -40,6 +40,10 @@ def qc_table(faces_qc: list[str], audio_qc: list[str], text: list[str], ingest_i
     return pd.DataFrame(rows, columns=["name", "stage", "reason"]).drop_duplicates(ignore_index=True)
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None or x != x else round(x, 4)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Collect metrics, submissions and QC.")
     ap.add_argument("--classify", nargs="+", required=True, help="results/classify/round{r}/{name} folders")
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         "pseudo": pseudo,
         "final": {"round": int(final_r), "head": final_dir.name,
                   **{k: final_m.get(k) for k in ("weighted_f1", "accuracy", "test_weighted_f1", "test_accuracy")}},
-        "table": {r: {n: round(m["weighted_f1"], 4) for n, m in heads.items()} for r, heads in sorted(rounds.items())},
+        "table": {r: {n: _round(m["weighted_f1"]) for n, m in heads.items()} for r, heads in sorted(rounds.items())},
         "qc": {"problems": int(len(qc)), "by_stage": qc["stage"].value_counts().to_dict()},
     }
     write_json(out / "metrics.json", metrics)

@@ -129,27 +129,32 @@ def test_smoke_workflow_runs_through_sbatch(tmp_path: Path) -> None:
     assert all(states.get(j) == "COMPLETED" for j in slurm_ids), states
 
 
-# ---------------------------------------------------------------------------------------------
-# PLACEHOLDER (lead): the real tiny expmae pipeline on SLURM. Fill in once workflow/Snakefile
-# and tests/config_tiny.yaml exist, then delete the skip. Intended shape:
-#
-#     log, submitted = run_on_slurm(
-#         ["--profile", "workflow/profiles/slurm",
-#          "--configfile", str(REPO / "tests" / "config_tiny.yaml"),
-#          "--config", f"results={tmp_path / 'results'}",       # plus data paths if relative
-#          "--jobs", "2"],
-#         tmp_path,
-#     )
-#     print(f"SLURM sbatch job ids (pipeline): {' '.join(sorted(submitted.values(), key=int))}")
-#     assert submitted  # and the pipeline's final outputs exist / pass their schema
-#
-# Note the profile sets `executor: slurm`; run_on_slurm appends the squeue/no-account flags.
-# The test node is this machine (2 CPUs, its RAM as RealMemory, no GPU): the profile's `gpu: 1`
-# (-> sbatch --gpus=1) and mae_pretrain's mem_mb=32000 would be refused by sbatch. Pass
-# e.g. --set-resources mae_pretrain:gpu=0 mae_pretrain:mem_mb=2000 mae_features:gpu=0
-# text:gpu=0 (a command-line --set-resources replaces the profile's whole list).
-# No partition needed: without slurm_partition the plugin uses the default one (debug).
-# ---------------------------------------------------------------------------------------------
-@pytest.mark.skip(reason="placeholder: lead adds the tiny expmae pipeline run on SLURM here")
-def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:  # pragma: no cover
-    raise NotImplementedError
+def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
+    """The real tiny expmae DAG, every non-local rule submitted with sbatch."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_workflow import copy_workflow
+
+    from expmae import demo
+
+    wd = copy_workflow(tmp_path / "wf")
+    demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
+    # The test node: 2 CPUs, no GPU. A command-line --set-resources replaces the profile's list.
+    (wd / "slurm_test.yaml").write_text("pseudolabel:\n  rounds: 0\n")
+    log, submitted = run_on_slurm(
+        ["-s", str(wd / "Snakefile"),
+         "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
+         "--configfile", "config_tiny.yaml", "slurm_test.yaml",
+         "--jobs", "2", "--retries", "0",
+         "--default-resources", "mem_mb=1000", "runtime=20",
+         "--set-resources", "mae_pretrain:gpu=0", "mae_features:gpu=0", "text:gpu=0",
+         "--set-threads", "mae_pretrain=2"],
+        wd, timeout_s=1500,
+    )
+    ids = sorted(submitted.values(), key=int)
+    print(f"SLURM sbatch job ids (pipeline): {' '.join(ids)}", flush=True)
+    rules = set(re.findall(r"rule (\w+):", log))
+    assert {"faces", "audio", "text", "mae_pretrain", "mae_features", "classify", "fuse", "report"} <= rules
+    assert len(ids) >= 10 and len(set(ids)) == len(ids)
+    assert (wd / "results" / "metrics.json").exists() and (wd / "results" / "submission" / "final.csv").exists()
+    states = squeue_states(ids)
+    assert all(states.get(j) == "COMPLETED" for j in ids), states
