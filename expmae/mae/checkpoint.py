@@ -1,0 +1,117 @@
+"""Safetensors-only checkpoints (no pickle anywhere).
+
+checkpoint.safetensors  tensors  model/<param>          full MAE (encoder + decoder)
+                                 optim/<param id>/<key>  AdamW moments and step counters
+                                 rng/torch_cpu, rng/cuda RNG states as uint8 tensors
+                        metadata "format", "state" -> JSON: step, epoch, losses, optimizer
+                                 param_groups, config, shards, run fingerprint
+encoder.safetensors     tensors  encoder weights only (patch_embed, cls_token, blocks, norm)
+                        metadata "format", "expmae" -> JSON: model_config, shards, step, final
+                                 loss, code version, untrained flag
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import expmae
+from expmae.io import atomic_path
+
+from .model import MAE, MAEConfig
+
+CKPT_FORMAT = "expmae-mae-checkpoint-v1"
+ENCODER_FORMAT = "expmae-mae-encoder-v1"
+
+
+def code_version() -> str:
+    """Package version + hash of this package's source, so a checkpoint names the code that made it."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    return f"{expmae.__version__}+{h.hexdigest()[:12]}"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous().clone()
+
+
+def save_checkpoint(path: str | Path, model: MAE, optim: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    tensors = {f"model/{k}": _cpu(v) for k, v in model.state_dict().items()}
+    osd = optim.state_dict()
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+            tensors[f"optim/{pid}/{k}"] = _cpu(t)
+    tensors["rng/torch_cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    meta = {"format": CKPT_FORMAT, "state": json.dumps({**state, "param_groups": osd["param_groups"]})}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_checkpoint_state(path: str | Path) -> dict[str, Any] | None:
+    """JSON state of a checkpoint, or None if the file is missing or not ours (cheap: header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception:
+        return None
+    if md.get("format") != CKPT_FORMAT:
+        return None
+    return json.loads(md["state"])
+
+
+def load_checkpoint(path: str | Path, model: MAE, optim: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model, optimizer and RNG state in place; returns the JSON state."""
+    state = read_checkpoint_state(path)
+    if state is None:
+        raise ValueError(f"{path} is not an expmae MAE checkpoint")
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim/"):
+            _, pid, key = k.split("/", 2)
+            opt_state.setdefault(int(pid), {})[key] = v
+    optim.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    torch.set_rng_state(tensors["rng/torch_cpu"])
+    if "rng/cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng/cuda"])
+    return state
+
+
+def save_encoder(path: str | Path, model: MAE, meta: dict[str, Any]) -> None:
+    tensors = {k: _cpu(v) for k, v in model.encoder_state_dict().items()}
+    info = {**meta, "model_config": model.cfg.to_dict(), "code_version": code_version()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": ENCODER_FORMAT, "expmae": json.dumps(info)})
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[MAE, dict[str, Any]]:
+    """-> (MAE with encoder weights loaded, in eval mode; the encoder's JSON metadata)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"MAE encoder {path} not found (run the mae_pretrain rule first)")
+    with safe_open(str(path), framework="pt") as f:
+        md = f.metadata() or {}
+    if md.get("format") != ENCODER_FORMAT:
+        raise ValueError(f"{path} is not an expmae MAE encoder (format {md.get('format')!r})")
+    info = json.loads(md["expmae"])
+    model = MAE(MAEConfig.from_dict(info["model_config"]))
+    model.load_encoder_state_dict(load_file(str(path)))
+    return model.to(device).eval(), info

@@ -1,0 +1,162 @@
+"""Face-crop data for MAE pretraining and feature extraction.
+
+Reads the face stage's per-shard cache folders (`crops.npy` uint8 [F, S, S, 3] RGB and
+`frames.parquet` with one row per crop: name, crop_row, ...). The pretraining data order is
+a pure function of (seed, epoch): the permutation, and a per-position augmentation seed, both
+come from a numpy Generator seeded with [seed, epoch]. Nothing depends on global RNG state or
+on the number of DataLoader workers, so a run resumed from a mid-epoch checkpoint replays the
+exact same batches.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_face_shard(folder: str | Path) -> tuple[np.ndarray | None, pd.DataFrame]:
+    """-> (crops memmap [F, S, S, 3] uint8 or None, frames table with `name` and `crop_row`).
+
+    A missing or unreadable cache is logged and treated as a shard without faces.
+    """
+    folder = Path(folder)
+    crops_p, frames_p = folder / "crops.npy", folder / "frames.parquet"
+    empty = pd.DataFrame({"name": pd.Series([], dtype=str), "crop_row": pd.Series([], dtype="int64")})
+    if not crops_p.exists() or not frames_p.exists():
+        log.warning("face cache %s lacks crops.npy or frames.parquet; treating it as having no faces", folder)
+        return None, empty
+    try:
+        crops = np.load(crops_p, mmap_mode="r", allow_pickle=False)
+        frames = pd.read_parquet(frames_p)
+    except Exception as e:  # a corrupt cache must not kill the whole run
+        log.warning("cannot read face cache %s (%s); treating it as having no faces", folder, e)
+        return None, empty
+    if "crop_row" not in frames.columns:  # older layout: row i of frames.parquet is crop i
+        frames = frames.assign(crop_row=np.arange(len(frames)))
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        log.warning("face cache %s: crops.npy has shape %s dtype %s, expected [F,S,S,3] uint8", folder, crops.shape, crops.dtype)
+        return None, empty
+    ok = frames["crop_row"].between(0, len(crops) - 1)
+    if not ok.all():
+        log.warning("face cache %s: %d frame rows point outside crops.npy; dropped", folder, int((~ok).sum()))
+        frames = frames[ok]
+    return crops, frames.reset_index(drop=True)
+
+
+def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: int) -> np.ndarray:
+    """Pick up to `frames_per_video` crops per video, evenly spaced in time -> [N, 2] (shard, crop_row)."""
+    out: list[np.ndarray] = []
+    for s, frames in enumerate(frames_per_shard):
+        for _, rows in frames.groupby("name", sort=False):
+            rows_ = rows["crop_row"].to_numpy(np.int64)
+            k = min(frames_per_video, len(rows_)) if frames_per_video > 0 else len(rows_)
+            pick = rows_[np.unique(np.linspace(0, len(rows_) - 1, k).round().astype(int))]
+            out.append(np.stack([np.full(len(pick), s), pick], axis=1))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), np.int64)
+
+
+def normalize(imgs: torch.Tensor, img_size: int) -> torch.Tensor:
+    """uint8 [B, S, S, 3] -> float [B, 3, img_size, img_size], ImageNet-normalised."""
+    x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-1] != img_size or x.shape[-2] != img_size:
+        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `normalize` for display: [B, 3, H, W] -> [B, H, W, 3] in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, out_size: int) -> torch.Tensor:
+    """Random-resized-crop-lite + horizontal flip: uint8 [S, S, 3] -> float [3, out, out] normalised.
+
+    Milder than ImageNet's RandomResizedCrop (area 0.6-1, aspect 3/4-4/3): aligned face crops
+    are already tight, so aggressive crops would cut away the expression itself.
+    """
+    S0, S1 = img.shape[:2]
+    area = S0 * S1 * rng.uniform(0.6, 1.0)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    w = int(min(S1, round(np.sqrt(area * aspect))))
+    h = int(min(S0, round(np.sqrt(area / aspect))))
+    y0 = int(rng.integers(0, S0 - h + 1))
+    x0 = int(rng.integers(0, S1 - w + 1))
+    crop = torch.from_numpy(np.array(img[y0 : y0 + h, x0 : x0 + w]))[None]  # [1, h, w, 3]
+    x = normalize(crop, out_size)[0]  # [3, out, out]
+    if rng.random() < 0.5:
+        x = x.flip(-1)
+    return x
+
+
+class FaceCropDataset(Dataset):
+    """Indexed by (sample index, augmentation seed) pairs from `EpochBatches`."""
+
+    def __init__(self, folders: Sequence[str | Path], samples: np.ndarray, img_size: int) -> None:
+        self.folders = [str(f) for f in folders]
+        self.samples = samples  # [N, 2] (shard, crop_row)
+        self.img_size = img_size
+        self._crops: list[np.ndarray | None] | None = None  # opened lazily, once per worker process
+
+    def _crop(self, shard: int, row: int) -> np.ndarray:
+        if self._crops is None:
+            self._crops = [load_face_shard(f)[0] for f in self.folders]
+        return np.asarray(self._crops[shard][row])  # type: ignore[index]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
+        idx, seed = item
+        shard, row = self.samples[idx]
+        return augment(self._crop(int(shard), int(row)), np.random.default_rng(seed), self.img_size)
+
+
+def epoch_plan(n: int, batch_size: int, world: int, accum: int) -> tuple[int, int]:
+    """-> (global batch per optimizer step, steps per epoch).
+
+    The global batch is split over `world` ranks x `accum` micro-batches, so it is rounded to a
+    multiple of world*accum; a set smaller than one batch gives one (wrapped, padded) step.
+    """
+    if n == 0:
+        return 0, 0
+    unit = world * accum
+    B = max(unit, min(batch_size, n) // unit * unit)
+    return B, max(1, n // B)
+
+
+class EpochBatches:
+    """Batch sampler: this rank's micro-batches of (index, aug seed) for one epoch, from `start_step`."""
+
+    def __init__(self, n: int, seed: int, epoch: int, batch: int, steps: int, rank: int, world: int,
+                 accum: int, start_step: int = 0) -> None:
+        rng = np.random.default_rng([seed, epoch])
+        order = np.resize(rng.permutation(n), steps * batch)  # drop the tail or wrap a tiny set
+        aug = rng.integers(0, 2**62, size=steps * batch)
+        # [steps, batch] -> this rank's strided share -> [steps, accum, micro]
+        micro = batch // (world * accum)
+        self.idx = order.reshape(steps, batch)[:, rank::world].reshape(steps, accum, micro)
+        self.aug = aug.reshape(steps, batch)[:, rank::world].reshape(steps, accum, micro)
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for s in range(self.start_step, self.idx.shape[0]):
+            for a in range(self.idx.shape[1]):
+                yield [(int(i), int(g)) for i, g in zip(self.idx[s, a], self.aug[s, a])]
+
+    def __len__(self) -> int:
+        return (self.idx.shape[0] - self.start_step) * self.idx.shape[1]

@@ -1,0 +1,111 @@
+"""Per-shard expMAE features: encode every face crop, average per video.
+
+    python -m expmae.mae.features --faces results/faces/s00003 --manifest results/ingest/s00003.parquet \
+        --encoder results/mae/encoder.safetensors --out results/features/expmae/s00003.parquet \
+        [--frames-out results/features/expmae/s00003.frames.npy] --params '{"device": "auto", "batch_size": 256}'
+
+One row per manifest video, in manifest order; videos without crops get mask False and a
+zero vector. The table's metadata names the encoder file's sha256 and its training metadata,
+so every feature table says which checkpoint produced it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from expmae.io import config_hash, write_features, write_npy
+
+from .checkpoint import file_sha256, load_encoder
+from .data import load_face_shard, normalize
+from .model import MAE
+from .pretrain import resolve_device
+
+log = logging.getLogger("expmae.mae.features")
+
+
+@torch.inference_mode()
+def encode_crops(model: MAE, crops: np.ndarray, rows: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+    """uint8 crops [F0, S, S, 3] (memmap ok), rows [F] -> float32 [F, D] (bf16 autocast on GPU).
+
+    Reads one batch at a time so a large shard's crops never sit in memory all at once.
+    """
+    device = next(model.parameters()).device
+    rows = np.arange(len(crops)) if rows is None else np.asarray(rows, np.int64)
+    out = np.zeros((len(rows), model.cfg.embed_dim), np.float32)
+    for i in range(0, len(rows), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(crops[rows[i : i + batch_size]])).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            z = model.encode(normalize(x, model.cfg.img_size))  # [b, D]
+        out[i : i + len(z)] = z.float().cpu().numpy()
+    return out
+
+
+def video_means(names: Sequence[str], frame_names: np.ndarray, frame_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame features [F, D] grouped by video name -> (X [N, D] per-video mean, mask [N]) in `names` order."""
+    D = frame_feats.shape[1]
+    X = np.zeros((len(names), D), np.float32)
+    mask = np.zeros(len(names), bool)
+    pos = {n: i for i, n in enumerate(names)}
+    idx = np.array([pos.get(n, -1) for n in frame_names], dtype=np.int64)
+    if len(idx) and (idx < 0).any():
+        extra = sorted(set(np.asarray(frame_names)[idx < 0].tolist()))
+        log.warning("%d face-cache videos are not in the manifest and are ignored: %s", len(extra), extra[:5])
+    keep = idx >= 0
+    sums = np.zeros((len(names), D), np.float64)
+    np.add.at(sums, idx[keep], frame_feats[keep].astype(np.float64))
+    counts = np.bincount(idx[keep], minlength=len(names))
+    mask = counts > 0
+    X[mask] = (sums[mask] / counts[mask, None]).astype(np.float32)
+    return X, mask
+
+
+def extract(faces: str | Path, manifest: str | Path, encoder: str | Path, out: str | Path,
+            frames_out: str | Path | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    params = dict(params or {})
+    device = resolve_device(str(params.get("device", "auto")))
+    names = pd.read_parquet(manifest, columns=["name"])["name"].astype(str).tolist()
+    model, enc_meta = load_encoder(encoder, device)
+    D = model.cfg.embed_dim
+
+    crops, frames = load_face_shard(faces)
+    if crops is not None and len(frames):
+        rows = frames["crop_row"].to_numpy(np.int64)  # row i of frames.parquet -> its crop
+        feats = encode_crops(model, crops, rows, int(params.get("batch_size", 256)))  # [F, D]
+    else:
+        feats = np.zeros((0, D), np.float32)
+    X, mask = video_means(names, frames["name"].astype(str).to_numpy(), feats)
+
+    sha = file_sha256(encoder)
+    meta = {"extractor": "expmae", "model_id": f"expmae-mae@{sha[:12]}", "encoder_sha256": sha, "encoder_meta": enc_meta, "dim": D,
+            "level": "video (mean of frame features)", "n_frames": int(len(feats)),
+            "n_videos": len(names), "n_with_faces": int(mask.sum()), "shard": Path(faces).name,
+            "config_hash": config_hash({k: v for k, v in params.items() if k != "batch_size"})}
+    if frames_out is not None:
+        write_npy(frames_out, feats.astype(np.float16))
+    write_features(out, names, X, mask, meta)
+    log.info("%s: %d videos (%d with faces), %d frames, dim %d", Path(faces).name, len(names), mask.sum(), len(feats), D)
+    return meta
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="expMAE per-shard features")
+    ap.add_argument("--faces", required=True, help="face cache folder results/faces/{shard}")
+    ap.add_argument("--manifest", required=True, help="ingest manifest results/ingest/{shard}.parquet")
+    ap.add_argument("--encoder", required=True, help="results/mae/encoder.safetensors")
+    ap.add_argument("--out", required=True, help="feature table .parquet")
+    ap.add_argument("--frames-out", default=None, help="optional float16 [F, D] frame features .npy")
+    ap.add_argument("--params", default="{}", help='JSON: {"device": "auto", "batch_size": 256}')
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    extract(args.faces, args.manifest, args.encoder, args.out, args.frames_out, json.loads(args.params))
+
+
+if __name__ == "__main__":
+    main()

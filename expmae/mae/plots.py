@@ -1,0 +1,86 @@
+"""Diagnostic figures of MAE pretraining: the loss curve and face reconstructions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: cluster nodes have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from expmae.io import atomic_path  # noqa: E402
+
+from .data import denormalize, normalize  # noqa: E402
+from .model import MAE  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def loss_plot(path: str | Path, step_losses: list[float], steps_per_epoch: int) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if step_losses:
+        ax.plot(np.arange(1, len(step_losses) + 1), step_losses, lw=0.8, alpha=0.6, label="step")
+        if steps_per_epoch:
+            n_ep = len(step_losses) // steps_per_epoch
+            means = [np.mean(step_losses[e * steps_per_epoch : (e + 1) * steps_per_epoch]) for e in range(n_ep)]
+            ax.plot(np.arange(1, n_ep + 1) * steps_per_epoch, means, "o-", label="epoch mean")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no training steps (no face crops)", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("masked-patch MSE (normalised pixels)")
+    ax.set_title("MAE pretraining loss")
+    _save(fig, path)
+
+
+@torch.no_grad()
+def reconstruct(model: MAE, crops: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 [k, S, S, 3] -> (original, masked, reconstruction), each float [k, H, W, 3] in [0, 1].
+
+    Visible patches are pasted from the input; with norm_pix_loss the predicted (normalised)
+    masked patches are mapped back with each target patch's own mean/std, as in the MAE demo.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x = normalize(crops, model.cfg.img_size).to(device)  # [k, 3, H, W]
+    noise = torch.rand(x.shape[0], model.cfg.num_patches, generator=torch.Generator().manual_seed(seed)).to(device)
+    _, pred, mask = model(x, noise=noise, full_pred=True)  # [k, L, p*p*3], [k, L]
+    pred = pred.float()
+    target = model.patchify(x)
+    if model.cfg.norm_pix_loss:
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        pred = pred * (var + 1e-6) ** 0.5 + mean
+    m = mask.unsqueeze(-1)  # [k, L, 1], 1 = masked
+    masked = model.unpatchify(target * (1 - m))
+    recon = model.unpatchify(target * (1 - m) + pred * m)
+    model.train(was_training)
+    to_np = lambda t: denormalize(t).cpu().numpy()  # noqa: E731
+    masked_img = to_np(masked)
+    masked_img[model.unpatchify(m.expand_as(target)).permute(0, 2, 3, 1).cpu().numpy() > 0.5] = 0.5  # grey
+    return to_np(x), masked_img, to_np(recon)
+
+
+def recon_plot(path: str | Path, model: MAE, crops: torch.Tensor | None, seed: int) -> None:
+    if crops is None or len(crops) == 0:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no face crops to reconstruct", ha="center", va="center")
+        _save(fig, path)
+        return
+    rows = reconstruct(model, crops, seed)
+    k = len(crops)
+    fig, axes = plt.subplots(3, k, figsize=(1.4 * k, 4.4), squeeze=False)
+    for r, (imgs, title) in enumerate(zip(rows, ["original", "masked", "reconstructed"])):
+        for c in range(k):
+            axes[r, c].imshow(imgs[c])
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(title)
+    _save(fig, path)

@@ -1,0 +1,162 @@
+"""Video MAE (VideoMAE-style, Tong et al. 2022): space-time tubes with tube masking.
+
+A clip of T frames is cut into tubes of t x p x p pixels (default 2 x 16 x 16); the same
+spatial positions are masked in every time slot ("tube masking", 90 %), so the model cannot
+copy a masked patch from the neighbouring frame and has to model motion and expression
+dynamics. No cls token (as in VideoMAE); fixed 1D sin-cos position embedding over all tubes.
+Not used by the workflow yet: the image MAE in model.py is what pretrain.py trains.
+
+Shapes: B batch, C channels, T frames, H=W=img_size, t tubelet, p patch; T'=T/t, N=h*w spatial
+positions, L=T'*N tubes, K=T'*round(N*(1-ratio)) kept tubes, P=t*p*p*C pixels per tube.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+
+from .model import _default_heads, _take
+
+
+@dataclass(frozen=True)
+class VideoMAEConfig:
+    img_size: int = 112
+    patch_size: int = 16
+    tubelet: int = 2
+    num_frames: int = 16
+    in_chans: int = 3
+    embed_dim: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    decoder_dim: int = 96
+    decoder_depth: int = 2
+    decoder_num_heads: int = 0
+    mlp_ratio: float = 4.0
+    mask_ratio: float = 0.9
+    norm_pix_loss: bool = True
+
+    def __post_init__(self) -> None:
+        if self.img_size % self.patch_size or self.num_frames % self.tubelet:
+            raise ValueError("img_size must divide by patch_size and num_frames by tubelet")
+        if self.decoder_num_heads <= 0:
+            object.__setattr__(self, "decoder_num_heads", _default_heads(self.decoder_dim))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VideoMAEConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(T' time slots, N spatial positions)."""
+        return self.num_frames // self.tubelet, (self.img_size // self.patch_size) ** 2
+
+
+def sincos_1d(n: int, dim: int) -> torch.Tensor:
+    """VideoMAE's fixed sinusoid table -> [1, n, dim]."""
+    pos = np.arange(n, dtype=np.float64)[:, None]
+    div = np.power(10000.0, 2 * (np.arange(dim) // 2) / dim)[None]
+    tab = pos / div
+    tab[:, 0::2], tab[:, 1::2] = np.sin(tab[:, 0::2]), np.cos(tab[:, 1::2])
+    return torch.from_numpy(tab).float().unsqueeze(0)
+
+
+class VideoMAE(nn.Module):
+    def __init__(self, cfg: VideoMAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        Tn, N = cfg.grid
+        D, Dd, P = cfg.embed_dim, cfg.decoder_dim, cfg.tubelet * cfg.patch_size**2 * cfg.in_chans
+        norm = functools.partial(nn.LayerNorm, eps=1e-6)
+        self.tube_embed = nn.Linear(P, D)  # == Conv3d with stride = kernel, applied to kept tubes only
+        self.register_buffer("pos_embed", sincos_1d(Tn * N, D), persistent=False)  # [1, L, D]
+        self.blocks = nn.ModuleList(Block(D, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, norm_layer=norm)
+                                    for _ in range(cfg.depth))
+        self.norm = norm(D)
+        self.decoder_embed = nn.Linear(D, Dd, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        self.register_buffer("decoder_pos_embed", sincos_1d(Tn * N, Dd), persistent=False)
+        self.decoder_blocks = nn.ModuleList(Block(Dd, cfg.decoder_num_heads, cfg.mlp_ratio, qkv_bias=True,
+                                                  norm_layer=norm) for _ in range(cfg.decoder_depth))
+        self.decoder_norm = norm(Dd)
+        self.decoder_pred = nn.Linear(Dd, P)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def patchify(self, clips: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, H, W] -> [B, L, P], tubes in (time slot, row, col) order, pixels (dt, dy, dx, c)."""
+        B, C, T, H, W = clips.shape
+        t, p = self.cfg.tubelet, self.cfg.patch_size
+        x = clips.reshape(B, C, T // t, t, H // p, p, W // p, p)
+        x = torch.einsum("bcTthpwq->bThwtpqc", x)
+        return x.reshape(B, (T // t) * (H // p) * (W // p), t * p * p * C)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, P] -> [B, C, T, H, W] (inverse of patchify)."""
+        c = self.cfg
+        Tn, hw = c.num_frames // c.tubelet, c.img_size // c.patch_size
+        x = x.reshape(x.shape[0], Tn, hw, hw, c.tubelet, c.patch_size, c.patch_size, c.in_chans)
+        x = torch.einsum("bThwtpqc->bcTthpwq", x)
+        return x.reshape(x.shape[0], c.in_chans, c.num_frames, c.img_size, c.img_size)
+
+    def tube_mask_ids(self, noise: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Spatial noise [B, N] -> (ids_shuffle [B, L], ids_restore [B, L], mask [B, L], K kept).
+
+        One spatial mask per clip, repeated over the T' time slots; kept tubes come first.
+        """
+        B, N = noise.shape
+        Tn = self.cfg.grid[0]
+        keep = max(1, int(round(N * (1.0 - ratio))))
+        order = torch.argsort(noise, dim=1)  # [B, N]
+        offs = torch.arange(Tn, device=noise.device).view(1, Tn, 1) * N
+        kept = (order[:, None, :keep] + offs).reshape(B, -1)  # [B, T'*keep]
+        dropped = (order[:, None, keep:] + offs).reshape(B, -1)
+        ids_shuffle = torch.cat([kept, dropped], dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        mask = torch.ones(B, Tn * N, device=noise.device)
+        mask[:, : kept.shape[1]] = 0
+        return ids_shuffle, ids_restore, torch.gather(mask, 1, ids_restore), kept.shape[1]
+
+    def forward(self, clips: torch.Tensor, mask_ratio: float | None = None,
+                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """clips [B, C, T, H, W] (normalised) -> (loss on masked tubes, mask [B, L] 1 = masked)."""
+        ratio = self.cfg.mask_ratio if mask_ratio is None else mask_ratio
+        tubes = self.patchify(clips)  # [B, L, P]
+        B, L, P = tubes.shape
+        noise = torch.rand(B, self.cfg.grid[1], device=clips.device) if noise is None else noise
+        ids_shuffle, ids_restore, mask, K = self.tube_mask_ids(noise, ratio)
+        ids_keep = ids_shuffle[:, :K]
+        x = self.tube_embed(_take(tubes, ids_keep))  # [B, K, D]
+        x = x + self.pos_embed[0].index_select(0, ids_keep.reshape(-1)).view_as(x)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.decoder_embed(self.norm(x))  # [B, K, Dd]
+        x = torch.cat([x, self.mask_token.expand(B, L - K, -1)], dim=1)
+        x = _take(x, ids_restore) + self.decoder_pos_embed  # [B, L, Dd] in clip order
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        ids_masked = ids_shuffle[:, K:]
+        pred = self.decoder_pred(self.decoder_norm(_take(x, ids_masked)))  # [B, L-K, P]
+        target = _take(tubes, ids_masked).float()
+        if self.cfg.norm_pix_loss:  # unbiased-variance normalisation, as in model.MAE.loss_fn
+            scale = torch.full((P,), ((P - 1) / P) ** 0.5, device=target.device)  # folded into the kernel
+            target = F.layer_norm(target, (P,), weight=scale, eps=1e-6 * (P - 1) / P)
+        return F.mse_loss(pred.float(), target), mask
+
+    def encode(self, clips: torch.Tensor) -> torch.Tensor:
+        """All tubes, no masking: [B, C, T, H, W] -> mean of tube tokens after the final norm [B, D]."""
+        x = self.tube_embed(self.patchify(clips)) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x).mean(dim=1)

@@ -1,0 +1,329 @@
+"""expMAE: model invariants, pretraining engine (loss, exact resume, DDP, safetensors), features."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from skimage import data
+from skimage.transform import resize
+
+from expmae.io import read_features, read_meta
+from expmae.mae import MAE, MAEConfig, create_mae
+from expmae.mae.checkpoint import file_sha256, load_encoder
+from expmae.mae.features import extract
+from expmae.mae.pretrain import PretrainConfig, main as pretrain_main, train
+
+torch.set_num_threads(1)
+
+S = 32  # fixture crop size = model image size (small so the whole file stays fast)
+TINY = dict(img_size=S, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_dim=32, decoder_depth=1,
+            mask_ratio=0.75, norm_pix_loss=True)
+
+
+def astronaut_crops(n: int, rng: np.random.Generator, size: int = S) -> np.ndarray:
+    """Jittered face crops of skimage's astronaut -> uint8 [n, size, size, 3]."""
+    img = data.astronaut()
+    out = np.zeros((n, size, size, 3), np.uint8)
+    for i in range(n):
+        side = int(rng.integers(110, 150))
+        y, x = 50 + int(rng.integers(-12, 13)), 150 + int(rng.integers(-12, 13))
+        crop = img[y : y + side, x : x + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out[i] = (resize(crop, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
+    return out
+
+
+def make_shard(folder: Path, videos: dict[str, int], seed: int = 0) -> Path:
+    """Face-cache folder in the face stage's layout: crops.npy, frames.parquet, qc.parquet."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [n for n, k in videos.items() for _ in range(k)]
+    crops = astronaut_crops(len(names), rng) if names else np.zeros((0, S, S, 3), np.uint8)
+    np.save(folder / "crops.npy", crops)
+    fi = [i for k in videos.values() for i in range(k)]
+    frames = pd.DataFrame({
+        "name": pd.Series(names, dtype=str), "frame_index": pd.Series(fi, dtype="int64"),
+        "time_s": pd.Series([i / 4 for i in fi], dtype="float64"),
+        "box": [[0.0, 0.0, 10.0, 10.0]] * len(names), "landmarks": [[0.0] * 10] * len(names),
+        "score": pd.Series([0.9] * len(names), dtype="float64"), "track_id": pd.Series([0] * len(names), dtype="int64"),
+        "crop_row": pd.Series(np.arange(len(names)), dtype="int64")})
+    frames.to_parquet(folder / "frames.parquet")
+    qc = pd.DataFrame({"name": list(videos), "ok": [k > 0 for k in videos.values()],
+                       "reason": ["" if k else "no face" for k in videos.values()],
+                       "frames_decoded": [8] * len(videos), "frames_with_face": list(videos.values()),
+                       "n_crops": list(videos.values())})
+    qc.to_parquet(folder / "qc.parquet")
+    return folder
+
+
+def cfg(**kw) -> PretrainConfig:
+    base = dict(TINY, epochs=3, batch_size=6, lr=1e-3, weight_decay=0.05, warmup_epochs=1, frames_per_video=4,
+                seed=0, device="cpu")
+    return PretrainConfig.from_params({**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("faces")
+    return [make_shard(root / "s00000", {"v0": 6, "v1": 4, "v2": 3}, seed=1),
+            make_shard(root / "s00001", {"v3": 5, "v4": 0, "v5": 8}, seed=2)]
+
+
+# ----------------------------------------------------------------------------- model
+
+@pytest.mark.parametrize("L_side,ratio", [(4, 0.75), (7, 0.75), (4, 0.9), (7, 0.5)])
+def test_masking_keeps_round_count_and_restore_inverts(L_side: int, ratio: float) -> None:
+    L, B, D = L_side * L_side, 3, 5
+    x = torch.randn(B, L, D)
+    noise = torch.rand(B, L)
+    kept, mask, ids_restore = MAE.random_masking(x, ratio, noise)
+    K = round(L * (1 - ratio))
+    assert kept.shape == (B, K, D)
+    assert (mask.sum(1) == L - K).all()
+    # kept tokens are exactly the unmasked ones, and ids_restore undoes the shuffle
+    ids_shuffle = torch.argsort(noise, dim=1)
+    for b in range(B):
+        assert torch.equal(kept[b], x[b, ids_shuffle[b, :K]])
+        assert set(ids_shuffle[b, :K].tolist()) == set(torch.nonzero(mask[b] == 0).flatten().tolist())
+    shuffled = torch.gather(x, 1, ids_shuffle.unsqueeze(-1).expand(-1, -1, D))
+    assert torch.equal(torch.gather(shuffled, 1, ids_restore.unsqueeze(-1).expand(-1, -1, D)), x)
+    # different samples get different masks
+    assert not torch.equal(mask[0], mask[1])
+
+
+def test_patchify_roundtrip_and_layout() -> None:
+    m = MAE(MAEConfig(**TINY))
+    imgs = torch.randn(2, 3, S, S)
+    p = m.patchify(imgs)
+    assert p.shape == (2, (S // 8) ** 2, 8 * 8 * 3)
+    assert torch.equal(m.unpatchify(p), imgs)
+    # patch 1 is the second patch of the first row, pixels in (row, col, channel) order
+    assert torch.equal(p[0, 1].reshape(8, 8, 3), imgs[0, :, :8, 8:16].permute(1, 2, 0))
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_loss_matches_reference_formula(norm_pix: bool) -> None:
+    """The fast path (embed visible patches only, head on masked patches) equals the textbook MAE loss."""
+    torch.manual_seed(0)
+    m = MAE(MAEConfig(**{**TINY, "norm_pix_loss": norm_pix})).eval()
+    imgs, noise = torch.randn(3, 3, S, S), torch.rand(3, (S // 8) ** 2)
+    loss, pred, mask = m(imgs, noise=noise, full_pred=True)
+    # reference: conv patch embedding of the whole image, then mask tokens; loss over all patches x mask
+    x = m.patch_embed(imgs) + m.pos_embed[:, 1:]
+    kept, mask_ref, ids_restore = MAE.random_masking(x, 0.75, noise)
+    x = torch.cat([(m.cls_token + m.pos_embed[:, :1]).expand(3, -1, -1), kept], 1)
+    for blk in m.blocks:
+        x = blk(x)
+    pred_ref = m.decoder_pred(m.forward_decoder(m.norm(x), ids_restore))
+    target = m.patchify(imgs)
+    if norm_pix:
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+    loss_ref = (((pred_ref - target) ** 2).mean(-1) * mask_ref).sum() / mask_ref.sum()
+    assert torch.equal(mask, mask_ref)
+    torch.testing.assert_close(pred, pred_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_registry_config_and_encode() -> None:
+    m = create_mae("mae_tiny", img_size=32, patch_size=8)
+    assert (m.cfg.embed_dim, m.cfg.depth, m.cfg.num_heads) == (192, 12, 3)
+    with pytest.raises(KeyError):
+        create_mae("mae_huge")
+    m2 = MAE.from_config({**TINY, "epochs": 5, "lr": 1.0})  # training keys are ignored
+    z = m2.eval().encode(torch.randn(3, 3, S, S))
+    assert z.shape == (3, 32) and torch.isfinite(z).all()
+    assert all(k.startswith(("patch_embed", "cls_token", "blocks", "norm")) for k in m2.encoder_state_dict())
+    assert "pos_embed" not in m2.state_dict()  # fixed sin-cos: recomputed, never stored
+
+
+def test_loss_decreases(shards, tmp_path) -> None:
+    """A few dozen steps lower the loss on a fixed batch with fixed masks (not the noisy step losses)."""
+    from expmae.mae.data import normalize
+
+    c = cfg(epochs=40, batch_size=16, lr=2e-3, warmup_epochs=2, frames_per_video=100, mask_ratio=0.5)
+    torch.manual_seed(0)
+    init = MAE(c.model).eval()
+    res = train(c, shards[:1], tmp_path)
+    assert len(res.step_losses) == 40 and np.isfinite(res.step_losses).all()
+    x = normalize(torch.from_numpy(np.load(shards[0] / "crops.npy")), S)
+    noise = torch.rand(len(x), (S // 8) ** 2, generator=torch.Generator().manual_seed(123))
+    with torch.no_grad():
+        before, after = init(x, noise=noise)[0].item(), res.model.eval()(x, noise=noise)[0].item()
+    assert after < 0.8 * before, (before, after)
+
+
+# ----------------------------------------------------------------------------- engine
+
+def test_resume_after_kill_is_bit_exact(shards, tmp_path) -> None:
+    c = cfg(checkpoint_every_steps=2)  # 19 samples, batch 6: 3 steps/epoch, 9 steps
+    full = train(c, shards, tmp_path / "full")
+    assert full.step == 9
+    part = train(c, shards, tmp_path / "resumed", max_steps=5)  # "killed" after step 5; last checkpoint at 4
+    assert not part.finished and not (tmp_path / "resumed" / "encoder.safetensors").exists()
+    res = train(c, shards, tmp_path / "resumed")
+    assert json.loads((tmp_path / "resumed" / "meta.json").read_text())["resumed_from_step"] == 4
+    assert res.step_losses == full.step_losses
+    a = load_file(tmp_path / "full" / "checkpoint.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoint.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        if not k.startswith("rng/"):
+            assert torch.equal(a[k], b[k]), k
+    ea, eb = load_file(tmp_path / "full" / "encoder.safetensors"), load_file(tmp_path / "resumed" / "encoder.safetensors")
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    # a different seed gives different weights (the comparison above can fail)
+    other = train(cfg(seed=1), shards, tmp_path / "other")
+    assert not torch.equal(other.model.blocks[0].attn.qkv.weight, full.model.blocks[0].attn.qkv.weight)
+
+
+def test_sigkill_then_rerun_cli_matches_uninterrupted(shards, tmp_path) -> None:
+    """A real kill: SIGKILL the CLI as soon as its first checkpoint lands, rerun, compare weights."""
+    params = {**TINY, "epochs": 12, "batch_size": 6, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
+              "frames_per_video": 4, "seed": 0, "device": "cpu", "checkpoint_every_steps": 1}
+    argv = ["--faces", *map(str, shards), "--out", str(tmp_path / "killed"), "--params", json.dumps(params)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count as this process: bit-exact CPU math
+    proc = subprocess.Popen([sys.executable, "-m", "expmae.mae.pretrain", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with safe_open(ckpt, framework="pt") as f:
+        killed_at = json.loads(f.metadata()["state"])["step"]
+    assert not (tmp_path / "killed" / "encoder.safetensors").exists() or killed_at == 36
+    pretrain_main(argv)  # resume in this process
+    full = train(PretrainConfig.from_params(params), shards, tmp_path / "full")
+    a, b = load_file(tmp_path / "killed" / "encoder.safetensors"), load_file(tmp_path / "full" / "encoder.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), f"killed at step {killed_at}"
+    meta = json.loads((tmp_path / "killed" / "meta.json").read_text())
+    assert meta["steps"] == 36 and meta["resumed_from_step"] == killed_at and meta["step_losses"] == full.step_losses
+
+
+def test_checkpoint_is_safetensors_not_pickle(shards, tmp_path) -> None:
+    train(cfg(epochs=1), shards, tmp_path)
+    for name in ("checkpoint.safetensors", "encoder.safetensors"):
+        raw = (tmp_path / name).read_bytes()
+        assert raw[:2] != b"PK" and raw[:1] != b"\x80"  # neither torch zip nor raw pickle
+        assert raw[8:9] == b"{"  # safetensors: u64 header length, then JSON
+    with safe_open(tmp_path / "checkpoint.safetensors", framework="pt") as f:
+        keys = set(f.keys())
+        state = json.loads(f.metadata()["state"])
+        assert f.get_tensor("rng/torch_cpu").dtype == torch.uint8
+    assert any(k.startswith("model/decoder") for k in keys) and any(k.startswith("optim/") for k in keys)
+    assert state["step"] == 3 and state["shards"] == ["s00000", "s00001"]
+    enc, info = load_encoder(tmp_path / "encoder.safetensors")
+    assert info["shards"] == ["s00000", "s00001"] and info["step"] == 3 and not info["untrained"]
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["n_samples"] == 4 + 4 + 3 + 4 + 4 and len(meta["epoch_losses"]) == 1
+    for png in ("loss.png", "recon.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, faces: list[str], out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    res = train(cfg(epochs=2), faces, Path(out) / "run")
+    save_file({k: v.contiguous() for k, v in res.model.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
+
+
+def test_ddp_two_ranks_gloo(shards, tmp_path) -> None:
+    mp.spawn(_ddp_worker, args=(2, _free_port(), [str(s) for s in shards], str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    torch.manual_seed(0)  # trained weights moved away from the seed-0 init
+    init = MAE(MAEConfig(**TINY))
+    assert not torch.equal(init.state_dict()["blocks.0.attn.qkv.weight"], r0["blocks.0.attn.qkv.weight"])
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["steps"] == 6
+
+
+# ----------------------------------------------------------------------------- features
+
+def test_features_one_row_per_manifest_video(shards, tmp_path) -> None:
+    train(cfg(epochs=1), shards, tmp_path / "mae")
+    enc = tmp_path / "mae" / "encoder.safetensors"
+    manifest = tmp_path / "s00001.parquet"
+    names = ["v5", "missing", "v3", "v4"]  # manifest order differs from the cache; v4 has no crops
+    pd.DataFrame({"name": names, "path": [f"/x/{n}.mp4" for n in names], "size": [1] * 4,
+                  "mtime_ns": [0] * 4}).to_parquet(manifest)
+    out, fr = tmp_path / "feat.parquet", tmp_path / "feat.frames.npy"
+    extract(shards[1], manifest, enc, out, fr, {"device": "cpu", "batch_size": 5})
+    got, X, mask, meta = read_features([out])
+    assert got == names and X.shape == (4, 32)
+    assert mask.tolist() == [True, False, True, False]
+    assert not X[1].any() and not X[3].any()
+    frames = np.load(fr)
+    assert frames.dtype == np.float16 and frames.shape == (13, 32)
+    tab = pd.read_parquet(shards[1] / "frames.parquet")
+    v5 = frames[(tab["name"] == "v5").to_numpy()].astype(np.float32).mean(0)
+    np.testing.assert_allclose(X[0], v5, atol=2e-2)
+    assert meta["extractor"] == "expmae" and meta["encoder_sha256"] == file_sha256(enc)
+    assert meta["encoder_meta"]["shards"] == ["s00000", "s00001"] and read_meta(out)["dim"] == 32
+    # features equal a direct encode of the same crops
+    model, _ = load_encoder(enc)
+    from expmae.mae.data import normalize
+    crops = torch.from_numpy(np.load(shards[1] / "crops.npy")[:5])
+    with torch.inference_mode():
+        direct = model.encode(normalize(crops, S)).mean(0).numpy()
+    np.testing.assert_allclose(X[2], direct, atol=1e-5)
+
+
+def test_zero_crops_do_not_crash(tmp_path) -> None:
+    empty = make_shard(tmp_path / "faces" / "s00009", {"a": 0, "b": 0})
+    params = {**TINY, "epochs": 2, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
+              "frames_per_video": 4, "seed": 0, "device": "cpu"}
+    pretrain_main(["--faces", str(empty), str(tmp_path / "faces" / "absent"), "--out", str(tmp_path / "mae"),
+                   "--params", json.dumps(params)])
+    meta = json.loads((tmp_path / "mae" / "meta.json").read_text())
+    assert meta["steps"] == 0 and meta["untrained"] and meta["warnings"]
+    _, info = load_encoder(tmp_path / "mae" / "encoder.safetensors")
+    assert info["untrained"] and info["step"] == 0
+    manifest = tmp_path / "m.parquet"
+    pd.DataFrame({"name": ["a", "b"], "path": ["a", "b"], "size": [0, 0], "mtime_ns": [0, 0]}).to_parquet(manifest)
+    extract(empty, manifest, tmp_path / "mae" / "encoder.safetensors", tmp_path / "f.parquet", tmp_path / "f.npy")
+    names, X, mask, _ = read_features([tmp_path / "f.parquet"])
+    assert names == ["a", "b"] and not mask.any() and X.shape == (2, 32) and np.load(tmp_path / "f.npy").shape == (0, 32)
+
+
+# ----------------------------------------------------------------------------- video MAE
+
+def test_video_mae_tube_masking_and_patchify() -> None:
+    from expmae.mae.video import VideoMAE, VideoMAEConfig
+
+    m = VideoMAE(VideoMAEConfig(img_size=S, patch_size=8, tubelet=2, num_frames=4, embed_dim=32, depth=1,
+                                num_heads=2, decoder_dim=32, decoder_depth=1, mask_ratio=0.9))
+    clips = torch.randn(3, 3, 4, S, S)
+    tubes = m.patchify(clips)
+    assert tubes.shape == (3, 2 * 16, 2 * 8 * 8 * 3) and torch.equal(m.unpatchify(tubes), clips)
+    # tube (slot 1, row 0, col 1) holds frames 2-3, rows 0-7, cols 8-15
+    assert torch.equal(tubes[0, 16 + 1].reshape(2, 8, 8, 3), clips[0, :, 2:4, :8, 8:16].permute(1, 2, 3, 0))
+    loss, mask = m(clips, noise=torch.rand(3, 16))
+    per_slot = mask.reshape(3, 2, 16)
+    assert torch.equal(per_slot[:, 0], per_slot[:, 1])  # same spatial mask in every time slot
+    assert (per_slot[:, 0].sum(1) == 16 - round(16 * 0.1)).all()
+    loss.backward()
+    assert torch.isfinite(loss) and m.tube_embed.weight.grad is not None
+    assert m.eval().encode(clips).shape == (3, 32)
