@@ -143,7 +143,7 @@ def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
     log, submitted = run_on_slurm(
         ["-s", str(wd / "Snakefile"),
          "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
-         "--configfile", "config_tiny.yaml", "slurm_test.yaml",
+         "--configfile", str(wd / "config_tiny.yaml"), str(wd / "slurm_test.yaml"),
          "--jobs", "2", "--retries", "0",
          "--default-resources", "mem_mb=1000", "runtime=20",
          "--set-resources", "mae_pretrain:gpu=0", "mae_features:gpu=0", "text:gpu=0",

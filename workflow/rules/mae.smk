@@ -8,7 +8,7 @@ rule mae_pretrain:
     params:
         cfg=js({**config["mae"], "seed": config["seed"], "device": config["device"]}),
         out=lambda w, output: os.path.dirname(output.encoder),
-    threads: workflow.cores
+    threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
     resources:
         mem_mb=8000,
         runtime=lambda w, attempt: 240 * attempt,
