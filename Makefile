@@ -27,13 +27,13 @@ run: venv demo
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
 	@echo "metrics: results/metrics.json  submission: results/submission/final.csv  QC: results/qc/"
 
-dry: venv
+dry: venv demo
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) -n
 
 test: venv
 	$(BIN)/python -m pytest -q
 
-lint: venv
+lint: venv demo
 	$(BIN)/snakemake --lint
 
 clean:

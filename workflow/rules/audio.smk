@@ -12,6 +12,8 @@ rule audio:
         runtime=60,
     log:
         f"{RES}/logs/audio/{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/audio/{{shard}}.tsv"
     conda:
         ENV
     shell:

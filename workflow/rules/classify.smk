@@ -21,6 +21,8 @@ rule classify:
         fs="|".join(FEATURE_SETS),
     log:
         f"{RES}/logs/classify/round{{round}}_{{fs}}.log",
+    benchmark:
+        f"{RES}/benchmarks/classify/round{{round}}_{{fs}}.tsv"
     conda:
         ENV
     shell:

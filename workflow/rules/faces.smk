@@ -12,6 +12,8 @@ rule faces:
         runtime=60,
     log:
         f"{RES}/logs/faces/{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/faces/{{shard}}.tsv"
     conda:
         ENV
     shell:

@@ -14,6 +14,8 @@ rule mae_features:
         runtime=60,
     log:
         f"{RES}/logs/mae_features/{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/mae_features/{{shard}}.tsv"
     conda:
         ENV
     shell:

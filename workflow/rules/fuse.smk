@@ -21,6 +21,8 @@ rule fuse:
         head="fbp|concat",
     log:
         f"{RES}/logs/fuse/round{{round}}_{{head}}.log",
+    benchmark:
+        f"{RES}/benchmarks/fuse/round{{round}}_{{head}}.tsv"
     conda:
         ENV
     shell:

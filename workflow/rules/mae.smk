@@ -14,6 +14,8 @@ rule mae_pretrain:
         runtime=lambda w, attempt: 240 * attempt,
     log:
         f"{RES}/logs/mae_pretrain.log",
+    benchmark:
+        f"{RES}/benchmarks/mae_pretrain.tsv"
     conda:
         ENV
     shell:

@@ -14,6 +14,8 @@ rule text:
         runtime=60,
     log:
         f"{RES}/logs/text/{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/text/{{shard}}.tsv"
     conda:
         ENV
     shell:
