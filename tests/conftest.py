@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import cv2  # noqa: F401  — must load before decord: decord's bundled zlib breaks cv2's libpng otherwise
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]

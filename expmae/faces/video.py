@@ -91,6 +91,7 @@ def sample_indices(starts: np.ndarray, end_s: float, fps: float, max_frames: int
 def decode_decord(path: str, fps: float, max_frames: int,
                   frame_bytes: int) -> Iterator[tuple[int, float, np.ndarray]]:
     """(frame index, time s, RGB frame [H, W, 3]) for the sampled frames, via decord.get_batch."""
+    import cv2  # noqa: F401  — load before decord: decord's bundled zlib breaks cv2's PNG codec otherwise
     import decord
 
     vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
