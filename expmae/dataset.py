@@ -7,7 +7,6 @@ never stop training.
 """
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,19 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmae.io import read_features
-
-
-def read_csv_tolerant(path: str | os.PathLike) -> pd.DataFrame:
-    """CSV as strings; non-UTF-8 bytes are replaced rather than failing the run."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-    if not text.strip():
-        return pd.DataFrame(columns=["name"])
-    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+from expmae.io import read_csv_tolerant, read_features
 
 
 def read_labels(path: str | os.PathLike | None, classes: list[str]) -> tuple[pd.DataFrame, list[dict]]:
@@ -35,7 +22,7 @@ def read_labels(path: str | os.PathLike | None, classes: list[str]) -> tuple[pd.
     issues: list[dict] = []
     if not path or not Path(path).exists():
         return pd.DataFrame(columns=["name", "y", "valence"]), issues
-    df = read_csv_tolerant(path)
+    df, _ = read_csv_tolerant(path)
     if "name" not in df.columns or "discrete" not in df.columns:
         raise SystemExit(f"{path}: label CSV needs columns name,discrete[,valence] (config key data.labels)")
     idx = {c: i for i, c in enumerate(classes)}
@@ -61,7 +48,7 @@ def read_labels(path: str | os.PathLike | None, classes: list[str]) -> tuple[pd.
 def read_names(path: str | os.PathLike | None) -> list[str]:
     if not path or not Path(path).exists():
         return []
-    df = read_csv_tolerant(path)
+    df, _ = read_csv_tolerant(path)
     return [n.strip() for n in df["name"]] if "name" in df.columns else []
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -93,6 +95,19 @@ def write_table(path: str | os.PathLike, table: pa.Table | Any, meta: dict | Non
         table = table.replace_schema_metadata(md)
     with atomic_path(path, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
+
+
+def read_csv_tolerant(path: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
+    """A user CSV as strings -> (table, valid_utf8). Non-UTF-8 bytes are replaced rather than
+    failing the run; a blank file gives a table without columns."""
+    raw = Path(path).read_bytes()
+    try:
+        text, ok = raw.decode("utf-8-sig"), True
+    except UnicodeDecodeError:
+        text, ok = raw.decode("utf-8", errors="replace"), False
+    if not text.strip():
+        return pd.DataFrame(), ok
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False), ok
 
 
 def read_meta(path: str | os.PathLike) -> dict:

