@@ -129,14 +129,6 @@ class TextEncoder:
         return np.concatenate(out)
 
 
-def pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Sentence embeddings of transcripts for one shard.")
     ap.add_argument("--manifest", required=True)
@@ -154,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     names = manifest["name"].tolist()
     texts = [trans.get(n, "") for n in names]
     mask = np.array([bool(t) for t in texts])
-    enc = TextEncoder(p["model"], pick_device(p["device"]), p["batch_size"])
+    from expmae.device import resolve_device  # here, not at the top: the Snakefile imports this module without torch
+
+    enc = TextEncoder(p["model"], str(resolve_device(p["device"])), p["batch_size"])
     X = np.zeros((len(names), enc.dim), np.float32)
     if mask.any():
         X[mask] = enc.encode([t for t in texts if t])

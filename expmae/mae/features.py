@@ -25,7 +25,7 @@ from expmae.io import config_hash, write_features, write_npy
 from .checkpoint import file_sha256, load_encoder
 from .data import load_face_shard, normalize
 from .model import MAE
-from .pretrain import resolve_device
+from expmae.device import resolve_device
 
 log = logging.getLogger("expmae.mae.features")
 

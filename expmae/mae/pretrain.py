@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from expmae.device import resolve_device
 from expmae.io import config_hash, write_json
 
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, save_encoder
@@ -83,16 +84,6 @@ class TrainResult:
     step_losses: list[float]
     epoch_losses: list[float]
     finished: bool
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
-        spec = f"cuda:{local_rank}"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device: {spec!r} requested but CUDA is not available (set device: cpu or auto)")
-    return torch.device(spec)
 
 
 def lr_at(step: int, total: int, warmup: int, cfg: PretrainConfig) -> float:
