@@ -11,10 +11,8 @@ positions, L=T'*N tubes, K=T'*round(N*(1-ratio)) kept tubes, P=t*p*p*C pixels pe
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -22,36 +20,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from .model import _default_heads, _take
+from .model import MAEConfig, _take
 
 
 @dataclass(frozen=True)
-class VideoMAEConfig:
-    img_size: int = 112
-    patch_size: int = 16
+class VideoMAEConfig(MAEConfig):
+    """The image MAE's config plus time: 2-frame tubelets over 16-frame clips, 90% tube masking."""
     tubelet: int = 2
     num_frames: int = 16
-    in_chans: int = 3
-    embed_dim: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    decoder_dim: int = 96
-    decoder_depth: int = 2
-    decoder_num_heads: int = 0
-    mlp_ratio: float = 4.0
     mask_ratio: float = 0.9
-    norm_pix_loss: bool = True
 
     def __post_init__(self) -> None:
-        if self.img_size % self.patch_size or self.num_frames % self.tubelet:
-            raise ValueError("img_size must divide by patch_size and num_frames by tubelet")
-        if self.decoder_num_heads <= 0:
-            object.__setattr__(self, "decoder_num_heads", _default_heads(self.decoder_dim))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "VideoMAEConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        super().__post_init__()
+        if self.num_frames % self.tubelet:
+            raise ValueError(f"num_frames {self.num_frames} is not a multiple of tubelet {self.tubelet}")
 
     @property
     def grid(self) -> tuple[int, int]:
