@@ -66,6 +66,3 @@ def feature_arg(names):
     """--features name=shard0.parquet,shard1.parquet ... for expmae.classify."""
     paths = {name: ",".join(per_shard(f"{RES}/features/{name}/{{shard}}.parquet")) for name in names}
     return " ".join(f"--features {name}={p}" for name, p in paths.items())
-
-# The submitted model: the last round's fused head (index into the report rule's fuse inputs).
-FINAL_INDEX = len(ROUNDS) * len(FUSE_HEADS) - len(FUSE_HEADS) + FUSE_HEADS.index(config["fuse"]["method"])

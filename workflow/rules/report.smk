@@ -3,6 +3,7 @@ rule report:
     input:
         classify=expand(f"{RES}/classify/round{{round}}/{{fs}}/metrics.json", round=ROUNDS, fs=FEATURE_SETS),
         fuse=expand(f"{RES}/fuse/round{{round}}/{{head}}/metrics.json", round=ROUNDS, head=FUSE_HEADS),
+        final=f"{RES}/fuse/round{ROUNDS[-1]}/{config['fuse']['method']}/metrics.json",
         pseudo=expand(f"{RES}/pseudo/round{{round}}.parquet", round=ROUNDS[:-1]),
         faces=per_shard(f"{RES}/faces/{{shard}}"),
         audio_qc=per_shard(f"{RES}/features/egemaps/{{shard}}.qc.parquet"),
@@ -13,7 +14,7 @@ rule report:
         qc=f"{RES}/qc/summary.tsv",
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input.classify + input.fuse],
-        final=lambda w, input: os.path.dirname(input.fuse[FINAL_INDEX]),
+        final=lambda w, input: os.path.dirname(input.final),
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         issues=f"{RES}/ingest/issues.tsv",
         res=lambda w, output: os.path.dirname(output.metrics),
