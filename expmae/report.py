@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         d = Path(d)
         r = re.search(r"round(\d+)", str(d)).group(1)
         m = json.loads((d / "metrics.json").read_text())
-        label_issues = label_issues or m.pop("issues", [])
-        m.pop("issues", None)
+        issues = m.pop("issues", [])  # the same label issues are in every metrics.json
+        label_issues = label_issues or issues
         rounds.setdefault(r, {})[d.name] = m
         sub = submission(pd.read_parquet(d / "probs.parquet"))
         write_text(out / "submission" / f"round{r}_{d.name}.csv", sub.to_csv(index=False))
