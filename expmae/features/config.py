@@ -1,0 +1,71 @@
+"""The `features:` / `asr:` config sections -> what the Snakefile needs at parse time.
+
+Pure Python, no torch: it runs at every Snakemake parse. Errors name the config key.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from expmae.io import config_hash
+
+from .registry import spec
+
+CODE_VERSION = 1                                   # bump to rerun every extractor (shared runner changed)
+BUILTIN_SETS = ("expmae", "expmae_video")          # feature sets made by the MAE rules, not by this registry
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def plan(features: dict[str, dict], feature_sets: list[str]) -> dict[str, list[str]]:
+    """Validate config `features` (+ classify.feature_sets) -> {modality: [instance names]}."""
+    by_mod: dict[str, list[str]] = {"audio": [], "text": [], "visual": []}
+    for name, entry in (features or {}).items():
+        key = f"features.{name}"
+        if not _NAME.match(name) or name in BUILTIN_SETS:
+            raise ValueError(f"config key {key}: instance names are letters, digits, _ or - "
+                             f"(and not {list(BUILTIN_SETS)}, made by the MAE rules)")
+        if not isinstance(entry, dict) or "extractor" not in entry:
+            raise ValueError(f"config key {key}: needs `extractor: <registry name>` (see python -m expmae.features list)")
+        try:
+            cls, _ = spec(str(entry["extractor"]), f"{key}.extractor")
+        except SystemExit as err:
+            raise ValueError(str(err)) from None
+        by_mod[cls.modality].append(name)
+    known = set(features or {}) | set(BUILTIN_SETS)
+    bad = [n for n in feature_sets if n not in known]
+    if bad:
+        raise ValueError(f"config key classify.feature_sets: {bad} are neither `features:` entries "
+                         f"({sorted(features or {})}) nor built-in MAE sets {list(BUILTIN_SETS)}")
+    return by_mod
+
+
+def rule_params(name: str, entry: dict[str, Any], device: str, column: str | None = None) -> dict[str, Any]:
+    """The job's --params: the instance's config + device + code versions. A Snakemake param,
+    so changing one instance's settings reruns only that instance's jobs."""
+    cls, _ = spec(str(entry["extractor"]))
+    p = {**entry, "device": device, "code_version": [CODE_VERSION, cls.version]}
+    if cls.modality == "text" and column is not None:
+        p["column"] = column
+    return p
+
+
+def gpu(entry: dict[str, Any]) -> int:
+    """1 for transformer extractors (the gpu resource), 0 for CPU-only ones (openSMILE)."""
+    return int(spec(str(entry["extractor"]))[0].gpu)
+
+
+def asr_plan(asr: dict[str, Any], transcripts: dict[str, str], registry: pd.DataFrame) -> dict[str, str]:
+    """shard -> hash of the videos ASR must transcribe there, for shards with any (no entry = no asr job).
+
+    asr.enabled: auto -> videos without a transcript CSV row; true -> all; false -> none."""
+    from .asr import needs_asr
+
+    mode = asr.get("enabled", "auto")
+    out = {}
+    for shard, g in registry.groupby("shard", sort=True):
+        todo = needs_asr(mode, sorted(g["name"]), transcripts)
+        if todo:
+            out[shard] = config_hash(todo)
+    return out

