@@ -8,6 +8,7 @@ rounds alternate between the two so a busy shared machine slows both alike.
     python benchmarks/bench_mae.py --size mae_base --img 224 --batch 32
     python benchmarks/bench_mae.py --device cuda --bf16  # GPU, bf16 autocast
     python benchmarks/bench_mae.py --probe               # + linear-probe F1: pretrained vs random init
+    python benchmarks/bench_mae.py --video               # + video MAE (config.yaml mae_video:) clips/s
 
 Goal: ours >= 1.2x the samples/s of the transformers reference. Where the gain comes from: the
 patch projection runs on the visible 25 % only, the pixel head on the masked patches only,
@@ -109,6 +110,47 @@ def bench(args: argparse.Namespace) -> None:
     r = lambda d: d["expmae"] / d["transformers"]  # noqa: E731
     print(f"  ratio expmae / transformers = {r(med):.2f}x median, {r(best):.2f}x best, "
           f"{r(per_cpu):.2f}x CPU time (goal >= 1.2x)")
+    if device.type == "cuda":  # peak memory of the whole run (both models resident)
+        print(f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+
+
+def bench_video(args: argparse.Namespace) -> None:
+    """Video MAE (config.yaml mae_video:) training clips/s next to the image MAE (mae:) on the same
+    frames: a clip is num_frames crops, so frames/s compares the two per face crop seen."""
+    from expmae.mae.video import VideoMAE, VideoMAEConfig
+
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    vc, ic = VideoMAEConfig.from_dict(cfg["mae_video"]), MAEConfig.from_dict(cfg["mae"])
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    B = args.video_batch
+    models = {"video MAE": VideoMAE(vc).to(device).train(), "image MAE": MAE(ic).to(device).train()}
+    xs = {"video MAE": torch.randn(B, 3, vc.num_frames, vc.img_size, vc.img_size, device=device),
+          "image MAE": torch.randn(B * vc.num_frames, 3, ic.img_size, ic.img_size, device=device)}
+    frames = {"video MAE": B * vc.num_frames, "image MAE": B * vc.num_frames}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"\nvideo: {json.dumps(vc.to_dict())}")
+    print(f"device {device} bf16={args.bf16} batch {B} clips = {B * vc.num_frames} frames, "
+          f"{vc.grid[0] * vc.grid[1]} tubes/clip, mask {vc.mask_ratio}")
+    for k, m in models.items():
+        step = step_fn(m, True, xs[k], args.bf16)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(args.warmup):
+            step()
+        sync()
+        times = []
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            for _ in range(args.iters):
+                step()
+            sync()
+            times.append(time.perf_counter() - t)
+        per_s = args.iters / statistics.median(times)
+        mem = f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB" if device.type == "cuda" else ""
+        unit = f"{per_s * B:8.1f} clips/s" if k == "video MAE" else f"{per_s * B * vc.num_frames:8.1f} images/s"
+        print(f"  {k:10s} {unit}  {per_s * frames[k]:8.1f} frames/s (median){mem}")
 
 
 # ----------------------------------------------------------------------------- linear probe
@@ -252,8 +294,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--probe", action="store_true", help="also run the linear-probe comparison")
     ap.add_argument("--probe-epochs", type=int, default=30)
+    ap.add_argument("--video", action="store_true", help="also time the video MAE (config.yaml mae_video:)")
+    ap.add_argument("--video-batch", type=int, default=8, help="clips per video-MAE step")
     args = ap.parse_args()
     bench(args)
+    if args.video:
+        bench_video(args)
     if args.probe:
         probe(args.probe_epochs, args.threads)
 

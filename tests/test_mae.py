@@ -192,6 +192,7 @@ def test_resume_after_kill_is_bit_exact(shards, tmp_path) -> None:
 
 def test_sigkill_then_rerun_cli_matches_uninterrupted(shards, tmp_path) -> None:
     """A real kill: SIGKILL the CLI as soon as its first checkpoint lands, rerun, compare weights."""
+    torch.set_num_threads(1)  # earlier tests (thread-pool limits) may have changed it; must match the child
     params = {**TINY, "epochs": 12, "batch_size": 6, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
               "frames_per_video": 4, "seed": 0, "device": "cpu", "checkpoint_every_steps": 1}
     argv = ["--faces", *map(str, shards), "--out", str(tmp_path / "killed"), "--params", json.dumps(params)]
@@ -310,20 +311,143 @@ def test_zero_crops_do_not_crash(tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- video MAE
 
-def test_video_mae_tube_masking_and_patchify() -> None:
+VTINY = dict(img_size=S, patch_size=8, tubelet=2, num_frames=4, embed_dim=32, depth=1, num_heads=2, decoder_dim=32,
+             decoder_depth=1)
+
+
+@pytest.mark.parametrize("ratio", [0.9, 0.75, 0.5])
+def test_video_mae_tube_masking_and_patchify(ratio: float) -> None:
     from expmae.mae.video import VideoMAE, VideoMAEConfig
 
-    m = VideoMAE(VideoMAEConfig(img_size=S, patch_size=8, tubelet=2, num_frames=4, embed_dim=32, depth=1,
-                                num_heads=2, decoder_dim=32, decoder_depth=1, mask_ratio=0.9))
+    m = VideoMAE(VideoMAEConfig(**VTINY, mask_ratio=ratio))
     clips = torch.randn(3, 3, 4, S, S)
     tubes = m.patchify(clips)
     assert tubes.shape == (3, 2 * 16, 2 * 8 * 8 * 3) and torch.equal(m.unpatchify(tubes), clips)
     # tube (slot 1, row 0, col 1) holds frames 2-3, rows 0-7, cols 8-15
     assert torch.equal(tubes[0, 16 + 1].reshape(2, 8, 8, 3), clips[0, :, 2:4, :8, 8:16].permute(1, 2, 3, 0))
-    loss, mask = m(clips, noise=torch.rand(3, 16))
+    noise = torch.rand(3, m.noise_len, generator=torch.Generator().manual_seed(1))
+    loss, pred, mask = m(clips, noise=noise, full_pred=True)
     per_slot = mask.reshape(3, 2, 16)
     assert torch.equal(per_slot[:, 0], per_slot[:, 1])  # same spatial mask in every time slot
-    assert (per_slot[:, 0].sum(1) == 16 - round(16 * 0.1)).all()
+    assert (per_slot[:, 0].sum(1) == 16 - round(16 * (1 - ratio))).all()
+    assert abs(mask.mean().item() - ratio) <= 1 / 16
+    assert not torch.equal(mask[0], mask[1])  # per-clip masks
+    assert pred is not None and pred.shape == tubes.shape
     loss.backward()
     assert torch.isfinite(loss) and m.tube_embed.weight.grad is not None
     assert m.eval().encode(clips).shape == (3, 32)
+    assert all(k.startswith(("tube_embed", "blocks", "norm")) for k in m.encoder_state_dict())
+
+
+def test_clip_rows_resample_and_pad() -> None:
+    from expmae.mae.clips import build_clip_samples, clip_rows, video_clips
+
+    assert clip_rows(np.array([7]), 4).tolist() == [7, 7, 7, 7]  # one crop: a still clip
+    short = clip_rows(np.array([3, 4, 5]), 8)  # fewer crops than frames: repeat in time order, all used
+    assert len(short) == 8 and set(short) == {3, 4, 5} and (np.diff(short) >= 0).all()
+    assert clip_rows(np.arange(20), 4).tolist() == [0, 6, 13, 19]  # more crops: even spread, ends kept
+    frames = pd.DataFrame({"name": ["b", "a", "b", "a"], "frame_index": [5, 2, 1, 0], "crop_row": [0, 1, 2, 3]})
+    names, rows = video_clips(frames, 2)
+    assert names == ["a", "b"] and rows.tolist() == [[3, 1], [2, 0]]  # sorted by frame_index, not row order
+    s = build_clip_samples([frames, frames.iloc[:0]], 2)
+    assert s.shape == (2, 3) and (s[:, 0] == 0).all()
+
+
+def vcfg(**kw) -> PretrainConfig:
+    base = dict(VTINY, kind="video", mask_ratio=0.75, epochs=2, batch_size=2, lr=1e-3, warmup_epochs=1, seed=0,
+                device="cpu")
+    return PretrainConfig.from_params({**base, **kw})
+
+
+def test_video_pretrain_loss_decreases_and_resumes(shards, tmp_path) -> None:
+    from expmae.mae.clips import FaceClipDataset, build_clip_samples
+    from expmae.mae.data import load_face_shard
+    from expmae.mae.video import VideoMAE
+
+    c = vcfg(epochs=30, batch_size=5, lr=3e-3, warmup_epochs=2)
+    torch.manual_seed(0)
+    init = VideoMAE(c.model).eval()
+    res = train(c, shards, tmp_path / "full")  # 5 clips (v4 has no crops): 1 step per epoch
+    assert res.step == 30 and np.isfinite(res.step_losses).all()
+    samples = build_clip_samples([load_face_shard(s)[1] for s in shards], 4)
+    x = torch.stack([FaceClipDataset(shards, samples, S)[(i, i)] for i in range(len(samples))])  # [5, 3, 4, S, S]
+    noise = torch.rand(len(x), 16, generator=torch.Generator().manual_seed(123))
+    with torch.no_grad():
+        before, after = init(x, noise=noise)[0].item(), res.model.eval()(x, noise=noise)[0].item()
+    assert after < 0.8 * before, (before, after)
+    meta = json.loads((tmp_path / "full" / "meta.json").read_text())
+    assert meta["n_samples"] == 5 and meta["config"]["kind"] == "video"
+    assert (tmp_path / "full" / "recon.png").read_bytes()[:4] == b"\x89PNG"
+    enc, info = load_encoder(tmp_path / "full" / "encoder.safetensors")
+    assert info["kind"] == "video" and type(enc).__name__ == "VideoMAE"
+    # killed after step 3 and resumed: same weights as uninterrupted (same engine as the image MAE)
+    c2 = vcfg(epochs=3, batch_size=2, checkpoint_every_steps=1)
+    full = train(c2, shards, tmp_path / "a")
+    train(c2, shards, tmp_path / "b", max_steps=3)
+    resumed = train(c2, shards, tmp_path / "b")
+    assert resumed.step_losses == full.step_losses
+    a, b = load_file(tmp_path / "a" / "encoder.safetensors"), load_file(tmp_path / "b" / "encoder.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_video_features_format(shards, tmp_path) -> None:
+    """expmae_video: one row per manifest video, mask False without crops, equal to a direct clip encode."""
+    from expmae.mae.clips import clip_tensor, video_clips
+
+    train(vcfg(epochs=1), shards, tmp_path / "mv")
+    enc = tmp_path / "mv" / "encoder.safetensors"
+    manifest = tmp_path / "s00001.parquet"
+    names = ["v5", "missing", "v3", "v4"]
+    pd.DataFrame({"name": names, "path": [f"/x/{n}.mp4" for n in names], "size": [1] * 4,
+                  "mtime_ns": [0] * 4}).to_parquet(manifest)
+    out = tmp_path / "feat.parquet"
+    meta = extract(shards[1], manifest, enc, out, None, {"device": "cpu"})
+    got, X, mask, rmeta = read_features([out])
+    assert got == names and X.shape == (4, 32) and X.dtype == np.float32
+    assert mask.tolist() == [True, False, True, False] and not X[1].any() and not X[3].any()
+    assert meta["extractor"] == rmeta["extractor"] == "expmae_video" and rmeta["encoder_sha256"] == file_sha256(enc)
+    assert rmeta["encoder_meta"]["kind"] == "video" and read_meta(out)["dim"] == 32
+    model, _ = load_encoder(enc)
+    vnames, rows = video_clips(pd.read_parquet(shards[1] / "frames.parquet"), 4)
+    crops = np.load(shards[1] / "crops.npy")
+    with torch.inference_mode():
+        direct = model.encode(clip_tensor(crops[rows[vnames.index("v3")]][None], S))[0].numpy()
+    np.testing.assert_allclose(X[2], direct, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- linear probe
+
+def test_linear_probe_f1_range_and_signal() -> None:
+    from expmae.mae.probe import linear_probe_f1, repeated_probe
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 20)
+    signal = np.eye(3)[np.searchsorted(["a", "b", "c"], y)] * 3 + rng.normal(size=(60, 3))
+    noise = rng.normal(size=(60, 3))
+    good, bad = linear_probe_f1(np.c_[signal, noise], y), linear_probe_f1(noise, y)
+    assert 0.0 <= bad <= 1.0 and 0.0 <= good <= 1.0
+    assert good > 0.9 and bad < 0.6, (good, bad)
+    r = repeated_probe(noise, y, folds=5, seed=0, repeats=3)
+    assert len(r["f1_runs"]) == 3 and r["f1_std"] >= 0 and abs(r["f1"] - np.mean(r["f1_runs"])) < 1e-12
+    with pytest.raises(ValueError):
+        linear_probe_f1(noise[:3], ["a", "b", "c"])  # one sample per class: no k-fold possible
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_probe_cli_writes_json_and_png(shards, tmp_path, kind: str) -> None:
+    from expmae.mae.probe import main as probe_main
+
+    c = cfg(epochs=1) if kind == "image" else vcfg(epochs=1)
+    train(c, shards, tmp_path / "m")
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"name": ["v0", "v1", "v2", "v3", "v5", "absent"], "discrete": ["x", "y", "x", "y", "x", "y"]}
+                 ).to_csv(labels, index=False)
+    out = tmp_path / "probe.json"
+    probe_main(["--encoder", str(tmp_path / "m" / "encoder.safetensors"), "--faces", *map(str, shards),
+                "--labels", str(labels), "--out", str(out), "--params", json.dumps({"folds": 2, "device": "cpu"})])
+    res = json.loads(out.read_text())
+    assert res["kind"] == kind and res["n_videos"] == 5  # "absent" has no crops, v4 is unlabeled
+    for tag in ("pretrained", "random_init"):
+        assert 0.0 <= res[tag]["f1"] <= 1.0 and len(res[tag]["f1_runs"]) == 3
+    assert res["delta"] == pytest.approx(res["pretrained"]["f1"] - res["random_init"]["f1"])
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

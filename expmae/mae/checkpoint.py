@@ -5,9 +5,10 @@ checkpoint.safetensors  tensors  model/<param>          full MAE (encoder + deco
                                  rng/torch_cpu, rng/cuda RNG states as uint8 tensors
                         metadata "format", "state" -> JSON: step, epoch, losses, optimizer
                                  param_groups, config, shards, run fingerprint
-encoder.safetensors     tensors  encoder weights only (patch_embed, cls_token, blocks, norm)
-                        metadata "format", "expmae" -> JSON: model_config, shards, step, final
-                                 loss, code version, untrained flag
+encoder.safetensors     tensors  encoder weights only (patch_embed, cls_token, blocks, norm; video:
+                                 tube_embed, blocks, norm)
+                        metadata "format", "expmae" -> JSON: kind (image | video), model_config,
+                                 shards, step, final loss, code version, untrained flag
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import expmae
 from expmae.io import atomic_path
 
 from .model import MAE, MAEConfig
+from .video import VideoMAE, VideoMAEConfig
 
 CKPT_FORMAT = "expmae-mae-checkpoint-v1"
 ENCODER_FORMAT = "expmae-mae-encoder-v1"
@@ -49,7 +51,7 @@ def _cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu").contiguous().clone()
 
 
-def save_checkpoint(path: str | Path, model: MAE, optim: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, model: torch.nn.Module, optim: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     tensors = {f"model/{k}": _cpu(v) for k, v in model.state_dict().items()}
     osd = optim.state_dict()
     for pid, st in osd["state"].items():
@@ -76,7 +78,7 @@ def read_checkpoint_state(path: str | Path) -> dict[str, Any] | None:
     return json.loads(md["state"])
 
 
-def load_checkpoint(path: str | Path, model: MAE, optim: torch.optim.Optimizer) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, model: torch.nn.Module, optim: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore model, optimizer and RNG state in place; returns the JSON state."""
     state = read_checkpoint_state(path)
     if state is None:
@@ -95,15 +97,16 @@ def load_checkpoint(path: str | Path, model: MAE, optim: torch.optim.Optimizer) 
     return state
 
 
-def save_encoder(path: str | Path, model: MAE, meta: dict[str, Any]) -> None:
+def save_encoder(path: str | Path, model: MAE | VideoMAE, meta: dict[str, Any]) -> None:
     tensors = {k: _cpu(v) for k, v in model.encoder_state_dict().items()}
-    info = {**meta, "model_config": model.cfg.to_dict(), "code_version": code_version()}
+    kind = "video" if isinstance(model, VideoMAE) else "image"
+    info = {**meta, "kind": kind, "model_config": model.cfg.to_dict(), "code_version": code_version()}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": ENCODER_FORMAT, "expmae": json.dumps(info)})
 
 
-def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[MAE, dict[str, Any]]:
-    """-> (MAE with encoder weights loaded, in eval mode; the encoder's JSON metadata)."""
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """-> (MAE or VideoMAE (metadata "kind") with encoder weights loaded, in eval mode; the JSON metadata)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"MAE encoder {path} not found (run the mae_pretrain rule first)")
@@ -112,6 +115,9 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     if md.get("format") != ENCODER_FORMAT:
         raise ValueError(f"{path} is not an expmae MAE encoder (format {md.get('format')!r})")
     info = json.loads(md["expmae"])
-    model = MAE(MAEConfig.from_dict(info["model_config"]))
+    if info.get("kind", "image") == "video":
+        model: MAE | VideoMAE = VideoMAE(VideoMAEConfig.from_dict(info["model_config"]))
+    else:
+        model = MAE(MAEConfig.from_dict(info["model_config"]))
     model.load_encoder_state_dict(load_file(str(path)))
     return model.to(device).eval(), info

@@ -1,12 +1,14 @@
-"""Per-shard expMAE features: encode every face crop, average per video.
+"""Per-shard expMAE features: encode every face crop, average per video (image MAE), or encode
+one T-frame face clip per video (video MAE, feature set `expmae_video`).
 
     python -m expmae.mae.features --faces results/faces/s00003 --manifest results/ingest/s00003.parquet \
         --encoder results/mae/encoder.safetensors --out results/features/expmae/s00003.parquet \
         [--frames-out results/features/expmae/s00003.frames.npy] --params '{"device": "auto", "batch_size": 256}'
 
-One row per manifest video, in manifest order; videos without crops get mask False and a
-zero vector. The table's metadata names the encoder file's sha256 and its training metadata,
-so every feature table says which checkpoint produced it.
+The encoder file's metadata says which kind it is. One row per manifest video, in manifest
+order; videos without crops get mask False and a zero vector. The table's metadata names the
+encoder file's sha256 and its training metadata, so every feature table says which checkpoint
+produced it. Clips shorter than T frames are resampled as in clips.clip_rows (frames repeat).
 """
 from __future__ import annotations
 
@@ -22,10 +24,13 @@ import torch
 
 from expmae.io import config_hash, write_features, write_npy
 
+from expmae.device import resolve_device
+
 from .checkpoint import file_sha256, load_encoder
+from .clips import clip_tensor, video_clips
 from .data import load_face_shard, normalize
 from .model import MAE
-from expmae.device import resolve_device
+from .video import VideoMAE
 
 log = logging.getLogger("expmae.mae.features")
 
@@ -45,6 +50,42 @@ def encode_crops(model: MAE, crops: np.ndarray, rows: np.ndarray | None = None, 
             z = model.encode(normalize(x, model.cfg.img_size))  # [b, D]
         out[i : i + len(z)] = z.float().cpu().numpy()
     return out
+
+
+@torch.inference_mode()
+def encode_clips(model: VideoMAE, crops: np.ndarray, clip_rows: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """uint8 crops [F0, S, S, 3] (memmap ok), crop rows [V, T] -> float32 [V, D], one clip per row."""
+    device = next(model.parameters()).device
+    out = np.zeros((len(clip_rows), model.cfg.embed_dim), np.float32)
+    for i in range(0, len(clip_rows), batch_size):
+        rows = clip_rows[i : i + batch_size]  # [b, T]
+        x = clip_tensor(np.asarray(crops[rows.reshape(-1)]).reshape(*rows.shape, *crops.shape[1:]),
+                        model.cfg.img_size).to(device)  # [b, 3, T, H, W]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out[i : i + len(rows)] = model.encode(x).float().cpu().numpy()
+    return out
+
+
+def shard_video_features(model: MAE | VideoMAE, faces: str | Path, names: Sequence[str],
+                         batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode one face shard -> (X [N, D] per video in `names` order, mask [N], frame features [F, D]).
+
+    Image MAE: every crop is encoded, X is the per-video mean (frame features [F, D] in
+    frames.parquet order). Video MAE: one clip per video, no frame features ([0, D]).
+    """
+    D = model.cfg.embed_dim
+    crops, frames = load_face_shard(faces)
+    if crops is None or not len(frames):
+        return np.zeros((len(names), D), np.float32), np.zeros(len(names), bool), np.zeros((0, D), np.float32)
+    if isinstance(model, VideoMAE):
+        vnames, rows = video_clips(frames, model.cfg.num_frames)
+        feats = encode_clips(model, crops, rows, max(1, batch_size // model.cfg.num_frames))  # [V, D]
+        X, mask = video_means(names, np.asarray(vnames), feats)  # one clip each: the "mean" is the clip
+        return X, mask, np.zeros((0, D), np.float32)
+    rows_ = frames["crop_row"].to_numpy(np.int64)  # row i of frames.parquet -> its crop
+    feats = encode_crops(model, crops, rows_, batch_size)  # [F, D]
+    X, mask = video_means(names, frames["name"].astype(str).to_numpy(), feats)
+    return X, mask, feats
 
 
 def video_means(names: Sequence[str], frame_names: np.ndarray, frame_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,21 +114,17 @@ def extract(faces: str | Path, manifest: str | Path, encoder: str | Path, out: s
     names = pd.read_parquet(manifest, columns=["name"])["name"].astype(str).tolist()
     model, enc_meta = load_encoder(encoder, device)
     D = model.cfg.embed_dim
-
-    crops, frames = load_face_shard(faces)
-    if crops is not None and len(frames):
-        rows = frames["crop_row"].to_numpy(np.int64)  # row i of frames.parquet -> its crop
-        feats = encode_crops(model, crops, rows, int(params.get("batch_size", 256)))  # [F, D]
-    else:
-        feats = np.zeros((0, D), np.float32)
-    X, mask = video_means(names, frames["name"].astype(str).to_numpy(), feats)
+    X, mask, feats = shard_video_features(model, faces, names, int(params.get("batch_size", 256)))
 
     sha = file_sha256(encoder)
-    meta = {"extractor": "expmae", "model_id": f"expmae-mae@{sha[:12]}", "encoder_sha256": sha, "encoder_meta": enc_meta, "dim": D,
-            "level": "video (mean of frame features)", "n_frames": int(len(feats)),
+    video = isinstance(model, VideoMAE)
+    name = "expmae_video" if video else "expmae"
+    level = f"video (one {model.cfg.num_frames}-frame clip)" if video else "video (mean of frame features)"
+    meta = {"extractor": name, "model_id": f"{name}-mae@{sha[:12]}", "encoder_sha256": sha, "encoder_meta": enc_meta,
+            "dim": D, "level": level, "n_frames": int(len(feats)),
             "n_videos": len(names), "n_with_faces": int(mask.sum()), "shard": Path(faces).name,
             "config_hash": config_hash({k: v for k, v in params.items() if k != "batch_size"})}
-    if frames_out is not None:
+    if frames_out is not None and not video:
         write_npy(frames_out, feats.astype(np.float16))
     write_features(out, names, X, mask, meta)
     log.info("%s: %d videos (%d with faces), %d frames, dim %d", Path(faces).name, len(names), mask.sum(), len(feats), D)
@@ -98,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="expMAE per-shard features")
     ap.add_argument("--faces", required=True, help="face cache folder results/faces/{shard}")
     ap.add_argument("--manifest", required=True, help="ingest manifest results/ingest/{shard}.parquet")
-    ap.add_argument("--encoder", required=True, help="results/mae/encoder.safetensors")
+    ap.add_argument("--encoder", required=True, help="results/mae/encoder.safetensors or results/mae_video/...")
     ap.add_argument("--out", required=True, help="feature table .parquet")
     ap.add_argument("--frames-out", default=None, help="optional float16 [F, D] frame features .npy")
     ap.add_argument("--params", default="{}", help='JSON: {"device": "auto", "batch_size": 256}')

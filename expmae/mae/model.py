@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ ENCODER_PREFIXES = ("patch_embed.", "cls_token", "blocks.", "norm.")
 
 @dataclass(frozen=True)
 class MAEConfig:
+    _section: ClassVar[str] = "mae"  # config.yaml section named in errors
     img_size: int = 112
     patch_size: int = 16
     in_chans: int = 3
@@ -44,15 +45,15 @@ class MAEConfig:
 
     def __post_init__(self) -> None:
         if self.img_size % self.patch_size:
-            raise ValueError(f"mae.img_size {self.img_size} is not a multiple of mae.patch_size {self.patch_size}")
+            raise ValueError(f"{self._section}.img_size {self.img_size} is not a multiple of {self._section}.patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"mae.embed_dim {self.embed_dim} is not divisible by mae.num_heads {self.num_heads}")
+            raise ValueError(f"{self._section}.embed_dim {self.embed_dim} is not divisible by {self._section}.num_heads {self.num_heads}")
         if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mae.mask_ratio must be in [0, 1), got {self.mask_ratio}")
+            raise ValueError(f"{self._section}.mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.decoder_num_heads <= 0:
             object.__setattr__(self, "decoder_num_heads", _default_heads(self.decoder_dim))
         if self.decoder_dim % self.decoder_num_heads:
-            raise ValueError(f"mae.decoder_dim {self.decoder_dim} not divisible by {self.decoder_num_heads} heads")
+            raise ValueError(f"{self._section}.decoder_dim {self.decoder_dim} not divisible by {self.decoder_num_heads} heads")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MAEConfig":
@@ -169,6 +170,11 @@ class MAE(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------ patches
+    @property
+    def noise_len(self) -> int:
+        """Masking noise per sample: one value per patch."""
+        return self.cfg.num_patches
+
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B, L, p*p*C], patch pixels in (row, col, channel) order."""
         p, c = self.cfg.patch_size, self.cfg.in_chans

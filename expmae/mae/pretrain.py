@@ -12,6 +12,9 @@ data.EpochBatches) and the mask noise of (seed, step, rank, micro-batch), so res
 checkpoint.safetensors after a kill replays the remaining steps bit-for-bit on CPU.
 Outputs in --out: checkpoint.safetensors (every epoch / every N steps), meta.json, loss.png,
 recon.png, and encoder.safetensors LAST (the Snakemake rule's main output).
+
+`"kind": "video"` in the params trains the video MAE (video.py, config `mae_video:`) on one
+T-frame face clip per video (clips.py) with the same engine; a sample is then a clip.
 """
 from __future__ import annotations
 
@@ -36,15 +39,18 @@ from expmae.device import resolve_device
 from expmae.io import config_hash, write_json
 
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, save_encoder
+from .clips import FaceClipDataset, build_clip_samples
 from .data import EpochBatches, FaceCropDataset, build_samples, epoch_plan, load_face_shard
 from .model import MAE, MAEConfig
+from .video import VideoMAE, VideoMAEConfig
 
 log = logging.getLogger("expmae.mae.pretrain")
 
 
 @dataclass
 class PretrainConfig:
-    model: MAEConfig = field(default_factory=MAEConfig)
+    model: MAEConfig = field(default_factory=MAEConfig)  # a VideoMAEConfig when kind == "video"
+    kind: str = "image"  # image | video
     epochs: int = 6
     batch_size: int = 64  # global batch per optimizer step (split over ranks and accumulation)
     lr: float = 1.5e-3
@@ -64,7 +70,11 @@ class PretrainConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "PretrainConfig":
         names = {f.name for f in dataclasses.fields(cls)} - {"model"}
-        return cls(model=MAEConfig.from_dict(params), **{k: v for k, v in params.items() if k in names})
+        kind = str(params.get("kind", "image"))
+        if kind not in ("image", "video"):
+            raise ValueError(f"MAE kind must be image or video, got {kind!r}")
+        mcfg = (VideoMAEConfig if kind == "video" else MAEConfig).from_dict(params)
+        return cls(model=mcfg, **{k: v for k, v in params.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -79,7 +89,7 @@ class PretrainConfig:
 
 @dataclass
 class TrainResult:
-    model: MAE
+    model: MAE | VideoMAE
     step: int
     step_losses: list[float]
     epoch_losses: list[float]
@@ -133,7 +143,11 @@ def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max
 
     shards = [Path(f).name for f in faces]
     frames = [load_face_shard(f)[1] for f in faces]
-    samples = build_samples(frames, cfg.frames_per_video)
+    video = cfg.kind == "video"
+    if video:  # [N, 1+T] one clip per video
+        samples = build_clip_samples(frames, cfg.model.num_frames)  # type: ignore[attr-defined]
+    else:  # [N, 2] up to frames_per_video crops per video
+        samples = build_samples(frames, cfg.frames_per_video)
     n = len(samples)
     warnings: list[str] = []
     if n == 0:
@@ -144,7 +158,7 @@ def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
 
     torch.manual_seed(cfg.seed)  # identical init on every rank
-    model = MAE(cfg.model).to(device)
+    model = build_model(cfg).to(device)
     optim = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     fp = cfg.fingerprint(shards, n)
 
@@ -166,8 +180,9 @@ def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max
     fwd = torch.compile(model) if cfg.compile else model
     if world > 1:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if is_cuda else None)
-    dataset = FaceCropDataset([str(f) for f in faces], samples, cfg.model.img_size)
-    L = cfg.model.num_patches
+    data_cls = FaceClipDataset if video else FaceCropDataset
+    dataset = data_cls([str(f) for f in faces], samples, cfg.model.img_size)
+    L = model.noise_len  # masking noise per sample: patches (image) or spatial tube positions (video)
 
     def checkpoint() -> None:
         if rank == 0:
@@ -235,13 +250,27 @@ def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max
                 "resumed_from_step": resumed_from, "warnings": warnings, "untrained": total == 0}
         write_json(out / "meta.json", meta)
         plots.loss_plot(out / "loss.png", step_losses, steps_per_epoch)
-        recon = _recon_batch(faces, samples, cfg)
-        plots.recon_plot(out / "recon.png", model, recon, cfg.seed)
+        if video:
+            plots.video_recon_plot(out / "recon.png", model, _recon_clips(dataset), cfg.seed)  # type: ignore[arg-type]
+        else:
+            plots.recon_plot(out / "recon.png", model, _recon_batch(faces, samples, cfg), cfg.seed)  # type: ignore[arg-type]
         save_encoder(out / "encoder.safetensors", model, {
             "shards": shards, "step": step, "epochs": cfg.epochs, "final_loss": meta["final_loss"],
             "n_samples": n, "seed": cfg.seed, "untrained": total == 0, "warnings": warnings,
             "config_hash": fp})
     return _finish_dist(TrainResult(model, step, step_losses, epoch_losses, True), created)
+
+
+def build_model(cfg: PretrainConfig) -> MAE | VideoMAE:
+    return VideoMAE(cfg.model) if cfg.kind == "video" else MAE(cfg.model)  # type: ignore[arg-type]
+
+
+def _recon_clips(dataset: FaceClipDataset, k: int = 2) -> torch.Tensor | None:
+    """Up to k un-augmented clips spread over the clip list, uint8 [k, T, S, S, 3]."""
+    if len(dataset) == 0:
+        return None
+    pick = np.unique(np.linspace(0, len(dataset) - 1, min(k, len(dataset))).astype(int))
+    return torch.from_numpy(np.stack([dataset.clip(int(i)) for i in pick]))
 
 
 def _epoch_means(step_losses: list[float], steps_per_epoch: int) -> list[float]:
@@ -271,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--faces", nargs="*", default=[], help="face cache folders results/faces/{shard}")
     ap.add_argument("--out", required=True, help="output folder (e.g. results/mae)")
-    ap.add_argument("--params", default="{}", help="JSON: the mae: config section plus seed and device")
+    ap.add_argument("--params", default="{}", help='JSON: the mae: (or mae_video: + "kind": "video") config '
+                    "section plus seed and device")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PretrainConfig.from_params(json.loads(args.params))

@@ -4,7 +4,8 @@ A clip of T frames is cut into tubes of t x p x p pixels (default 2 x 16 x 16); 
 spatial positions are masked in every time slot ("tube masking", 90 %), so the model cannot
 copy a masked patch from the neighbouring frame and has to model motion and expression
 dynamics. No cls token (as in VideoMAE); fixed 1D sin-cos position embedding over all tubes.
-Not used by the workflow yet: the image MAE in model.py is what pretrain.py trains.
+pretrain.py trains it when the params say `"kind": "video"` (config `mae_video:`); the
+encoder-only state (tube_embed, blocks, norm) is what checkpoint.save_encoder stores.
 
 Shapes: B batch, C channels, T frames, H=W=img_size, t tubelet, p patch; T'=T/t, N=h*w spatial
 positions, L=T'*N tubes, K=T'*round(N*(1-ratio)) kept tubes, P=t*p*p*C pixels per tube.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -22,10 +24,14 @@ from timm.models.vision_transformer import Block
 
 from .model import MAEConfig, _take
 
+# Parameter-name prefixes that make up the video encoder (the rest is the pretraining decoder).
+VIDEO_ENCODER_PREFIXES = ("tube_embed.", "blocks.", "norm.")
+
 
 @dataclass(frozen=True)
 class VideoMAEConfig(MAEConfig):
     """The image MAE's config plus time: 2-frame tubelets over 16-frame clips, 90% tube masking."""
+    _section: ClassVar[str] = "mae_video"
     tubelet: int = 2
     num_frames: int = 16
     mask_ratio: float = 0.9
@@ -33,7 +39,7 @@ class VideoMAEConfig(MAEConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.num_frames % self.tubelet:
-            raise ValueError(f"num_frames {self.num_frames} is not a multiple of tubelet {self.tubelet}")
+            raise ValueError(f"mae_video.num_frames {self.num_frames} is not a multiple of mae_video.tubelet {self.tubelet}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -110,9 +116,18 @@ class VideoMAE(nn.Module):
         mask[:, : kept.shape[1]] = 0
         return ids_shuffle, ids_restore, torch.gather(mask, 1, ids_restore), kept.shape[1]
 
-    def forward(self, clips: torch.Tensor, mask_ratio: float | None = None,
-                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """clips [B, C, T, H, W] (normalised) -> (loss on masked tubes, mask [B, L] 1 = masked)."""
+    @property
+    def noise_len(self) -> int:
+        """Masking noise per sample: one value per spatial position (tube masking)."""
+        return self.cfg.grid[1]
+
+    def forward(self, clips: torch.Tensor, mask_ratio: float | None = None, noise: torch.Tensor | None = None,
+                full_pred: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """clips [B, C, T, H, W] (normalised) -> (loss on masked tubes, pred [B, L, P] or None, mask [B, L]).
+
+        Same contract as model.MAE.forward (mask 1 = masked); full_pred=True also predicts every
+        tube, for reconstructions.
+        """
         ratio = self.cfg.mask_ratio if mask_ratio is None else mask_ratio
         tubes = self.patchify(clips)  # [B, L, P]
         B, L, P = tubes.shape
@@ -129,12 +144,18 @@ class VideoMAE(nn.Module):
         for blk in self.decoder_blocks:
             x = blk(x)
         ids_masked = ids_shuffle[:, K:]
-        pred = self.decoder_pred(self.decoder_norm(_take(x, ids_masked)))  # [B, L-K, P]
+        if full_pred:
+            x = self.decoder_norm(x)
+            full = self.decoder_pred(x)  # [B, L, P]
+            pred = _take(full, ids_masked)
+        else:
+            full = None
+            pred = self.decoder_pred(self.decoder_norm(_take(x, ids_masked)))  # [B, L-K, P]
         target = _take(tubes, ids_masked).float()
         if self.cfg.norm_pix_loss:  # unbiased-variance normalisation, as in model.MAE.loss_fn
             scale = torch.full((P,), ((P - 1) / P) ** 0.5, device=target.device)  # folded into the kernel
             target = F.layer_norm(target, (P,), weight=scale, eps=1e-6 * (P - 1) / P)
-        return F.mse_loss(pred.float(), target), mask
+        return F.mse_loss(pred.float(), target), full, mask
 
     def encode(self, clips: torch.Tensor) -> torch.Tensor:
         """All tubes, no masking: [B, C, T, H, W] -> mean of tube tokens after the final norm [B, D]."""
@@ -142,3 +163,13 @@ class VideoMAE(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x).mean(dim=1)
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith(VIDEO_ENCODER_PREFIXES)}
+
+    def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
+        """Load encoder-only weights; anything missing must belong to the decoder."""
+        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
+        bad = [k for k in missing if k.startswith(VIDEO_ENCODER_PREFIXES)]
+        if bad or unexpected:
+            raise ValueError(f"video encoder weights do not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")

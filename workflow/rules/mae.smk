@@ -1,12 +1,37 @@
+# expMAE pretraining (image MAE: config mae:, video MAE: config mae_video:) and its linear probe.
+# Both train on the face crops of pretrain_shards(section) (see common.smk: by default new videos do
+# not retrigger pretraining). Resumable from <out>/checkpoint.safetensors, so --retries after a
+# walltime kill continues. Figures and probe scores go into `snakemake --report` (category expMAE).
+MAE_VIDEO_ON = bool(config.get("mae_video", {}).get("enabled", False))
+if "expmae_video" in FEATURE_SETS and not MAE_VIDEO_ON:
+    raise WorkflowError("config key classify.feature_sets lists expmae_video but mae_video.enabled is false")
+# What rule all asks for besides the classifiers: the probe(s), which pull in pretraining.
+MAE_TARGETS = [f"{RES}/mae/probe.json"] + ([f"{RES}/mae_video/probe.json"] if MAE_VIDEO_ON else [])
+_NOT_TRAINING = ("enabled", "probe_repeats")  # settings that must not rerun pretraining
+# --params of the pretraining / probe jobs per config section (JSON, so a change reruns the rule).
+MAE_PARAMS = {
+    sec: js({**{k: v for k, v in config[sec].items() if k not in _NOT_TRAINING}, "kind": kind,
+             "seed": config["seed"], "device": config["device"]})
+    for sec, kind in (("mae", "image"), ("mae_video", "video")) if sec in config
+}
+PROBE_PARAMS = {
+    sec: js({"folds": config["classify"]["folds"], "seed": config["seed"], "device": config["device"],
+             "repeats": config[sec].get("probe_repeats", 3)})
+    for sec in ("mae", "mae_video") if sec in config
+}
+
+
 rule mae_pretrain:
-    # expMAE pretraining on face crops of the shards in pretrain_shards() (see common.smk).
-    # Resumable from results/mae/checkpoint.safetensors, so --retries after a walltime kill continues.
     input:
-        lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards()),
+        lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
     output:
         encoder=f"{RES}/mae/encoder.safetensors",
+        loss=report(f"{RES}/mae/loss.png", caption="../report/mae_loss.rst", category="expMAE",
+                    subcategory="image MAE", labels={"figure": "pretraining loss"}),
+        recon=report(f"{RES}/mae/recon.png", caption="../report/mae_recon.rst", category="expMAE",
+                     subcategory="image MAE", labels={"figure": "reconstructions"}),
     params:
-        cfg=js({**config["mae"], "seed": config["seed"], "device": config["device"]}),
+        cfg=MAE_PARAMS["mae"],
         out=lambda w, output: os.path.dirname(output.encoder),
     threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
     resources:
@@ -20,3 +45,67 @@ rule mae_pretrain:
         ENV
     shell:
         "python -m expmae.mae.pretrain --faces {input:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+
+
+use rule mae_pretrain as mae_video_pretrain with:
+    input:
+        lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
+    output:
+        encoder=f"{RES}/mae_video/encoder.safetensors",
+        loss=report(f"{RES}/mae_video/loss.png", caption="../report/mae_loss.rst", category="expMAE",
+                    subcategory="video MAE", labels={"figure": "pretraining loss"}),
+        recon=report(f"{RES}/mae_video/recon.png", caption="../report/mae_video_recon.rst", category="expMAE",
+                     subcategory="video MAE", labels={"figure": "reconstructions"}),
+    params:
+        cfg=MAE_PARAMS.get("mae_video", "{}"),
+        out=lambda w, output: os.path.dirname(output.encoder),
+    log:
+        f"{RES}/logs/mae_video_pretrain.log",
+    benchmark:
+        f"{RES}/benchmarks/mae_video_pretrain.tsv"
+
+
+rule mae_probe:
+    # Linear probe (k-fold logistic regression, weighted F1) of the pretrained encoder vs its own
+    # random init, on the labeled videos of the pretraining shards.
+    input:
+        encoder=rules.mae_pretrain.output.encoder,
+        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
+        labels=DATA["labels"],
+    output:
+        probe=report(f"{RES}/mae/probe.json", caption="../report/mae_probe.rst", category="expMAE",
+                     subcategory="image MAE", labels={"figure": "linear probe (JSON)"}),
+        png=report(f"{RES}/mae/probe.png", caption="../report/mae_probe.rst", category="expMAE",
+                   subcategory="image MAE", labels={"figure": "linear probe"}),
+    params:
+        cfg=PROBE_PARAMS["mae"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        f"{RES}/logs/mae_probe.log",
+    benchmark:
+        f"{RES}/benchmarks/mae_probe.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m expmae.mae.probe --encoder {input.encoder:q} --faces {input.faces:q} --labels {input.labels:q}"
+        " --out {output.probe:q} --params {params.cfg:q} > {log:q} 2>&1"
+
+
+use rule mae_probe as mae_video_probe with:
+    input:
+        encoder=rules.mae_video_pretrain.output.encoder,
+        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
+        labels=DATA["labels"],
+    output:
+        probe=report(f"{RES}/mae_video/probe.json", caption="../report/mae_probe.rst", category="expMAE",
+                     subcategory="video MAE", labels={"figure": "linear probe (JSON)"}),
+        png=report(f"{RES}/mae_video/probe.png", caption="../report/mae_probe.rst", category="expMAE",
+                   subcategory="video MAE", labels={"figure": "linear probe"}),
+    params:
+        cfg=PROBE_PARAMS.get("mae_video", "{}"),
+    log:
+        f"{RES}/logs/mae_video_probe.log",
+    benchmark:
+        f"{RES}/benchmarks/mae_video_probe.tsv"
