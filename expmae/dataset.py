@@ -62,6 +62,7 @@ class Dataset:
     modalities: list[str]
     meta: dict = field(default_factory=dict)
     issues: list[dict] = field(default_factory=list)
+    valence: np.ndarray | None = None    # [N] float, NaN where unknown (labeled rows only)
 
 
 def load(features: dict[str, list[str]], labels: str | None, test: str | None, classes: list[str],
@@ -94,8 +95,12 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
     for n in sorted(test_names & set(ymap)):
         issues.append({"name": n, "stage": "labels", "reason": "in both label CSV and test list (kept as test)"})
     y = np.array([ymap.get(n, -1) if s == "labeled" else -1 for n, s in zip(base, split)], dtype=np.int64)
-    ds = Dataset(base, Xs, np.stack(masks, 1) if masks else np.zeros((0, 0), bool), split, y, mods, metas, issues)
+    vmap = dict(zip(lab["name"], lab["valence"]))
+    valence = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(base, split)], np.float64)
+    ds = Dataset(base, Xs, np.stack(masks, 1) if masks else np.zeros((0, 0), bool), split, y, mods, metas, issues,
+                 valence)
     if test_labels:
         tl, _ = read_labels(test_labels, classes)
         ds.meta["test_truth"] = dict(zip(tl["name"], tl["y"]))
+        ds.meta["test_valence"] = {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v}
     return ds

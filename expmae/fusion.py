@@ -8,6 +8,9 @@
       z_ij = SumPool_k(U_i x_i ∘ U_j x_j)         [B, o]
       z    = sign(z) * sqrt(|z|);  z = z / ||z||
   The pooled vectors of all pairs are concatenated and classified linearly.
+- Attention: each modality encoded to `hidden`, one score per modality from a small MLP, softmax
+  over modalities, weighted sum, linear classifier (the MER 2023 baseline's fusion).
+(Late fusion of the per-feature-set classifiers has no weights: see expmae.late.)
 All heads take a list of tensors [B, D_m], one per modality, and return logits [B, C].
 """
 from __future__ import annotations
@@ -55,12 +58,29 @@ class FBPHead(nn.Module):
         return self.cls(z)
 
 
-HEADS = {"mlp": MLPHead, "concat": MLPHead, "fbp": FBPHead}
+class AttentionHead(nn.Module):
+    def __init__(self, dims: list[int], num_classes: int, hidden: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.enc = nn.ModuleList(nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)) for d in dims)
+        self.score = nn.Sequential(nn.Linear(hidden, hidden // 2 or 1), nn.Tanh(), nn.Linear(hidden // 2 or 1, 1))
+        self.cls = nn.Linear(hidden, num_classes)
+
+    def weights(self, xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.stack([e(x) for x, e in zip(xs, self.enc)], 1)   # [B, M, H]
+        a = torch.softmax(self.score(h).squeeze(-1), dim=-1)       # [B, M], sums to 1 over modalities
+        return a, h
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        a, h = self.weights(xs)
+        return self.cls((a.unsqueeze(-1) * h).sum(1))              # [B, H] -> [B, C]
+
+
+HEADS = {"mlp": MLPHead, "concat": MLPHead, "fbp": FBPHead, "attention": AttentionHead}
 
 
 def build_head(kind: str, dims: list[int], num_classes: int, params: dict) -> nn.Module:
     if kind not in HEADS:
-        raise SystemExit(f"config key fuse.method: unknown head {kind!r}; one of {sorted(HEADS)}")
+        raise SystemExit(f"config key fuse.heads: unknown head {kind!r}; one of {sorted(HEADS)}")
     kw = {"hidden": params.get("hidden", 128), "dropout": params.get("dropout", 0.3)}
     if kind == "fbp":
         kw.update(out_dim=params.get("fbp_dim", 64), factor=params.get("fbp_factor", 4))

@@ -1,52 +1,112 @@
-"""Select confident pseudo-labels for unlabeled videos from one round's fused predictions.
+"""Select pseudo-labels for unlabeled videos from one round's predictions (config `pseudolabel:`).
 
-Policy (config `pseudolabel:`): keep unlabeled videos whose top probability is at least
-`threshold`; optionally cap the pool per class (`max_per_class`, most confident first)
-so the majority class does not take over. Selected rows carry their confidence and the
-round they came from; round r+1 trains on labeled + these.
+Source: the round's fusion head over all modalities with the best out-of-fold weighted F1
+(`source: best`, as for the final model), or a named
+one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in this order:
+- `threshold`: floor on the ensemble's top probability (both policies; 0 disables it);
+- `policy: threshold` keeps every row above the floor; `policy: topk` keeps the `top_k` most
+  confident rows per predicted class (class-balanced, so the majority class does not take over);
+- `agreement: true`: all k fold models must predict the same class (column `agree` == 1);
+- `max_per_class`: cap per class, most confident first; `max_per_round`: cap on the whole pool,
+  taken round-robin over classes by confidence so the cap keeps the balance (0 = no cap);
+- `soft_labels: true`: the rows keep their probability vector (prob_<class>) and round r+1 trains
+  on it instead of the one-hot class.
+Selected rows carry their confidence and round; round r+1 trains on labeled + these.
 
-    python -m expmae.pseudolabel --probs results/classify/round0/fused/probs.parquet \
-        --round 0 --out results/pseudo/round0.parquet --params '{"threshold": 0.9}'
+    python -m expmae.pseudolabel --candidates results/fuse/round0/all/fbp ... --round 0 --classes ... \
+        --out results/pseudo/round0.parquet --params '{"policy": "topk", "top_k": 10, ...}'
 """
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from expmae.io import write_table
 
+DEFAULTS = {"policy": "threshold", "threshold": 0.9, "top_k": 10, "agreement": False, "max_per_class": 0,
+            "max_per_round": 0, "soft_labels": False, "source": "best"}
+
 
 def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_per_class: int = 0,
-           round_: int = 0) -> pd.DataFrame:
-    """probs: a classify probs table. -> name, y, discrete, confidence, round, weight."""
+           round_: int = 0, policy: str = "threshold", top_k: int = 10, agreement: bool = False,
+           max_per_round: int = 0, soft_labels: bool = False) -> pd.DataFrame:
+    """probs: a classify probs table. -> name, y, discrete, confidence, agree, round, weight
+    (+ prob_<class> with soft_labels), sorted by name."""
+    if policy not in ("threshold", "topk"):
+        raise SystemExit(f"config key pseudolabel.policy: unknown policy {policy!r}; one of threshold, topk")
     pool = probs[probs["split"] == "unlabeled"]
-    P = pool[[f"prob_{c}" for c in classes]].to_numpy()
+    cols = [f"prob_{c}" for c in classes]
+    P = pool[cols].to_numpy(np.float64)
     conf, y = (P.max(1), P.argmax(1)) if len(P) else (np.zeros(0), np.zeros(0, int))
     out = pd.DataFrame({"name": pool["name"].to_numpy(), "y": y.astype(np.int64),
                         "discrete": [classes[i] for i in y], "confidence": conf.astype(np.float32),
+                        "agree": pool["agree"].to_numpy(np.float32) if "agree" in pool else np.float32(1.0),
                         "round": np.int64(round_), "weight": np.float32(1.0)})
+    if soft_labels:
+        for c in cols:
+            out[c] = pool[c].to_numpy(np.float32)
     out = out[out["confidence"] >= threshold]
+    if agreement:
+        out = out[out["agree"] >= 1.0 - 1e-6]
+    # most confident first within each class; name breaks ties so the result is deterministic
+    out = out.sort_values(["y", "confidence", "name"], ascending=[True, False, True])
+    rank = out.groupby("y").cumcount()
+    if policy == "topk":
+        out, rank = out[rank < top_k], rank[rank < top_k]
     if max_per_class > 0:
-        out = out.sort_values(["y", "confidence"], ascending=[True, False]).groupby("y").head(max_per_class)
+        out, rank = out[rank < max_per_class], rank[rank < max_per_class]
+    if max_per_round > 0 and len(out) > max_per_round:
+        # round-robin: every class's 1st, then every class's 2nd ... so the cap keeps the balance
+        out = out.assign(_r=rank.to_numpy()).sort_values(["_r", "confidence", "name"], ascending=[True, False, True])
+        out = out.head(max_per_round).drop(columns="_r")
     return out.sort_values("name", ignore_index=True)
 
 
+def candidate_name(d: Path) -> str:
+    """results/classify/round0/egemaps -> 'egemaps'; results/fuse/round0/all/fbp -> 'fbp';
+    results/fuse/round0/audio+text/fbp -> 'fbp[audio+text]' (the report table's column names)."""
+    from expmae.rounds import fused_name
+
+    d = Path(d)
+    return d.name if d.parent.name.startswith("round") else fused_name(d.parent.name, d.name)
+
+
+def choose_source(candidates: list[str], source: str = "best") -> Path:
+    """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 (first on ties)."""
+    dirs = [Path(c) for c in candidates]
+    if source != "best":
+        named = [d for d in dirs if candidate_name(d) == source]
+        if not named:
+            raise SystemExit(f"config key pseudolabel.source: {source!r} is not among {[candidate_name(d) for d in dirs]}")
+        return named[0]
+    # like the final model: among the heads over all modalities when there are any
+    pool = [d for d in dirs if "[" not in candidate_name(d)] or dirs
+    f1 = [json.loads((d / "metrics.json").read_text()).get("weighted_f1") for d in pool]
+    f1 = [-1.0 if v is None or v != v else v for v in f1]
+    return pool[int(np.argmax(f1))]
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Select confident pseudo-labels.")
-    ap.add_argument("--probs", required=True)
+    ap = argparse.ArgumentParser(description="Select pseudo-labels.")
+    ap.add_argument("--candidates", nargs="+", required=True, help="classify output folders of this round")
     ap.add_argument("--round", type=int, required=True)
     ap.add_argument("--classes", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="{}")
     a = ap.parse_args(argv)
-    p = {"threshold": 0.9, "max_per_class": 0, **json.loads(a.params)}
+    p = {**DEFAULTS, **json.loads(a.params)}
     classes = a.classes.split(",")
-    sel = select(pd.read_parquet(a.probs), classes, p["threshold"], p["max_per_class"], a.round)
-    write_table(a.out, sel, meta={"round": a.round, "params": p, "class_mix": sel["discrete"].value_counts().to_dict()})
-    print(f"round {a.round}: {len(sel)} pseudo-labels {sel['discrete'].value_counts().to_dict()}")
+    src = choose_source(a.candidates, p["source"])
+    kw = {k: p[k] for k in ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")}
+    sel = select(pd.read_parquet(src / "probs.parquet"), classes, round_=a.round, **kw)
+    mix = {c: int((sel["discrete"] == c).sum()) for c in classes}
+    write_table(a.out, sel, meta={"round": a.round, "params": p, "class_mix": mix, "source": str(src),
+                                  "mean_confidence": float(sel["confidence"].mean()) if len(sel) else None})
+    print(f"round {a.round}: {len(sel)} pseudo-labels from {src} {mix}")
 
 
 if __name__ == "__main__":

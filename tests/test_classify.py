@@ -3,14 +3,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, mean_squared_error
 
-from expmae import classify, dataset
-from expmae.fusion import FBPHead, build_head, fbp_pool
+from expmae import classify, dataset, metrics
+from expmae.fusion import AttentionHead, FBPHead, build_head, fbp_pool
 from expmae.io import read_features, write_features
-from expmae.pseudolabel import select
+from expmae.late import late_fuse
+from expmae.pseudolabel import choose_source, select
 
 CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny heads: one thread (as expmae.classify runs them); more only contend on a loaded box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_fbp_pool_shapes_and_normalisation():
@@ -29,15 +39,43 @@ def test_fbp_head_three_modalities():
     assert out.shape == (5, 6) and len(head.pairs) == 3
 
 
+def test_fbp_power_normalisation_is_signed_sqrt():
+    a, b = torch.randn(4, 8 * 2), torch.randn(4, 8 * 2)
+    raw = (a * b).view(4, 8, 2).sum(-1)
+    expect = torch.nn.functional.normalize(torch.sign(raw) * torch.sqrt(raw.abs() + 1e-8), dim=-1)
+    torch.testing.assert_close(fbp_pool(a, b, factor=2), expect)
+
+
+def test_attention_head_weights_sum_to_one():
+    head = AttentionHead([10, 20, 30], num_classes=6, hidden=16)
+    xs = [torch.randn(5, 10), torch.randn(5, 20), torch.randn(5, 30)]
+    a, h = head.weights(xs)
+    assert a.shape == (5, 3) and h.shape == (5, 3, 16) and head(xs).shape == (5, 6)
+    torch.testing.assert_close(a.sum(1), torch.ones(5))
+
+
 def test_unknown_head_names_config_key():
-    with pytest.raises(SystemExit, match="fuse.method"):
+    with pytest.raises(SystemExit, match="fuse.heads"):
         build_head("nope", [4], 6, {})
 
 
-def test_weighted_f1_matches_sklearn():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
     y, p = rng.integers(0, 6, 200), rng.integers(0, 6, 200)
-    assert classify.weighted_f1(y, p) == pytest.approx(f1_score(y, p, average="weighted"))
+    p[p == 5] = 4  # a class never predicted (F1 0) ...
+    y[y == 0] = 1  # ... and one only predicted (zero weight)
+    assert metrics.weighted_f1(y, p) == pytest.approx(f1_score(y, p, average="weighted", zero_division=0))
+    assert classify.weighted_f1(y, p) == metrics.weighted_f1(y, p)
+    assert metrics.accuracy(y, p) == pytest.approx(accuracy_score(y, p))
+    np.testing.assert_array_equal(metrics.confusion(y, p, 6), confusion_matrix(y, p, labels=range(6)))
+    v, vh = rng.normal(size=200), rng.normal(size=200)
+    assert metrics.mse(v, vh) == pytest.approx(mean_squared_error(v, vh))
+    s = metrics.scores(y, p, v, vh, prefix="test_")
+    assert s["test_mer_combined"] == pytest.approx(f1_score(y, p, average="weighted") - 0.25 * mean_squared_error(v, vh))
+    v[:10] = np.nan  # unknown valence rows are skipped, not counted as errors
+    assert metrics.mse(v, vh) == pytest.approx(mean_squared_error(v[10:], vh[10:]))
+    assert np.isnan(metrics.mse(np.full(3, np.nan), np.zeros(3))) and np.isnan(metrics.weighted_f1([], []))
 
 
 def make_ds(tmp_path, n=120, noise=1.0, seed=0):
@@ -53,11 +91,13 @@ def make_ds(tmp_path, n=120, noise=1.0, seed=0):
         mask[3] = False  # a missing modality row must stay, zeroed
         write_features(tmp_path / f"{m}.parquet", names, X, mask, {"extractor": m})
         paths[m] = [str(tmp_path / f"{m}.parquet")]
-    lab = pd.DataFrame({"name": names[:60], "discrete": [CLASSES[i] for i in y[:60]], "valence": ""})
+    valence = y * 0.5 - 1.0 + rng.normal(size=n) * 0.1  # valence follows the class here
+    lab = pd.DataFrame({"name": names[:60], "discrete": [CLASSES[i] for i in y[:60]], "valence": valence[:60].round(3)})
     lab.loc[5, "discrete"] = "confused"  # unknown label -> QC issue, treated as unlabeled
     lab.to_csv(tmp_path / "labels.csv", index=False)
     pd.DataFrame({"name": names[100:]}).to_csv(tmp_path / "test.csv", index=False)
-    pd.DataFrame({"name": names[100:], "discrete": [CLASSES[i] for i in y[100:]]}).to_csv(tmp_path / "tl.csv", index=False)
+    pd.DataFrame({"name": names[100:], "discrete": [CLASSES[i] for i in y[100:]], "valence": valence[100:]}).to_csv(
+        tmp_path / "tl.csv", index=False)
     return paths, y
 
 
@@ -75,6 +115,67 @@ def test_cross_validation_learns_and_fbp_fuses(tmp_path):
     df2, m2, _ = classify.cross_validate(ds, "fbp", CLASSES, p)
     pd.testing.assert_frame_equal(df, df2)  # deterministic given the seed
     assert any(k.startswith("fold4.") for k in states)
+    # valence (posterior x class means, per fold), scored out-of-fold; better than predicting the mean
+    lab = ds.split == "labeled"
+    assert m["valence_mse"] < 0.75 * np.nanvar(ds.valence[lab]) and m["test_valence_mse"] < 1.0
+    _, mr, st = classify.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "ridge", "epochs": 5})
+    assert mr["valence_mse"] < 0.5 * np.nanvar(ds.valence[lab]) and "fold0.valence.coef" in st
+    _, mn, _ = classify.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "none", "epochs": 5})
+    assert "valence_mse" not in mn
+    assert m["mer_combined"] == pytest.approx(m["weighted_f1"] - 0.25 * m["valence_mse"])
+    assert df.loc[df.split == "test", "valence"].notna().all()
+    # every fold model's probabilities are kept; `agree` is the share agreeing with the ensemble
+    unl = (df.split != "labeled").to_numpy()
+    folds = np.stack([df[[f"f{f}_{c}" for c in CLASSES]].to_numpy() for f in range(5)])
+    np.testing.assert_allclose(folds.mean(0)[unl], df[[f"prob_{c}" for c in CLASSES]].to_numpy()[unl], atol=1e-6)
+    assert ((folds.argmax(2) == folds.mean(0).argmax(1)).mean(0)[unl] == df["agree"].to_numpy()[unl]).all()
+    assert len(m["curves"]) == 5 and len(m["curves"][0]["train"]) == 60 and len(m["curves"][0]["val"]) == 60
+    # early stopping on an inner split of the training rows: keeps the best inner-loss epoch
+    de, me, _ = classify.cross_validate(ds, "fbp", CLASSES, {**p, "early_stop": 0.25})
+    c = me["curves"][0]
+    assert len(c["inner"]) == 60 and c["best_epoch"] == int(np.argmin(c["inner"])) + 1 and me["weighted_f1"] > 0.6
+    # attention and concat over grouped modalities train too; modality dropout stays deterministic
+    pa = {**p, "modality_dropout": 0.3}
+    da, ma, _ = classify.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})
+    assert ma["weighted_f1"] > 0.6 and ma["modalities"] == {"ab": ["a", "b"], "b": ["b"]}
+    pd.testing.assert_frame_equal(da, classify.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})[0])
+
+
+def test_inner_split_is_stratified():
+    y = np.array([0] * 10 + [1] * 5 + [2] * 2)
+    inner = classify.inner_split(y, 0.2, seed=0)
+    assert np.bincount(y[inner], minlength=3).tolist() == [2, 1, 0]
+    np.testing.assert_array_equal(inner, classify.inner_split(y, 0.2, seed=0))
+
+
+def test_group_concatenates_a_modality_and_merges_masks(tmp_path):
+    paths, _ = make_ds(tmp_path)
+    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
+    ds.mask[7, 0] = False
+    X, mask, mods = classify.group(ds, {"both": ["b", "a"], "a": ["a"]})
+    assert mods == ["both", "a"] and X[0].shape == (120, 32) and X[1].shape == (120, 12)
+    np.testing.assert_array_equal(X[0][:, :20], ds.X[1])
+    assert mask[7].tolist() == [True, False] and mask[3].tolist() == [False, False]
+    with pytest.raises(SystemExit, match="fuse.modalities"):
+        classify.group(ds, {"x": ["nope"]})
+    stats = classify.scaler(X, mask)
+    Z = classify.scale(X, mask, stats)
+    assert not Z[1][7].any() and abs(Z[1][mask[:, 1]].mean()) < 1e-5  # absent -> 0, present standardised
+
+
+def test_late_fusion_is_a_normalised_geometric_mean(tmp_path):
+    paths, y = make_ds(tmp_path)
+    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES, tmp_path / "tl.csv")
+    p = {**classify.DEFAULTS, "epochs": 30}
+    members = [classify.cross_validate(dataset.load({m: paths[m]}, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES),
+                                       "mlp", CLASSES, p)[0] for m in ("a", "b")]
+    late = late_fuse(members, CLASSES)
+    cols = [f"prob_{c}" for c in CLASSES]
+    P = np.sqrt(members[0][cols].to_numpy() * members[1][cols].to_numpy())
+    np.testing.assert_allclose(late[cols].to_numpy(), P / P.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(late["valence"], (members[0]["valence"] + members[1]["valence"]) / 2)
+    assert (late["fold"] == members[0]["fold"]).all() and "f4_happy" in late
+    pd.testing.assert_frame_equal(late_fuse(members[:1], CLASSES)[cols], members[0][cols], atol=1e-5, check_dtype=False)
 
 
 def test_pseudo_labels_enter_training(tmp_path):
@@ -102,3 +203,74 @@ def test_select_threshold_and_class_cap():
     assert sel["discrete"].tolist() == ["angry", "angry", "angry", "happy"]
     capped = select(probs_table(P, split), CLASSES, threshold=0.9, max_per_class=2, round_=3)
     assert sorted(capped["name"]) == ["v0", "v2", "v3"] and set(capped["round"]) == {3}
+    assert capped.set_index("name").loc["v2", "confidence"] == pytest.approx(0.97)
+
+
+def pool(seed=0):
+    """30 unlabeled rows: 20 predicted angry (the majority), 6 happy, 4 sad; confidence 0.5-0.99."""
+    rng = np.random.default_rng(seed)
+    P = np.full((30, 6), 0.0)
+    cls = np.array([1] * 20 + [2] * 6 + [3] * 4)
+    conf = np.round(np.linspace(0.5, 0.99, 30), 3)[rng.permutation(30)]
+    P[np.arange(30), cls] = conf
+    P[np.arange(30), (cls + 1) % 6] = 1 - conf
+    df = probs_table(P, ["unlabeled"] * 30)
+    df["agree"] = np.where(np.arange(30) % 3 == 0, 0.8, 1.0)  # every third row: one fold model disagrees
+    return df, cls, conf
+
+
+def test_select_topk_is_class_balanced():
+    df, cls, conf = pool()
+    sel = select(df, CLASSES, threshold=0.0, policy="topk", top_k=3)
+    assert sel["discrete"].value_counts().to_dict() == {"angry": 3, "happy": 3, "sad": 3}
+    for c in (1, 2, 3):  # the 3 most confident of each class
+        expect = sorted(conf[cls == c])[-3:]
+        assert sorted(sel.loc[sel["y"] == c, "confidence"].round(3)) == pytest.approx(expect)
+    by_thr = select(df, CLASSES, threshold=0.7)
+    assert by_thr["discrete"].value_counts().idxmax() == "angry" and (by_thr["confidence"] >= 0.7).all()
+    both = select(df, CLASSES, threshold=0.9, policy="topk", top_k=3)  # the threshold stays a floor
+    assert (both["confidence"] >= 0.9).all() and (both["discrete"].value_counts() <= 3).all()
+    with pytest.raises(SystemExit, match="pseudolabel.policy"):
+        select(df, CLASSES, policy="random")
+
+
+def test_select_agreement_caps_and_soft_labels():
+    df, cls, conf = pool()
+    agree = select(df, CLASSES, threshold=0.0, agreement=True)
+    assert len(agree) == 20 and (agree["agree"] == 1.0).all()
+    capped = select(df, CLASSES, threshold=0.0, max_per_round=7, round_=2)
+    # round-robin over classes: the cap keeps all three classes, the most confident of each first
+    assert len(capped) == 7 and capped["discrete"].value_counts().to_dict() == {"angry": 3, "happy": 2, "sad": 2}
+    assert set(capped["round"]) == {2}
+    assert capped.loc[capped["y"] == 3, "confidence"].min() == pytest.approx(sorted(conf[cls == 3])[-2], abs=1e-3)
+    soft = select(df, CLASSES, threshold=0.95, soft_labels=True)
+    assert {f"prob_{c}" for c in CLASSES} <= set(soft) and len(soft) > 0
+    np.testing.assert_allclose(soft[[f"prob_{c}" for c in CLASSES]].sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_soft_pseudo_labels_become_training_targets(tmp_path):
+    paths, _ = make_ds(tmp_path)
+    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
+    unl = [n for n, s in zip(ds.names, ds.split) if s == "unlabeled"][:4]
+    hard = pd.DataFrame({"name": unl, "y": [1, 2, 3, 4]})
+    idx, T, w = classify.pseudo_rows(ds, hard, CLASSES)
+    np.testing.assert_array_equal(T, np.eye(6)[[1, 2, 3, 4]]) and np.testing.assert_array_equal(w, 1.0)
+    soft = hard.assign(**{f"prob_{c}": 0.5 if c == "sad" else 0.1 for c in CLASSES})
+    idx, T, w = classify.pseudo_rows(ds, soft, CLASSES)
+    np.testing.assert_allclose(T[:, 3], 0.5) and np.testing.assert_allclose(T.sum(1), 1.0)
+    _, m, _ = classify.cross_validate(ds, "mlp", CLASSES, {**classify.DEFAULTS, "epochs": 3}, soft)
+    assert m["n_pseudo"] == 4 and m["soft_pseudo"]
+
+
+def test_choose_source_by_oof_f1(tmp_path):
+    import json
+    for d, f1 in (("fuse/round0/all/fbp", 0.5), ("fuse/round0/all/late", 0.7), ("fuse/round0/audio+text/fbp", 0.6)):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "metrics.json").write_text(json.dumps({"weighted_f1": f1}))
+    dirs = [str(tmp_path / d) for d in ("fuse/round0/all/fbp", "fuse/round0/all/late", "fuse/round0/audio+text/fbp")]
+    assert choose_source(dirs).name == "late"
+    (tmp_path / "fuse/round0/audio+text/fbp/metrics.json").write_text(json.dumps({"weighted_f1": 0.9}))
+    assert choose_source(dirs).name == "late"  # sub-combinations are not candidates for `best`
+    assert choose_source(dirs, "fbp[audio+text]").parent.name == "audio+text"
+    with pytest.raises(SystemExit, match="pseudolabel.source"):
+        choose_source(dirs, "attention")

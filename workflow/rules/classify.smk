@@ -1,3 +1,6 @@
+include: "rounds.smk"
+
+
 rule classify:
     # One classifier per feature set and round, k-fold CV on the labeled set (+ pseudo-labels of round-1).
     input:
@@ -11,12 +14,10 @@ rule classify:
         metrics=f"{RES}/classify/round{{round}}/{{fs}}/metrics.json",
     params:
         features=lambda w: feature_arg([w.fs]),
-        cfg=js({**config["classify"], "seed": config["seed"]}),
+        cfg=js(TRAIN_CFG),
         classes=CLASSES,
         out=lambda w, output: os.path.dirname(output.probs),
-        test=lambda w, input: f"--test {input.test}" if input.test else "",
-        test_labels=lambda w, input: f"--test-labels {input.test_labels}" if input.test_labels else "",
-        pseudo=lambda w, input: f"--pseudo {input.pseudo}" if input.pseudo else "",
+        extra=lambda w, input: label_args(input),
     wildcard_constraints:
         fs="|".join(FEATURE_SETS),
     log:
@@ -26,6 +27,5 @@ rule classify:
     conda:
         ENV
     shell:
-        "python -m expmae.classify --head mlp {params.features} --labels {input.labels:q} {params.test}"
-        " {params.test_labels} {params.pseudo} --classes {params.classes} --out {params.out:q}"
-        " --params {params.cfg:q} > {log:q} 2>&1"
+        "python -m expmae.classify --head mlp {params.features} --labels {input.labels:q} {params.extra}"
+        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"

@@ -1,28 +1,40 @@
+# Collects every round: metrics.json, MER submissions, QC table, and the figures/tables that
+# `snakemake --report results/report.html` shows (captions in workflow/report/).
 rule report:
-    # metrics.json (weighted F1 per feature set, per round, fused), MER submission CSVs, QC table.
     input:
         classify=expand(f"{RES}/classify/round{{round}}/{{fs}}/metrics.json", round=ROUNDS, fs=FEATURE_SETS),
-        fuse=expand(f"{RES}/fuse/round{{round}}/{{head}}/metrics.json", round=ROUNDS, head=FUSE_HEADS),
-        final=f"{RES}/fuse/round{ROUNDS[-1]}/{config['fuse']['method']}/metrics.json",
+        fuse=[f"{d}/metrics.json" for r in ROUNDS for d in fuse_dirs(r)],
         pseudo=expand(f"{RES}/pseudo/round{{round}}.parquet", round=ROUNDS[:-1]),
         faces=per_shard(f"{RES}/faces/{{shard}}"),
-        audio_qc=per_shard(f"{RES}/features/egemaps/{{shard}}.qc.parquet"),
-        text=per_shard(f"{RES}/features/minilm/{{shard}}.parquet"),
+        audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in _QC_SETS["audio"] for s in SHARDS],
+        text=[f"{RES}/features/{fs}/{s}.parquet" for fs in _QC_SETS["text"] for s in SHARDS],
     output:
         metrics=f"{RES}/metrics.json",
         submission=f"{RES}/submission/final.csv",
         qc=f"{RES}/qc/summary.tsv",
+        table=report(f"{RES}/report/f1_table.html", caption="../report/f1_table.rst", category="1 Results",
+                     subcategory="Per-round scores", labels={"figure": "weighted F1 table"}),
+        table_tsv=report(f"{RES}/report/f1_table.tsv", caption="../report/f1_table.rst", category="1 Results",
+                         subcategory="Per-round scores", labels={"figure": "all scores (TSV)"}),
+        confusion=report(f"{RES}/report/confusion.png", caption="../report/confusion.rst", category="1 Results",
+                         subcategory="Final model", labels={"figure": "confusion matrix"}),
+        curves=report(f"{RES}/report/curves.png", caption="../report/curves.rst", category="1 Results",
+                      subcategory="Final round", labels={"figure": "training curves"}),
+        pseudo_tsv=report(f"{RES}/report/pseudo.tsv", caption="../report/pseudo.rst", category="2 Pseudo-labels",
+                          labels={"figure": "pool per round (TSV)"}),
+        pseudo_png=report(f"{RES}/report/pseudo.png", caption="../report/pseudo.rst", category="2 Pseudo-labels",
+                          labels={"figure": "pool per round"}),
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input.classify + input.fuse],
-        final=lambda w, input: os.path.dirname(input.final),
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         issues=f"{RES}/ingest/issues.tsv",
+        classes=CLASSES,
         res=lambda w, output: os.path.dirname(output.metrics),
     log:
         f"{RES}/logs/report.log",
     conda:
         ENV
     shell:
-        "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --final {params.final:q}"
+        "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q}"
         " --ingest-issues {params.issues:q} --out {params.res:q} > {log:q} 2>&1"
