@@ -6,7 +6,7 @@ CORES ?= 2
 STAMP := $(VENV)/.installed-stamp
 DEMO := data/demo
 
-.PHONY: venv demo run test lint dry clean
+.PHONY: venv demo run test lint dry clean report
 .DEFAULT_GOAL := run
 
 venv: $(STAMP)
@@ -26,6 +26,11 @@ $(DEMO)/labels.csv: | $(STAMP)
 run: venv demo
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES)
 	@echo "metrics: results/metrics.json  submission: results/submission/final.csv  QC: results/qc/"
+
+# HTML report of the last run (per-round F1 table, confusion matrix, pseudo-label pools, curves).
+report: venv
+	$(BIN)/snakemake --report results/report.html
+	@echo "report: results/report.html"
 
 dry: venv demo
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) -n

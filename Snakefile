@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 # Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv),
@@ -26,8 +29,7 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/faces.smk"
-include: "workflow/rules/audio.smk"
-include: "workflow/rules/text.smk"
+include: "workflow/rules/extract.smk"
 include: "workflow/rules/mae.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/classify.smk"
@@ -42,4 +44,5 @@ rule all:
         f"{RES}/submission/final.csv",
         f"{RES}/qc/summary.tsv",
         f"{RES}/qc/faces_summary.tsv",
+        MAE_TARGETS,
     default_target: True

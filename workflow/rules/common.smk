@@ -1,10 +1,12 @@
 # Shared state computed once at parse time, and input functions.
 # Parse time stays O(videos) in plain Python (one scandir + one registry read); the DAG is O(shards).
 import json
+import re
 from pathlib import Path
 
 from expmae import ingest as _ingest
-from expmae import text as _text
+from expmae.features import config as _fcfg
+from expmae.features import media as _text
 
 RES = config["results"]
 DATA = config["data"]
@@ -27,9 +29,30 @@ FINGERPRINT = _ingest.fingerprints(REGISTRY)
 _TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"])
 TEXT_HASH = _text.shard_hashes(_TRANSCRIPTS, REGISTRY)
 
+# Feature extractors (expmae/features): config `features:` names instances; each is its own
+# per-shard job (workflow/rules/extract.smk). FEATURE_NAMES: modality -> instance names.
+FEATURES = config.get("features") or {}
+try:
+    FEATURE_NAMES = _fcfg.plan(FEATURES, config["classify"]["feature_sets"])
+except ValueError as _err:
+    raise WorkflowError(str(_err))
+ASR = config.get("asr") or {}
+ASR_TODO = _fcfg.asr_plan(ASR, _TRANSCRIPTS, REGISTRY)  # shard -> hash of videos to transcribe (only those)
+
+
+def only_names(names):
+    """Wildcard constraint matching exactly these feature instance names (nothing if none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def fparams(w, column=None):
+    """--params of a feature job: the instance's config entry + device + code version (JSON)."""
+    return js(_fcfg.rule_params(w.fset, FEATURES[w.fset], config["device"], column))
+
+
 ROUNDS = list(range(config["pseudolabel"]["rounds"] + 1))
 FEATURE_SETS = config["classify"]["feature_sets"]
-FUSE_HEADS = sorted({config["fuse"]["method"], "concat"})
+# MODALITIES, COMBOS, FUSE_HEADS (what each round trains): workflow/rules/classify.smk
 
 
 def js(obj):
@@ -46,11 +69,11 @@ def optional(path):
     return [path] if path and Path(path).exists() else []
 
 
-def pretrain_shards():
-    """Shards MAE pretraining sees. Unless mae.retrain_on_new_videos, keep the shards recorded
-    by the existing checkpoint, so new videos do not retrigger pretraining."""
-    meta = Path(RES, "mae", "meta.json")
-    if not config["mae"]["retrain_on_new_videos"] and meta.exists():
+def pretrain_shards(section="mae"):
+    """Shards MAE pretraining (config section mae or mae_video) sees. Unless <section>.retrain_on_new_videos,
+    keep the shards recorded by the existing checkpoint, so new videos do not retrigger pretraining."""
+    meta = Path(RES, section, "meta.json")
+    if not config[section]["retrain_on_new_videos"] and meta.exists():
         seen = [s for s in json.loads(meta.read_text()).get("shards", []) if s in SHARDS]
         if seen:
             return seen
