@@ -1,8 +1,8 @@
 """Cost of a new batch: full run of the demo data vs adding ~1% new unlabeled videos.
 
 Both runs happen here, one after the other, on the same machine. Per-video stage time is
-the sum of Snakemake's own `benchmark:` seconds of the per-shard jobs (faces, audio, text,
-mae_features); the global training steps (classifiers, fusion, pseudo-labels) are reported
+the sum of Snakemake's own `benchmark:` seconds of the per-shard jobs (faces, feature
+extractors, asr, mae_features); the global training steps (classifiers, fusion, pseudo-labels) are reported
 separately, as is the count of files written per video. Goal: per-video stages of the
 increment under 5% of the full run's.
 
@@ -23,8 +23,9 @@ import pandas as pd
 from expmae import demo
 
 ROOT = Path(__file__).resolve().parents[1]
-PER_SHARD = ("faces", "audio", "text", "mae_features")
-GLOBAL = ("classify", "fuse")
+# benchmark folders under results/benchmarks/ (features/ holds one folder per extractor instance)
+PER_SHARD = ("faces", "features", "asr", "mae_features", "mae_video_features")
+GLOBAL = ("classify", "fuse", "mae_pretrain", "mae_video_pretrain", "mae_probe", "mae_video_probe")
 
 
 def run(wd: Path) -> float:
@@ -39,7 +40,8 @@ def bench_seconds(wd: Path, rules, since: float) -> tuple[float, int]:
     """Sum of benchmark seconds of jobs of `rules` whose benchmark file was written after `since`."""
     total, n = 0.0, 0
     for r in rules:
-        for f in (wd / "results" / "benchmarks" / r).glob("*.tsv"):
+        bench = wd / "results" / "benchmarks"
+        for f in [*bench.glob(f"{r}.tsv"), *(bench / r).rglob("*.tsv")]:
             if f.stat().st_mtime >= since:
                 total += float(pd.read_csv(f, sep="\t")["s"].sum())
                 n += 1

@@ -38,7 +38,7 @@ def submission(probs: pd.DataFrame) -> pd.DataFrame:
 
 
 def qc_table(faces_qc: list[str], audio_qc: list[str], text: list[str], ingest_issues: str | None,
-             label_issues: list[dict]) -> pd.DataFrame:
+             label_issues: list[dict], asr: list[str] = ()) -> pd.DataFrame:
     """One row per (video, stage) problem: name, stage, reason."""
     rows: list[dict] = []
     for p in faces_qc:
@@ -47,6 +47,9 @@ def qc_table(faces_qc: list[str], audio_qc: list[str], text: list[str], ingest_i
     for p in audio_qc:
         q = pd.read_parquet(p)
         rows += [{"name": r.name, "stage": "audio", "reason": r.reason} for r in q.itertuples() if not r.ok]
+    for p in asr:  # videos the ASR stage could not transcribe (no audio, undecodable)
+        q = pd.read_parquet(p)
+        rows += [{"name": r.name, "stage": "asr", "reason": r.reason} for r in q.itertuples() if not r.ok]
     for p in text:
         rows += [{"name": n, "stage": "text", "reason": "no transcript"} for n in read_meta(p).get("missing", [])]
     if ingest_issues and Path(ingest_issues).exists():
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--faces-qc", nargs="*", default=[])
     ap.add_argument("--audio-qc", nargs="*", default=[])
     ap.add_argument("--text", nargs="*", default=[])
+    ap.add_argument("--asr", nargs="*", default=[])
     ap.add_argument("--ingest-issues", default="")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
              "fused_ge_single": bool(single is None or fm["weighted_f1"] >= rounds[last][single]["weighted_f1"])
              if fm["weighted_f1"] == fm["weighted_f1"] else None}
     write_text(out / "submission" / "final.csv", submission(pd.read_parquet(dirs[last, final_name] / "probs.parquet")).to_csv(index=False))
-    qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.ingest_issues, label_issues)
+    qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.ingest_issues, label_issues, a.asr)
     write_text(out / "qc" / "summary.tsv", qc.to_csv(sep="\t", index=False))
     wide, long = tables(rounds)
     rep = out / "report"

@@ -6,6 +6,8 @@ input string here is non-empty. Outputs are L2-normalised unless params.normaliz
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,8 +27,10 @@ class SentenceTransformerText(Extractor):
 
     def load(self) -> None:
         self.path = resolve_model(self.p["model"], f"{self.key}.model")
-        if not (self.path / "modules.json").exists():  # a plain transformers folder: mean-pool it ourselves
-            self.inner: Extractor | None = HFText(self.p, self.key, self.device)
+        plain = _plain_mean_pooling(self.path)
+        if plain is not None:  # a plain transformers folder, or Transformer + mean Pooling (+ Normalize)
+            self.inner: Extractor | None = HFText({**self.p, "model": str(self.path), "layer": -1, **plain},
+                                                  self.key, self.device)
             self.inner.load()
             self.dim = self.inner.dim
             return
@@ -45,6 +49,31 @@ class SentenceTransformerText(Extractor):
             v = self.st.encode(list(items), batch_size=len(items), normalize_embeddings=bool(self.p["normalize"]),
                                convert_to_tensor=True, show_progress_bar=False)
         return v.float().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float32)
+
+
+def _plain_mean_pooling(path: Path) -> dict[str, Any] | None:
+    """HFText params reproducing this sentence-transformers folder, or None if it needs the library.
+
+    all-MiniLM-L6-v2 and most ST models are Transformer -> mean Pooling -> (Normalize): the same as
+    HFText's masked mean (+ L2). Running them through transformers directly saves the ~5 s import of
+    sentence_transformers in every per-shard job (it dominates the cost of a small new shard)."""
+    modules = path / "modules.json"
+    if not modules.exists():
+        return {}
+    mods = json.loads(modules.read_text())
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in mods]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) or mods[0]["path"]:
+        return None
+    pool = json.loads((path / mods[1]["path"] / "config.json").read_text())
+    modes = [k for k, v in pool.items() if k.startswith("pooling_mode") and v]
+    if modes != ["pooling_mode_mean_tokens"]:
+        return None
+    sbert = path / "sentence_bert_config.json"
+    max_len = json.loads(sbert.read_text()).get("max_seq_length") if sbert.exists() else None
+    out: dict[str, Any] = {"max_length": int(max_len or 256)}
+    if kinds[-1] == "Normalize":
+        out["normalize"] = True
+    return out
 
 
 @register("roberta", model="FacebookAI/roberta-base")

@@ -8,6 +8,7 @@ rule report:
         faces=per_shard(f"{RES}/faces/{{shard}}"),
         audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in _QC_SETS["audio"] for s in SHARDS],
         text=[f"{RES}/features/{fs}/{s}.parquet" for fs in _QC_SETS["text"] for s in SHARDS],
+        asr=[f"{RES}/asr/{s}.parquet" for s in ASR_TODO],
     output:
         metrics=f"{RES}/metrics.json",
         submission=f"{RES}/submission/final.csv",
@@ -36,5 +37,5 @@ rule report:
         ENV
     shell:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
-        " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q}"
+        " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
         " --ingest-issues {params.issues:q} --out {params.res:q} > {log:q} 2>&1"
