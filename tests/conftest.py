@@ -16,3 +16,15 @@ def shared_data() -> Path:
     if not (SHARED / "videos").is_dir():
         pytest.skip("../shared/data not present")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_native_thread():
+    """Run native thread pools (YuNet's OpenMP, OpenBLAS under O-Net) single-threaded, as the face
+    stage's worker processes do: on a loaded 2-core box their spin-waiting turned a 10 ms
+    detection into 840 ms. Modules opt in with pytestmark = pytest.mark.usefixtures(...)."""
+    import yuface  # noqa: F401 — load its OpenMP runtime first: limits apply to loaded libraries only
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

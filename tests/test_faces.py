@@ -31,16 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"fps": 8, "max_frames": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_native_thread():
-    """Run native thread pools (YuNet's OpenMP, OpenBLAS under O-Net) single-threaded, as the
-    stage's worker processes do: on a loaded 2-core box their spin-waiting turned a 10 ms
-    detection into 840 ms."""
-    import yuface  # noqa: F401 — load its OpenMP runtime first: limits apply to loaded libraries only
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_native_thread")
 
 
 def eye_angle(landmarks: np.ndarray) -> float:

@@ -11,22 +11,10 @@ from expmae.faces import extract_shard, load_faces, resolve_params
 from expmae.faces.report import build_report
 from expmae.faces.worker import detect_frame, init_worker
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.usefixtures("one_native_thread")]
 
 SINGLE_FACE = ["single_face", "WolfgangLanger_Pexels", "ravdess_01-01-08-02-01-01-19"]
 TILTED = ["chsims_video_0006_0013", "mafw_or_dfew_00022", "mer2023_sample_00004735"]  # heads tilted 10-25 degrees
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_native_thread():
-    """Run native thread pools (YuNet's OpenMP, OpenBLAS under O-Net) single-threaded, as the
-    stage's worker processes do: on a loaded 2-core box their spin-waiting turned a 10 ms
-    detection into 840 ms."""
-    import yuface  # noqa: F401 — load its OpenMP runtime first: limits apply to loaded libraries only
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")
