@@ -147,7 +147,9 @@ def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
          "--jobs", "2", "--retries", "0",
          "--default-resources", "mem_mb=1000", "runtime=20",
          "--set-resources", "mae_pretrain:gpu=0", "mae_features:gpu=0", "text:gpu=0",
-         "--set-threads", "mae_pretrain=2"],
+         # every rule with threads > 2 (mae_video_pretrain inherits mae_pretrain's 8): sbatch would
+         # otherwise queue it forever (PartitionConfig) on this 2-CPU node
+         "--set-threads", "mae_pretrain=2", "mae_video_pretrain=2"],
         wd, timeout_s=1500,
     )
     ids = sorted(submitted.values(), key=int)
