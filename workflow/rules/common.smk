@@ -80,6 +80,13 @@ def pretrain_shards(section="mae"):
     return SHARDS
 
 
+def launcher(resources):
+    """`python`, or torchrun with one DDP process per GPU when the job asks for several
+    (e.g. --set-resources mae_pretrain:gpu=4; expmae/mae/pretrain.py reads WORLD_SIZE)."""
+    n = int(resources.get("gpu", 0) or 0)
+    return f"torchrun --standalone --nproc_per_node={n}" if n > 1 else "python"
+
+
 def pseudo_input(wildcards):
     r = int(wildcards.round)
     return [f"{RES}/pseudo/round{r - 1}.parquet"] if r > 0 else []

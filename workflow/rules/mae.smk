@@ -33,6 +33,7 @@ rule mae_pretrain:
     params:
         cfg=MAE_PARAMS["mae"],
         out=lambda w, output: os.path.dirname(output.encoder),
+        launch=lambda w, resources: launcher(resources),
     threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
     resources:
         mem_mb=8000,
@@ -44,7 +45,7 @@ rule mae_pretrain:
     conda:
         ENV
     shell:
-        "python -m expmae.mae.pretrain --faces {input:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+        "{params.launch} -m expmae.mae.pretrain --faces {input:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
 
 
 use rule mae_pretrain as mae_video_pretrain with:
@@ -59,6 +60,7 @@ use rule mae_pretrain as mae_video_pretrain with:
     params:
         cfg=MAE_PARAMS.get("mae_video", "{}"),
         out=lambda w, output: os.path.dirname(output.encoder),
+        launch=lambda w, resources: launcher(resources),
     log:
         f"{RES}/logs/mae_video_pretrain.log",
     benchmark:
