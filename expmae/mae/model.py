@@ -119,7 +119,27 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Te
     return torch.from_numpy(emb).float().unsqueeze(0)
 
 
-class MAE(nn.Module):
+class EncoderWeights:
+    """Encoder-only weights of an MAE (what features and checkpoints' encoder.safetensors need).
+    `encoder_prefixes` names the encoder's parameters; everything else is the decoder."""
+
+    encoder_prefixes: tuple[str, ...] = ()
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith(self.encoder_prefixes)}
+
+    def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
+        """Load encoder-only weights; anything missing must belong to the decoder."""
+        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
+        bad = [k for k in missing if k.startswith(self.encoder_prefixes)]
+        if bad or unexpected:
+            raise ValueError(f"{type(self).__name__} encoder weights do not match the model: "
+                             f"missing {bad[:5]}, unexpected {unexpected[:5]}")
+
+
+class MAE(EncoderWeights, nn.Module):
+    encoder_prefixes = ENCODER_PREFIXES
+
     def __init__(self, cfg: MAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -298,13 +318,3 @@ class MAE(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x)[:, 1:].mean(dim=1)
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
-
-    def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
-        """Load encoder-only weights; anything missing must belong to the decoder."""
-        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
-        bad = [k for k in missing if k.startswith(ENCODER_PREFIXES)]
-        if bad or unexpected:
-            raise ValueError(f"encoder weights do not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from .model import MAEConfig, _take
+from .model import EncoderWeights, MAEConfig, _take
 
 # Parameter-name prefixes that make up the video encoder (the rest is the pretraining decoder).
 VIDEO_ENCODER_PREFIXES = ("tube_embed.", "blocks.", "norm.")
@@ -56,7 +56,9 @@ def sincos_1d(n: int, dim: int) -> torch.Tensor:
     return torch.from_numpy(tab).float().unsqueeze(0)
 
 
-class VideoMAE(nn.Module):
+class VideoMAE(EncoderWeights, nn.Module):
+    encoder_prefixes = VIDEO_ENCODER_PREFIXES
+
     def __init__(self, cfg: VideoMAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -163,13 +165,3 @@ class VideoMAE(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x).mean(dim=1)
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if k.startswith(VIDEO_ENCODER_PREFIXES)}
-
-    def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
-        """Load encoder-only weights; anything missing must belong to the decoder."""
-        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
-        bad = [k for k in missing if k.startswith(VIDEO_ENCODER_PREFIXES)]
-        if bad or unexpected:
-            raise ValueError(f"video encoder weights do not match the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
