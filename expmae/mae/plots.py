@@ -71,13 +71,17 @@ def reconstruct(model: MAE, crops: torch.Tensor, seed: int) -> tuple[np.ndarray,
     return to_np(x), masked_img, to_np(recon)
 
 
+def _placeholder(path: str | Path, text: str) -> None:
+    """A small PNG saying why there is no figure (the rule's output must still exist)."""
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    _save(fig, path)
+
+
 def recon_plot(path: str | Path, model: MAE, crops: torch.Tensor | None, seed: int) -> None:
     if crops is None or len(crops) == 0:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no face crops to reconstruct", ha="center", va="center")
-        _save(fig, path)
-        return
+        return _placeholder(path, "no face crops to reconstruct")
     rows = reconstruct(model, crops, seed)
     k = len(crops)
     fig, axes = plt.subplots(3, k, figsize=(1.4 * k, 4.4), squeeze=False)
@@ -121,11 +125,7 @@ def reconstruct_clips(model: "VideoMAE", clips: torch.Tensor, seed: int) -> tupl
 def video_recon_plot(path: str | Path, model: "VideoMAE", clips: torch.Tensor | None, seed: int, n_frames: int = 4) -> None:
     """Per clip three rows (original / tube-masked / reconstructed) of n_frames frames spread over the clip."""
     if clips is None or len(clips) == 0:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no face clips to reconstruct", ha="center", va="center")
-        _save(fig, path)
-        return
+        return _placeholder(path, "no face clips to reconstruct")
     rows = reconstruct_clips(model, clips, seed)
     k, T = rows[0].shape[:2]
     ts = np.unique(np.linspace(0, T - 1, min(n_frames, T)).round().astype(int))
