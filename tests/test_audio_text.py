@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expmae import text
+from expmae.features import media
 from expmae.features import create, media
 from expmae.features.run import run_audio
 from expmae.io import read_features, read_meta
@@ -74,12 +74,12 @@ def test_audio_unknown_feature_set_names_key():
 def test_transcripts_tolerate_bad_bytes_and_empty(tmp_path):
     p = tmp_path / "t.csv"
     p.write_bytes("name,english\na,hello there\nb,\nc,caf\xe9\n".encode("latin-1"))
-    t, warns = text.read_transcripts(p, "english")
+    t, warns = media.read_transcripts(p, "english")
     assert t["a"] == "hello there" and t["b"] == "" and t["c"].startswith("caf")
     assert any("UTF-8" in w for w in warns)
     (tmp_path / "e.csv").write_bytes(b"")
-    assert text.read_transcripts(tmp_path / "e.csv")[0] == {}
-    assert text.read_transcripts(tmp_path / "missing.csv")[0] == {}
+    assert media.read_transcripts(tmp_path / "e.csv")[0] == {}
+    assert media.read_transcripts(tmp_path / "missing.csv")[0] == {}
 
 
 def test_text_shard_cli_masks_missing(tmp_path):
