@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expmae.features import media
 from expmae.features import create, media
 from expmae.features.run import run_audio
 from expmae.io import read_features, read_meta
