@@ -9,16 +9,19 @@ is ~1.2 GB, more than we want to hold in memory) and renamed into place at the e
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from expmae.io import atomic_path, write_table
+
+_log = logging.getLogger(__name__)
 
 FRAMES_SCHEMA = pa.schema([
     ("name", pa.string()),
@@ -118,3 +121,22 @@ def load_faces(out_dir: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarra
     frames = pd.read_parquet(out_dir / "frames.parquet")
     qc = pd.read_parquet(out_dir / "qc.parquet")
     return crops, frames, qc
+
+
+def video_means(names: Sequence[str], frame_names: np.ndarray, frame_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame features [F, D] grouped by video name -> (X [N, D] per-video mean, mask [N]) in `names` order.
+    mask False (zero row) for a video without frames; frames of videos not in `names` are ignored."""
+    D = frame_feats.shape[1]
+    X = np.zeros((len(names), D), np.float32)
+    pos = {n: i for i, n in enumerate(names)}
+    idx = np.array([pos.get(n, -1) for n in frame_names], dtype=np.int64)
+    if len(idx) and (idx < 0).any():
+        extra = sorted(set(np.asarray(frame_names)[idx < 0].tolist()))
+        _log.warning("%d face-cache videos are not in the manifest and are ignored: %s", len(extra), extra[:5])
+    keep = idx >= 0
+    sums = np.zeros((len(names), D), np.float64)
+    np.add.at(sums, idx[keep], frame_feats[keep].astype(np.float64))
+    counts = np.bincount(idx[keep], minlength=len(names))
+    mask = counts > 0
+    X[mask] = (sums[mask] / counts[mask, None]).astype(np.float32)
+    return X, mask

@@ -102,7 +102,7 @@ def run_text(ext: Extractor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def run_visual(ext: Extractor, names: list[str], faces_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Face crops of the shard -> per-crop features [F, D] (frames.parquet row order) and their
     per-video mean X [N, D], mask [N]. Crops of all videos are batched together."""
-    from expmae.faces.store import load_faces
+    from expmae.faces.store import load_faces, video_means
 
     crops, frames, _ = load_faces(faces_dir)                                   # [F0, S, S, 3] memmap, frames
     rows = frames["crop_row"].to_numpy(np.int64)
@@ -113,15 +113,7 @@ def run_visual(ext: Extractor, names: list[str], faces_dir: str) -> tuple[np.nda
         for s in range(0, len(rows), bs):
             F[s:s + bs] = ext.encode(np.asarray(crops[rows[s:s + bs]]))    # read one batch from the memmap
             bar.update(len(rows[s:s + bs]))
-    pos = {n: i for i, n in enumerate(names)}
-    vid = np.array([pos.get(n, -1) for n in frames["name"]], np.int64)
-    keep = vid >= 0
-    sums = np.zeros((len(names), ext.dim), np.float64)
-    np.add.at(sums, vid[keep], F[keep])
-    counts = np.bincount(vid[keep], minlength=len(names))
-    mask = counts > 0
-    X = np.zeros((len(names), ext.dim), np.float32)
-    X[mask] = (sums[mask] / counts[mask, None]).astype(np.float32)
+    X, mask = video_means(names, frames["name"].astype(str).to_numpy(), F)
     return F, X, mask
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from expmae.io import config_hash, write_features, write_npy
-
 from expmae.device import resolve_device
+from expmae.faces.store import video_means
+from expmae.io import config_hash, write_features, write_npy
 
 from .checkpoint import file_sha256, load_encoder
 from .clips import clip_tensor, video_clips
@@ -86,25 +86,6 @@ def shard_video_features(model: MAE | VideoMAE, faces: str | Path, names: Sequen
     feats = encode_crops(model, crops, rows_, batch_size)  # [F, D]
     X, mask = video_means(names, frames["name"].astype(str).to_numpy(), feats)
     return X, mask, feats
-
-
-def video_means(names: Sequence[str], frame_names: np.ndarray, frame_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Frame features [F, D] grouped by video name -> (X [N, D] per-video mean, mask [N]) in `names` order."""
-    D = frame_feats.shape[1]
-    X = np.zeros((len(names), D), np.float32)
-    mask = np.zeros(len(names), bool)
-    pos = {n: i for i, n in enumerate(names)}
-    idx = np.array([pos.get(n, -1) for n in frame_names], dtype=np.int64)
-    if len(idx) and (idx < 0).any():
-        extra = sorted(set(np.asarray(frame_names)[idx < 0].tolist()))
-        log.warning("%d face-cache videos are not in the manifest and are ignored: %s", len(extra), extra[:5])
-    keep = idx >= 0
-    sums = np.zeros((len(names), D), np.float64)
-    np.add.at(sums, idx[keep], frame_feats[keep].astype(np.float64))
-    counts = np.bincount(idx[keep], minlength=len(names))
-    mask = counts > 0
-    X[mask] = (sums[mask] / counts[mask, None]).astype(np.float32)
-    return X, mask
 
 
 def extract(faces: str | Path, manifest: str | Path, encoder: str | Path, out: str | Path,
