@@ -451,3 +451,19 @@ def test_probe_cli_writes_json_and_png(shards, tmp_path, kind: str) -> None:
         assert 0.0 <= res[tag]["f1"] <= 1.0 and len(res[tag]["f1_runs"]) == 3
     assert res["delta"] == pytest.approx(res["pretrained"]["f1"] - res["random_init"]["f1"])
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_probe_survives_bad_label_csv(shards, tmp_path) -> None:
+    """Non-UTF-8 bytes, a duplicate row and a label outside `classes` must not fail the probe job."""
+    from expmae.mae.probe import main as probe_main
+
+    train(cfg(epochs=1), shards, tmp_path / "m")
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"name,discrete\nv0,x\nv1,y\nv2,x\nv3,y\nv5,x\nv5,y\nv4,caf\xe9\n")
+    out = tmp_path / "probe.json"
+    probe_main(["--encoder", str(tmp_path / "m" / "encoder.safetensors"), "--faces", *map(str, shards),
+                "--labels", str(labels), "--out", str(out),
+                "--params", json.dumps({"folds": 2, "device": "cpu", "classes": ["x", "y"]})])
+    res = json.loads(out.read_text())
+    assert res["n_videos"] == 5  # v4's label is not a class; v5 keeps its first row
+    assert 0.0 <= res["pretrained"]["f1"] <= 1.0

@@ -93,14 +93,20 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
     torch.manual_seed(seed)  # pretraining's own init (pretrain.train seeds the same way)
     rnd = build_model(PretrainConfig.from_params({**info["model_config"], "kind": kind})).to(device).eval()
 
-    labels = pd.read_csv(labels_csv, dtype={"name": str})
-    labels = labels[labels["discrete"].notna()]
+    # The classifiers' label reader: non-UTF-8 bytes, duplicate rows and labels outside
+    # `classes` never fail the probe (they are QC rows of the report already).
+    from expmae.dataset import read_labels
+    from expmae.io import read_csv_tolerant
+
+    classes = p.get("classes") or sorted(  # direct calls without the config: every label seen is a class
+        {str(v).strip().lower() for v in read_csv_tolerant(labels_csv)[0].get("discrete", []) if str(v).strip()})
+    labels, _ = read_labels(labels_csv, list(classes))
     res: dict[str, Any] = {"kind": kind, "encoder_sha256": file_sha256(encoder), "encoder_step": info.get("step"),
                            "untrained": bool(info.get("untrained")), "folds": int(p["folds"]),
                            "repeats": int(p["repeats"]), "seed": int(p["seed"]),
                            "model_config": info["model_config"], "metric": "out-of-fold weighted F1, "
                            "standardised features + logistic regression (C=1)"}
-    by_name = labels.drop_duplicates("name").set_index("name")["discrete"].astype(str)
+    by_name = labels.set_index("name")["y"]
     for tag, model in (("pretrained", pre), ("random_init", rnd)):
         names, X = labeled_features(model, faces, labels, int(p["batch_size"]))
         y = by_name.loc[names].to_numpy()

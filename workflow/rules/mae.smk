@@ -16,7 +16,7 @@ MAE_PARAMS = {
 }
 PROBE_PARAMS = {
     sec: js({"folds": config["classify"]["folds"], "seed": config["seed"], "device": config["device"],
-             "repeats": config[sec].get("probe_repeats", 3)})
+             "repeats": config[sec].get("probe_repeats", 3), "classes": config["classes"]})
     for sec in ("mae", "mae_video") if sec in config
 }
 
