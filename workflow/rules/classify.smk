@@ -19,7 +19,7 @@ rule classify:
         out=lambda w, output: os.path.dirname(output.probs),
         extra=lambda w, input: label_args(input),
     wildcard_constraints:
-        fs="|".join(FEATURE_SETS),
+        fs=only_names(FEATURE_SETS),
     log:
         f"{RES}/logs/classify/round{{round}}_{{fs}}.log",
     benchmark:

@@ -41,7 +41,7 @@ ASR_TODO = _fcfg.asr_plan(ASR, _TRANSCRIPTS, REGISTRY)  # shard -> hash of video
 
 
 def only_names(names):
-    """Wildcard constraint matching exactly these feature instance names (nothing if none)."""
+    """Wildcard constraint matching exactly these names (feature sets, combinations, heads; nothing if none)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 

@@ -17,8 +17,8 @@ rule fuse:
         out=lambda w, output: os.path.dirname(output.probs),
         extra=lambda w, input: label_args(input),
     wildcard_constraints:
-        combo="|".join(_re.escape(c) for c in COMBOS),
-        head="|".join(FUSE_HEADS),
+        combo=only_names(COMBOS),
+        head=only_names(FUSE_HEADS),
     log:
         f"{RES}/logs/fuse/round{{round}}_{{combo}}_{{head}}.log",
     benchmark:

@@ -1,7 +1,6 @@
 # Parse-time definitions of the training stages (classify, fuse, pseudolabel, report):
 # what each round trains (see expmae/rounds.py): one classifier per feature set, and per
 # modality combination x fusion head.
-import re as _re
 import shlex as _shlex
 
 from expmae import rounds as _rounds
