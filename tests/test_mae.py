@@ -467,3 +467,27 @@ def test_probe_survives_bad_label_csv(shards, tmp_path) -> None:
     res = json.loads(out.read_text())
     assert res["n_videos"] == 5  # v4's label is not a class; v5 keeps its first row
     assert 0.0 <= res["pretrained"]["f1"] <= 1.0
+
+
+def test_cpu_features_run_on_numpy_without_torch_and_match_torch(shards, tmp_path) -> None:
+    """On CPU the image encoder runs on numpy (npnet): same numbers as torch, and the job
+    process never imports torch (its import was most of a small new shard's cost)."""
+    train(cfg(epochs=1), shards, tmp_path / "mae")
+    enc = tmp_path / "mae" / "encoder.safetensors"
+    manifest = tmp_path / "m.parquet"
+    pd.DataFrame({"name": ["v3", "v4", "v5"], "path": ["/x"] * 3}).to_parquet(manifest)
+    outs = {}
+    for backend in ("torch", "auto"):
+        out = tmp_path / f"{backend}.parquet"
+        outs[backend] = extract(shards[1], manifest, enc, out, None, {"device": "cpu", "backend": backend})
+        outs[backend + "_X"] = read_features([out])[1]
+    assert outs["torch"]["backend"] == "torch" and outs["auto"]["backend"] == "numpy"
+    assert outs["torch"]["config_hash"] == outs["auto"]["config_hash"]  # same features, same cache key
+    np.testing.assert_allclose(outs["auto_X"], outs["torch_X"], atol=1e-5)
+    code = ("import sys, json; from expmae.mae.features import main; main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print('no torch')")
+    p = subprocess.run([sys.executable, "-c", code, "--faces", str(shards[1]), "--manifest", str(manifest),
+                        "--encoder", str(enc), "--out", str(tmp_path / "sub.parquet"), "--params", '{"device": "auto"}'],
+                       capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert p.returncode == 0 and "no torch" in p.stdout, p.stderr[-2000:]
+    np.testing.assert_allclose(read_features([tmp_path / "sub.parquet"])[1], outs["torch_X"], atol=1e-5)

@@ -123,6 +123,35 @@ def load_faces(out_dir: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarra
     return crops, frames, qc
 
 
+def load_face_shard(folder: str | Path) -> tuple[np.ndarray | None, pd.DataFrame]:
+    """-> (crops memmap [F, S, S, 3] uint8 or None, frames table with `name` and `crop_row`).
+
+    A missing or unreadable cache is logged and treated as a shard without faces.
+    """
+    folder = Path(folder)
+    crops_p, frames_p = folder / "crops.npy", folder / "frames.parquet"
+    empty = pd.DataFrame({"name": pd.Series([], dtype=str), "crop_row": pd.Series([], dtype="int64")})
+    if not crops_p.exists() or not frames_p.exists():
+        _log.warning("face cache %s lacks crops.npy or frames.parquet; treating it as having no faces", folder)
+        return None, empty
+    try:
+        crops = np.load(crops_p, mmap_mode="r", allow_pickle=False)
+        frames = pd.read_parquet(frames_p)
+    except Exception as e:  # a corrupt cache must not kill the whole run
+        _log.warning("cannot read face cache %s (%s); treating it as having no faces", folder, e)
+        return None, empty
+    if "crop_row" not in frames.columns:  # older layout: row i of frames.parquet is crop i
+        frames = frames.assign(crop_row=np.arange(len(frames)))
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        _log.warning("face cache %s: crops.npy has shape %s dtype %s, expected [F,S,S,3] uint8", folder, crops.shape, crops.dtype)
+        return None, empty
+    ok = frames["crop_row"].between(0, len(crops) - 1)
+    if not ok.all():
+        _log.warning("face cache %s: %d frame rows point outside crops.npy; dropped", folder, int((~ok).sum()))
+        frames = frames[ok]
+    return crops, frames.reset_index(drop=True)
+
+
 def video_means(names: Sequence[str], frame_names: np.ndarray, frame_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frame features [F, D] grouped by video name -> (X [N, D] per-video mean, mask [N]) in `names` order.
     mask False (zero row) for a video without frames; frames of videos not in `names` are ignored."""

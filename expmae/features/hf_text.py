@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from expmae.npnet import BertTextEncoder
+
 from .registry import Extractor, register, resolve_model
 
 
@@ -28,6 +30,19 @@ class SentenceTransformerText(Extractor):
     def load(self) -> None:
         self.path = resolve_model(self.p["model"], f"{self.key}.model")
         plain = _plain_mean_pooling(self.path)
+        backend = str(self.p.get("backend", "auto"))  # auto | numpy | torch
+        if backend not in ("auto", "numpy", "torch"):
+            raise SystemExit(f"config key {self.key}.backend: {backend!r} is not one of auto, numpy, torch")
+        if plain is not None and backend != "torch" and self.device == "cpu" and BertTextEncoder.supports(self.path):
+            # On CPU a BERT (MiniLM) runs on numpy: no torch/transformers import (~3.5 s a job)
+            self.np_model = BertTextEncoder(self.path, int(plain.get("max_length", self.p.get("max_length", 256))),
+                                            bool(plain.get("normalize", self.p["normalize"])))
+            self.inner, self.dim, self.backend = None, self.np_model.dim, "numpy"
+            return
+        if backend == "numpy":
+            raise SystemExit(f"config key {self.key}.backend: numpy needs device cpu and a BERT folder with "
+                             "config.json, tokenizer.json and model.safetensors")
+        self.np_model = None
         if plain is not None:  # a plain transformers folder, or Transformer + mean Pooling (+ Normalize)
             self.inner: Extractor | None = HFText({**self.p, "model": str(self.path), "layer": -1, **plain},
                                                   self.key, self.device)
@@ -41,6 +56,8 @@ class SentenceTransformerText(Extractor):
         self.dim = int((getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension)())
 
     def encode(self, items: Sequence[str]) -> np.ndarray:
+        if self.np_model is not None:
+            return self.np_model.encode(list(items))
         if self.inner is not None:
             return self.inner.encode(items)
         import torch

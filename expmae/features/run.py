@@ -163,16 +163,17 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
             return {**old, "reused": True}
 
     if cls.gpu:
-        from expmae.device import resolve_device  # torch: imported here, never at Snakefile parse time
+        from expmae.device import device_name  # imports torch only when a GPU may be used
 
-        device = str(resolve_device(device_spec))
+        device = device_name(device_spec)
     else:
         device = "cpu"  # CPU-only extractors (openSMILE) never import torch: 1-2 s less per job
     ext = create(reg_name, params, key, device)
     ext.load()
     meta: dict[str, Any] = {"extractor": name, "registry_name": reg_name, "model_id": ext.model_id,
                             "modality": cls.modality, "config_hash": chash, "input_hash": ihash,
-                            "params": {**params, "device": device_spec}, "version": cls.version}
+                            "params": {**params, "device": device_spec}, "version": cls.version,
+                            "backend": getattr(ext, "backend", "torch" if cls.gpu else "native")}
     if cls.modality == "audio":
         X, mask, qc = run_audio(ext, manifest)
         write_table(qc_out, qc)

@@ -1,5 +1,18 @@
-"""expMAE: masked autoencoder pretraining on face crops and per-shard feature extraction."""
-from .model import MAE, MAE_SIZES, MAEConfig, create_mae
-from .video import VideoMAE, VideoMAEConfig
+"""expMAE: masked autoencoder pretraining on face crops and per-shard feature extraction.
 
-__all__ = ["MAE", "MAEConfig", "MAE_SIZES", "VideoMAE", "VideoMAEConfig", "create_mae"]
+The models are imported on first use (PEP 562), so `python -m expmae.mae.features` on CPU,
+which runs the encoder on numpy, never imports torch."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {"MAE": "model", "MAEConfig": "model", "MAE_SIZES": "model", "create_mae": "model",
+            "VideoMAE": "video", "VideoMAEConfig": "video"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

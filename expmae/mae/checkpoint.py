@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import expmae
-from expmae.io import atomic_path
+from expmae.io import atomic_path, file_sha256  # noqa: F401 — file_sha256 re-exported
 
 from .model import MAE, MAEConfig
 from .video import VideoMAE, VideoMAEConfig
@@ -37,14 +37,6 @@ def code_version() -> str:
     for p in sorted(Path(__file__).parent.glob("*.py")):
         h.update(p.read_bytes())
     return f"{expmae.__version__}+{h.hexdigest()[:12]}"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:

@@ -21,37 +21,10 @@ from torch.utils.data import Dataset
 
 log = logging.getLogger(__name__)
 
+from expmae.faces.store import load_face_shard  # noqa: F401 — re-exported (torch-free home)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def load_face_shard(folder: str | Path) -> tuple[np.ndarray | None, pd.DataFrame]:
-    """-> (crops memmap [F, S, S, 3] uint8 or None, frames table with `name` and `crop_row`).
-
-    A missing or unreadable cache is logged and treated as a shard without faces.
-    """
-    folder = Path(folder)
-    crops_p, frames_p = folder / "crops.npy", folder / "frames.parquet"
-    empty = pd.DataFrame({"name": pd.Series([], dtype=str), "crop_row": pd.Series([], dtype="int64")})
-    if not crops_p.exists() or not frames_p.exists():
-        log.warning("face cache %s lacks crops.npy or frames.parquet; treating it as having no faces", folder)
-        return None, empty
-    try:
-        crops = np.load(crops_p, mmap_mode="r", allow_pickle=False)
-        frames = pd.read_parquet(frames_p)
-    except Exception as e:  # a corrupt cache must not kill the whole run
-        log.warning("cannot read face cache %s (%s); treating it as having no faces", folder, e)
-        return None, empty
-    if "crop_row" not in frames.columns:  # older layout: row i of frames.parquet is crop i
-        frames = frames.assign(crop_row=np.arange(len(frames)))
-    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-        log.warning("face cache %s: crops.npy has shape %s dtype %s, expected [F,S,S,3] uint8", folder, crops.shape, crops.dtype)
-        return None, empty
-    ok = frames["crop_row"].between(0, len(crops) - 1)
-    if not ok.all():
-        log.warning("face cache %s: %d frame rows point outside crops.npy; dropped", folder, int((~ok).sum()))
-        frames = frames[ok]
-    return crops, frames.reset_index(drop=True)
 
 
 def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: int) -> np.ndarray:

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
+from expmae import npnet
+
 # Parameter-name prefixes that make up the encoder (everything else is pretraining-only decoder).
 ENCODER_PREFIXES = ("patch_embed.", "cls_token", "blocks.", "norm.")
 
@@ -105,18 +107,7 @@ def _take(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:
     """Fixed 2D sin-cos position embedding -> [1, (1+)grid*grid, dim] (row 0 zeros for the cls token)."""
-    assert dim % 4 == 0, "sin-cos 2D embedding needs dim divisible by 4"
-    omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim / 4.0))  # [dim/4]
-    ys, xs = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64), indexing="ij")
-
-    def encode(pos: np.ndarray) -> np.ndarray:  # [grid*grid] -> [grid*grid, dim/2]
-        out = np.outer(pos.reshape(-1), omega)
-        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-    emb = np.concatenate([encode(ys), encode(xs)], axis=1)  # [grid*grid, dim]
-    if cls_token:
-        emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
-    return torch.from_numpy(emb).float().unsqueeze(0)
+    return torch.from_numpy(npnet.sincos_pos_embed_2d(dim, grid, cls_token)).float().unsqueeze(0)
 
 
 class EncoderWeights:
