@@ -14,7 +14,8 @@
 #
 # Clients (sinfo, sbatch, snakemake) find the cluster through SLURM_CONF=STATE_DIR/slurm.conf;
 # the same file is also installed as /etc/slurm/slurm.conf when that path is free or was written
-# by this script before, so a plain `sinfo` works too. A foreign /etc/slurm/slurm.conf is left alone.
+# by this script before, so a plain `sinfo` works too; teardown_slurm.sh removes it again. A foreign
+# /etc/slurm/slurm.conf is left alone.
 #
 # Env overrides: SLURMCTLD_PORT (6817), SLURMD_PORT (6818), SLURM_READY_TIMEOUT (90 s).
 set -euo pipefail

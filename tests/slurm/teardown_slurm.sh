@@ -7,6 +7,9 @@
 # munged; each gets SIGTERM, then SIGKILL after 20 s. A pid is only signalled while
 # /proc/PID/comm still names that daemon (a recycled pid is left alone). STATE_DIR is kept
 # (munge key, slurm state, logs); setup_slurm.sh reuses it. Exit 1 if a daemon survives.
+# The copy setup_slurm.sh put at /etc/slurm/slurm.conf (recognised by its marker line) is
+# removed: left behind, it points every client at a controller that is gone, and the SLURM
+# executor plugin's `scontrol show config` then stalls each later `snakemake` start by ~9 s.
 set -uo pipefail
 
 STATE=${1:-/tmp/expmae-slurm}
@@ -65,4 +68,8 @@ for name in slurmd slurmctld munged; do
         rm -f "$pidfile"
     fi
 done
+MARKER="# written by expmae tests/slurm/setup_slurm.sh"
+if grep -qF "$MARKER" /etc/slurm/slurm.conf 2>/dev/null; then
+    rm -f /etc/slurm/slurm.conf && log "removed /etc/slurm/slurm.conf (ours)"
+fi
 exit $status
