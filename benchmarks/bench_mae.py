@@ -9,6 +9,7 @@ rounds alternate between the two so a busy shared machine slows both alike.
     python benchmarks/bench_mae.py --device cuda --bf16  # GPU, bf16 autocast
     python benchmarks/bench_mae.py --probe               # + linear-probe F1: pretrained vs random init
     python benchmarks/bench_mae.py --video               # + video MAE (config.yaml mae_video:) clips/s
+    python benchmarks/bench_mae.py --encode              # only: CPU feature encoding, torch vs numpy
 
 Goal: ours >= 1.2x the samples/s of the transformers reference. Where the gain comes from: the
 patch projection runs on the visible 25 % only, the pixel head on the masked patches only,
@@ -279,6 +280,49 @@ def probe(epochs: int, threads: int) -> None:
         print(f"  ({len(labels)} videos x 4 frames, {len(CLASSES)} classes, chance ~{1 / len(CLASSES):.2f})")
 
 
+def encode(threads: int, n: int = 1024) -> None:
+    """Per-shard feature encoding on CPU: torch MAE.encode vs the numpy encoder (npnet) the
+    jobs use on CPU, crops/s on the same crops, and each job's import cost (fresh processes)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    from expmae.mae.checkpoint import save_encoder
+    from expmae.mae.features import encode_crops
+    from expmae.mae.model import MAE, MAEConfig
+    from expmae.npnet import MAEImageEncoder
+
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # numpy's BLAS: the same thread budget as torch
+    cfg = MAEConfig.from_dict(yaml.safe_load((ROOT / "config.yaml").read_text())["mae"])
+    model = MAE(cfg).eval()
+    crops = np.random.default_rng(0).integers(0, 256, (n, cfg.img_size, cfg.img_size, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_encoder(Path(tmp) / "enc.safetensors", model, {})
+        enc = MAEImageEncoder.from_file(Path(tmp) / "enc.safetensors")
+    rates = {}
+    for tag, m in (("torch", model), ("numpy", enc)):
+        encode_crops(m, crops[:64])  # warm-up
+        t = time.perf_counter()
+        encode_crops(m, crops)
+        rates[tag] = n / (time.perf_counter() - t)
+    imports = {}
+    for tag, code in (("torch", "import expmae.mae.model, expmae.mae.checkpoint"),
+                      ("numpy", "import expmae.mae.features")):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        imports[tag] = time.perf_counter() - t
+    print(f"expMAE encoder ({cfg.img_size}px, D={cfg.embed_dim}, depth {cfg.depth}), {threads} threads, {n} crops:")
+    for tag in rates:
+        print(f"  {tag:6s} {rates[tag]:8.0f} crops/s   job start-up (imports) {imports[tag]:.2f} s")
+    print(f"  numpy/torch speed {rates['numpy'] / rates['torch']:.2f}x; the import saving pays for "
+          f"{(imports['torch'] - imports['numpy']) / (1 / rates['numpy'] - 1 / rates['torch']):.0f} crops")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="config", choices=["config", *MAE_SIZES])
@@ -296,7 +340,10 @@ def main() -> None:
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--video", action="store_true", help="also time the video MAE (config.yaml mae_video:)")
     ap.add_argument("--video-batch", type=int, default=8, help="clips per video-MAE step")
+    ap.add_argument("--encode", action="store_true", help="only: CPU feature encoding, torch vs numpy")
     args = ap.parse_args()
+    if args.encode:
+        return encode(args.threads)
     bench(args)
     if args.video:
         bench_video(args)
