@@ -13,8 +13,9 @@ also print GPU utilisation (torch.cuda.utilization, when pynvml is present).
 Measured on the 2-core CPU box under load (ratios): text 3.6-8x, clip_image 3.2x, timm 2x, audio
 encoders ~1.5x (a 2-6 s clip is already hundreds of frames, so CPU matmuls are near full efficiency
 one video at a time; the larger batching win for audio is a GPU effect), openSMILE 1x (no batching).
-minilm on CPU runs on numpy (expmae.npnet), which has no per-call overhead to amortise: ~1x, at
-about the batched rate of minilm_torch (the transformers path, shown for comparison).
+minilm on CPU runs on numpy (expmae.npnet), which has no per-call overhead to amortise: ~1x
+(153 vs 147 texts/s), at 0.7x the batched rate of minilm_torch (the transformers path, 119 -> 206
+texts/s, 1.7x) but ~3.5 s less import per job.
 
     .venv/bin/python benchmarks/bench_extractors.py [--videos 24] [--only wav2vec2 minilm ...] [--device cpu]
 """
