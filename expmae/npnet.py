@@ -219,8 +219,16 @@ class BertTextEncoder:
         if not all((folder / f).exists() for f in ("config.json", "tokenizer.json", "model.safetensors")):
             return False
         cfg = json.loads((folder / "config.json").read_text())
-        return cfg.get("model_type") == "bert" and cfg.get("hidden_act", "gelu") == "gelu" \
-            and cfg.get("position_embedding_type", "absolute") == "absolute"
+        if not (cfg.get("model_type") == "bert" and cfg.get("hidden_act", "gelu") == "gelu"
+                and cfg.get("position_embedding_type", "absolute") == "absolute"):
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:  # header only
+            keys = {k.removeprefix("bert.") for k in f.keys()}
+        last = f"encoder.layer.{int(cfg['num_hidden_layers']) - 1}.output.LayerNorm.weight"
+        return {"embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+                "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight", last} <= keys
 
     def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """-> ids [B, T] int64 (right-padded with 0 = [PAD]), mask [B, T] bool."""

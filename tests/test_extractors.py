@@ -401,3 +401,23 @@ def test_cpu_text_job_uses_numpy_and_never_imports_torch(tmp_path, shard):
                               transcripts=str(shard / "transcripts.csv"))
     assert meta["backend"] == "torch" and (mn == mt).all()
     np.testing.assert_allclose(Xn, Xt, atol=2e-5)
+
+
+def test_numpy_bert_declines_unknown_weight_layouts(models, tmp_path):
+    """A BERT folder whose weights are not named like BertModel's is left to transformers
+    (supports() is False), instead of failing every batch later."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from expmae.npnet import BertTextEncoder
+
+    src = models / "bert"
+    if not (src / "tokenizer.json").exists():
+        pytest.skip("tokenizer saved without tokenizer.json")
+    dst = tmp_path / "odd"
+    shutil.copytree(src, dst)
+    assert BertTextEncoder.supports(dst)
+    w = load_file(str(dst / "model.safetensors"))
+    save_file({f"encoder_model.{k}": v for k, v in w.items()}, str(dst / "model.safetensors"))
+    assert not BertTextEncoder.supports(dst)
