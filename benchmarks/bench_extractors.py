@@ -10,12 +10,16 @@ Models: random-weight models of realistic-ish size built from configs (saved + l
 plus the real shipped MiniLM. "1 video" = batch_size 1 (visual: one video's crops per call).
 Issue goal: batched >= 3x for the transformer encoders. On CUDA (--device cuda) the same runs
 also print GPU utilisation (torch.cuda.utilization, when pynvml is present).
-Measured on the 2-core CPU box under load (ratios): text 3.6-8x, clip_image 3.2x, timm 2x, audio
-encoders ~1.5x (a 2-6 s clip is already hundreds of frames, so CPU matmuls are near full efficiency
-one video at a time; the larger batching win for audio is a GPU effect), openSMILE 1x (no batching).
-minilm on CPU runs on numpy (expmae.npnet), which has no per-call overhead to amortise: ~1x
-(153 vs 147 texts/s), at 0.7x the batched rate of minilm_torch (the transformers path, 119 -> 206
-texts/s, 1.7x) but ~3.5 s less import per job.
+Measured on the idle 2-core CPU box (ratios batched / 1 video per call): egemaps 1.0x, wav2vec2
+0.7x, hubert 0.6x, whisper 0.8x, minilm (numpy) 1.3x, minilm_torch 1.7x, roberta 1.5x, clip_text
+1.4x, clip_image 0.9x, timm 0.7x. (The 3-8x text figures of an earlier run were measured while
+other jobs loaded the box, which hurts many small calls most.) On CPU the matmuls are already
+efficient one video at a time and a big batch only adds padding and cache misses, so jobs use
+`cpu_batch_size` there ("job uses": audio 1 clip, clip_image / timm 8 crops); batching is a GPU
+win, and the >= 3x goal needs a GPU run (--device cuda).
+minilm on CPU runs on numpy (expmae.npnet), which has little per-call overhead to amortise
+(170 -> 226 texts/s; a rerun gave 153 -> 147): about the batched rate of minilm_torch (the
+transformers path, 129 -> 215 texts/s), with ~3.5 s less import per job.
 
     .venv/bin/python benchmarks/bench_extractors.py [--videos 24] [--only wav2vec2 minilm ...] [--device cpu]
 """
@@ -96,8 +100,9 @@ def inputs(modality: str, n: int, rng: np.random.Generator):
 
 def videos_per_s(ext, modality: str, items, batched: bool) -> float:
     """Same call pattern as the shard job; returns videos / second (one warm-up call excluded)."""
-    bs0 = ext.p["batch_size"]
+    bs0, cpu_bs = ext.p["batch_size"], ext.p.get("cpu_batch_size")
     ext.p["batch_size"] = bs0 if batched else 1
+    ext.p["cpu_batch_size"] = None  # measure batch_size itself, also on CPU
     ext.encode(items[:1] if modality != "visual" else items[0])  # warm-up (lazy init, allocator)
     t0 = time.perf_counter()
     if modality == "audio":
@@ -111,7 +116,7 @@ def videos_per_s(ext, modality: str, items, batched: bool) -> float:
         for s in range(0, len(crops), step):
             ext.encode(crops[s:s + step])
     dt = time.perf_counter() - t0
-    ext.p["batch_size"] = bs0
+    ext.p["batch_size"], ext.p["cpu_batch_size"] = bs0, cpu_bs
     return len(items) / dt
 
 
@@ -143,7 +148,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         specs = build_models(Path(tmp))
-        print(f"{'extractor':<12} {'modality':<8} {'dim':>5} {'1 video/call':>14} {'batched':>10} {'ratio':>6}  gpu util")
+        print(f"{'extractor':<12} {'modality':<8} {'dim':>5} {'1 video/call':>14} {'batched':>10} {'ratio':>6}"
+              f"  {'job uses':>8}  gpu util")
         for name, p in specs.items():
             if a.only and name not in a.only:
                 continue
@@ -158,7 +164,9 @@ def main() -> None:
                     util = f"{torch.cuda.utilization()}%"
                 except Exception:  # noqa: BLE001 — pynvml missing
                     util = "n/a"
-            print(f"{name:<12} {ext.modality:<8} {ext.dim:>5} {one:>10.1f} v/s {many:>6.1f} v/s {many / one:>5.1f}x  {util}")
+            job_bs = run.batch_size(ext)
+            print(f"{name:<12} {ext.modality:<8} {ext.dim:>5} {one:>10.1f} v/s {many:>6.1f} v/s {many / one:>5.1f}x"
+                  f"  {'bs ' + str(job_bs):>8}  {util}")
             del ext
 
 

@@ -117,7 +117,8 @@ def test_registry_lists_every_family():
 
 @pytest.mark.parametrize("family", ["wav2vec2", "hubert", "wavlm", "whisper"])
 def test_hf_audio_shapes_masks_determinism_batching(tmp_path, shard, models, family):
-    params = {"extractor": family, "model": str(models / family), "batch_size": 3}
+    # cpu_batch_size 0: really batch 3 clips per call on CPU too (the CPU default is 1)
+    params = {"extractor": family, "model": str(models / family), "batch_size": 3, "cpu_batch_size": 0}
     names, X, mask, meta = extract(tmp_path, "a", params, shard, qc_out=str(tmp_path / "qc.parquet"))
     assert X.shape == (6, 32) and mask.tolist() == [True, True, True, False, False, False]
     assert np.abs(X[:3]).sum(1).min() > 0 and not X[3:].any()
@@ -132,6 +133,20 @@ def test_hf_audio_shapes_masks_determinism_batching(tmp_path, shard, models, fam
     # determinism: same params -> identical bytes
     _, X3, _, _ = extract(tmp_path, "d", params, shard, reuse=False)
     assert np.array_equal(X3, X)
+
+
+def test_audio_encoders_take_one_clip_per_call_on_cpu(shard, models):
+    """On CPU batching audio only adds padding (bench_extractors: 0.6-0.9x), so the jobs encode
+    one clip per call there (cpu_batch_size 1); batch_size is what a GPU gets."""
+    calls = {}
+    for dev_bs, kw in (("cpu default", {}), ("batch_size", {"cpu_batch_size": 0})):
+        ext = create("wav2vec2", {"model": str(models / "wav2vec2"), "batch_size": 3, **kw}, "features.w", "cpu")
+        ext.load()
+        seen, enc = [], ext.encode
+        ext.encode = lambda items, enc=enc, seen=seen: (seen.append(len(items)), enc(items))[1]
+        run.run_audio(ext, pd.read_parquet(shard / "manifest.parquet"))
+        calls[dev_bs] = seen
+    assert calls["cpu default"] == [1, 1, 1] and calls["batch_size"] == [3]
 
 
 def test_opensmile_egemaps_and_compare(tmp_path, shard):
@@ -421,3 +436,12 @@ def test_numpy_bert_declines_unknown_weight_layouts(models, tmp_path):
     w = load_file(str(dst / "model.safetensors"))
     save_file({f"encoder_model.{k}": v for k, v in w.items()}, str(dst / "model.safetensors"))
     assert not BertTextEncoder.supports(dst)
+
+
+def test_cpu_batch_size_applies_on_cpu_only():
+    p = {"model": "resnet18"}
+    assert run.batch_size(create("timm", p, "features.t", "cpu")) == 8
+    assert run.batch_size(create("timm", p, "features.t", "cuda:0")) == 128
+    assert run.batch_size(create("timm", {**p, "cpu_batch_size": 0}, "features.t", "cpu")) == 128
+    assert run.batch_size(create("wav2vec2", {"model": "x"}, "features.w", "cpu")) == 1
+    assert run.batch_size(create("sentence_transformers", {}, "features.m", "cpu")) == 64

@@ -47,7 +47,7 @@ class ClipImage(Extractor):
     needs = "face crops"
     dims = "embed_dim"
     gpu = True
-    defaults: dict[str, Any] = {"pretrained": "", "batch_size": 128}
+    defaults: dict[str, Any] = {"pretrained": "", "batch_size": 128, "cpu_batch_size": 8}  # see run.batch_size
 
     def load(self) -> None:
         import torch

@@ -32,11 +32,23 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="video", file=sys.stderr, mininterval=5, disable=total == 0)
 
 
+def batch_size(ext: Extractor) -> int:
+    """Items per encode call: `batch_size`, or on CPU `cpu_batch_size` when the extractor sets one.
+
+    On an idle 2-core CPU big batches are slower, not faster (benchmarks/bench_extractors.py:
+    wav2vec2 6.6 clips/s at 1 per call vs 4.5 at 8; timm 114 crops/s at 8 vs 74 at 128): the
+    matmuls are already efficient and a batch only adds padding and cache misses. Batching is
+    what a GPU needs, so `batch_size` stays the GPU setting."""
+    if ext.device == "cpu" and ext.p.get("cpu_batch_size"):
+        return max(1, int(ext.p["cpu_batch_size"]))
+    return max(1, int(ext.p["batch_size"]))
+
+
 def _encode_batches(ext: Extractor, items: list[Any], order: Sequence[int], on_error: Callable[[int, str], None],
                     bar: Any) -> dict[int, np.ndarray]:
     """Encode items in batches of ext.p['batch_size'] following `order` (similar lengths together).
     A failing batch is retried one item at a time, so one bad input costs only its own row."""
-    bs = max(1, int(ext.p["batch_size"]))
+    bs = batch_size(ext)
     out: dict[int, np.ndarray] = {}
     for s in range(0, len(order), bs):
         idx = list(order[s:s + bs])
@@ -107,7 +119,7 @@ def run_visual(ext: Extractor, names: list[str], faces_dir: str) -> tuple[np.nda
     crops, frames, _ = load_faces(faces_dir)                                   # [F0, S, S, 3] memmap, frames
     rows = frames["crop_row"].to_numpy(np.int64)
     F = np.zeros((len(rows), ext.dim), np.float32)
-    bs = max(1, int(ext.p["batch_size"]))
+    bs = batch_size(ext)
     with _progress(len(rows), ext.key) as bar:
         bar.unit = "crop"
         for s in range(0, len(rows), bs):

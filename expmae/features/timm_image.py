@@ -22,7 +22,7 @@ class TimmImage(Extractor):
     needs = "face crops"
     dims = "num_features"
     gpu = True
-    defaults: dict[str, Any] = {"pretrained": "", "batch_size": 128, "img_size": 0}
+    defaults: dict[str, Any] = {"pretrained": "", "batch_size": 128, "img_size": 0, "cpu_batch_size": 8}
 
     def load(self) -> None:
         import timm
