@@ -1,12 +1,19 @@
 """The config key `device` (auto | cpu | cuda | cuda:N) -> a torch device, for every stage."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
-
-from expmae.npnet import gpu_visible
 
 if TYPE_CHECKING:
     import torch
+
+
+def gpu_visible() -> bool:
+    """Is an NVIDIA GPU visible to this process? Answered without importing torch."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/dev/nvidia0").exists() or any(Path("/proc/driver/nvidia/gpus").glob("*"))
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> "torch.device":

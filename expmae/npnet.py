@@ -14,7 +14,6 @@ Shapes: B batch, N tokens, D width, H heads, d = D/H head width.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping
 
@@ -25,13 +24,6 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 ENCODER_FORMAT = "expmae-mae-encoder-v1"
 
 Weights = Mapping[str, np.ndarray]
-
-
-def gpu_visible() -> bool:
-    """Is an NVIDIA GPU visible to this process? Answered without importing torch."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return Path("/dev/nvidia0").exists() or any(Path("/proc/driver/nvidia/gpus").glob("*"))
 
 
 # ---------------------------------------------------------------------------- ops
@@ -65,7 +57,7 @@ _ERF_A = [np.float32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284
 
 def erf(x: np.ndarray) -> np.ndarray:
     """float32 erf, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, float32's own resolution).
-    SIMD numpy ufuncs: 4x faster than scipy.special.erf (on cache-sized chunks, see CHUNK)."""
+    SIMD numpy ufuncs: 4x faster than scipy.special.erf (on cache-sized chunks, see CHUNK_TOKENS)."""
     a = np.abs(x)
     t = np.float32(1.0) / (np.float32(1.0) + _ERF_P * a)
     poly = (((_ERF_A[0] * t + _ERF_A[1]) * t + _ERF_A[2]) * t + _ERF_A[3]) * t + _ERF_A[4]
@@ -137,6 +129,8 @@ def read_encoder_info(path: str | Path) -> dict:
     """JSON metadata of an expMAE encoder.safetensors (kind, model_config, ...), header only."""
     from safetensors import safe_open
 
+    if not Path(path).exists():
+        raise FileNotFoundError(f"MAE encoder {path} not found (run the mae_pretrain rule first)")
     with safe_open(str(path), framework="numpy") as f:
         md = f.metadata() or {}
     if md.get("format") != ENCODER_FORMAT:

@@ -32,6 +32,11 @@ def _layer(out: Any, layer: int | list[int]) -> Any:
     return hs[layer]
 
 
+# Both families: batch_size is the GPU setting; on CPU one clip per call (see the module docstring).
+AUDIO_DEFAULTS: dict[str, Any] = {"layer": -1, "sample_rate": 16000, "max_seconds": 30.0, "batch_size": 8,
+                                  "cpu_batch_size": 1}
+
+
 @register("wav2vec2", model="facebook/wav2vec2-base")
 @register("hubert", model="facebook/hubert-base-ls960")
 @register("wavlm", model="microsoft/wavlm-base-plus")
@@ -43,8 +48,7 @@ class HFAudio(Extractor):
     needs = "audio 16 kHz"
     dims = "hidden_size"
     gpu = True
-    defaults: dict[str, Any] = {"layer": -1, "sample_rate": 16000, "max_seconds": 30.0, "batch_size": 8,
-                                "cpu_batch_size": 1}
+    defaults = AUDIO_DEFAULTS
 
     def load(self) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
@@ -79,8 +83,7 @@ class WhisperEncoder(Extractor):
     needs = "audio 16 kHz"
     dims = "d_model"
     gpu = True
-    defaults: dict[str, Any] = {"layer": -1, "sample_rate": 16000, "max_seconds": 30.0, "batch_size": 8,
-                                "cpu_batch_size": 1}
+    defaults = AUDIO_DEFAULTS
 
     def load(self) -> None:
         from transformers import AutoFeatureExtractor, WhisperModel

@@ -23,12 +23,12 @@ from safetensors.torch import load_file, save_file
 
 import expmae
 from expmae.io import atomic_path, file_sha256  # noqa: F401 — file_sha256 re-exported
+from expmae.npnet import ENCODER_FORMAT, read_encoder_info
 
 from .model import MAE, MAEConfig
 from .video import VideoMAE, VideoMAEConfig
 
 CKPT_FORMAT = "expmae-mae-checkpoint-v1"
-ENCODER_FORMAT = "expmae-mae-encoder-v1"
 
 
 def code_version() -> str:
@@ -99,14 +99,7 @@ def save_encoder(path: str | Path, model: MAE | VideoMAE, meta: dict[str, Any]) 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
     """-> (MAE or VideoMAE (metadata "kind") with encoder weights loaded, in eval mode; the JSON metadata)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"MAE encoder {path} not found (run the mae_pretrain rule first)")
-    with safe_open(str(path), framework="pt") as f:
-        md = f.metadata() or {}
-    if md.get("format") != ENCODER_FORMAT:
-        raise ValueError(f"{path} is not an expmae MAE encoder (format {md.get('format')!r})")
-    info = json.loads(md["expmae"])
+    info = read_encoder_info(path)
     if info.get("kind", "image") == "video":
         model: MAE | VideoMAE = VideoMAE(VideoMAEConfig.from_dict(info["model_config"]))
     else:

@@ -19,12 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-log = logging.getLogger(__name__)
-
 from expmae.faces.store import load_face_shard  # noqa: F401 — re-exported (torch-free home)
+from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; one copy for torch and numpy
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+log = logging.getLogger(__name__)
 
 
 def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: int) -> np.ndarray:

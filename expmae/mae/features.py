@@ -115,8 +115,6 @@ def load_model(encoder: str | Path, faces: str | Path, device_spec: str,
     """-> (model, encoder metadata, backend used). backend auto: on CPU an image encoder whose
     img_size is the crop size runs on numpy (no torch import, ~2.5 s less per job); a video
     MAE, a resize, or a GPU use torch. backend torch | numpy forces one."""
-    if not Path(encoder).exists():
-        raise FileNotFoundError(f"MAE encoder {encoder} not found (run the mae_pretrain rule first)")
     info = read_encoder_info(encoder)
     cfg = info["model_config"]
     size = _crop_size(faces)
