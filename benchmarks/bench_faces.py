@@ -21,6 +21,7 @@ import os
 os.environ["OMP_NUM_THREADS"] = "1"
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +31,13 @@ import numpy as np
 import pandas as pd
 
 from expmae.faces import extract_shard, resolve_params
-from expmae.faces import synthetic as syn
 from expmae.faces.detectors import create_detector
 from expmae.faces.video import ProbeError, decode_decord, decode_pyav, probe
 from expmae.faces.worker import downscale
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from fixtures import faces as syn  # noqa: E402 — synthetic test videos (a test fixture, not the package)
 
 
 def demo_videos(tmp: Path, n: int = 8) -> list[Path]:

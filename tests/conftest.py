@@ -28,3 +28,11 @@ def one_native_thread():
 
     with threadpool_limits(1):
         yield
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory):
+    """The workflow over 8 empty placeholder videos (one shard): enough for a dry-run."""
+    from fixtures.workflow import placeholder_workflow
+
+    return placeholder_workflow(tmp_path_factory.mktemp("wf"))

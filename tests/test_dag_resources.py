@@ -1,8 +1,7 @@
 """Resources shape the jobs' commands: several GPUs for MAE pretraining -> torchrun DDP."""
 import re
 
-from test_rounds import wf  # noqa: F401 — the dry-run workflow fixture (8 empty placeholder videos)
-from test_workflow import smk
+from fixtures.workflow import smk
 
 
 def pretrain_commands(wd, *extra):
@@ -11,7 +10,7 @@ def pretrain_commands(wd, *extra):
     return re.findall(r"^\s*(?:Shell command:\s*)?(\S+(?: --\S+)* -m expmae\.mae\.pretrain) ", text, re.M)
 
 
-def test_pretraining_uses_one_ddp_process_per_gpu(wf):  # noqa: F811
+def test_pretraining_uses_one_ddp_process_per_gpu(wf):
     plain = pretrain_commands(wf)
     assert plain and all(c == "python -m expmae.mae.pretrain" for c in plain), plain
     multi = pretrain_commands(wf, "--set-resources", "mae_pretrain:gpu=4", "mae_video_pretrain:gpu=2")

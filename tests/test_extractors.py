@@ -313,7 +313,7 @@ def test_asr_tiny_en_on_a_real_clip(tmp_path):
 # ---------------------------------------------------------------- Snakemake: only the new extractor's jobs
 def _fake_project(wd: Path) -> None:
     """The tiny workflow on placeholder video files: a dry run needs only names, never decoding."""
-    from test_workflow import copy_workflow
+    from fixtures.workflow import copy_workflow
 
     copy_workflow(wd)
     d = wd / "data" / "tiny"
@@ -330,7 +330,7 @@ def _fake_project(wd: Path) -> None:
 
 
 def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
-    from test_workflow import dry_run_jobs, smk
+    from fixtures.workflow import dry_run_jobs, smk
 
     wd = tmp_path / "wf"
     _fake_project(wd)

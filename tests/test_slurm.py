@@ -132,7 +132,7 @@ def test_smoke_workflow_runs_through_sbatch(tmp_path: Path) -> None:
 def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
     """The real tiny expmae DAG, every non-local rule submitted with sbatch."""
     sys.path.insert(0, str(REPO / "tests"))
-    from test_workflow import copy_workflow
+    from fixtures.workflow import copy_workflow
 
     from expmae import demo
 

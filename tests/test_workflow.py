@@ -1,57 +1,17 @@
 """End-to-end: real Snakemake runs of the whole DAG on the tiny demo data, and the
 incremental behaviour read from Snakemake's own dry-run job list."""
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from expmae import demo
+from fixtures.workflow import copy_workflow, dry_run_jobs, smk
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PER_SHARD = {"ingest_shard", "faces", "audio", "text", "mae_features"}
 GLOBAL = {"faces_report", "classify", "fuse", "pseudolabel", "report", "all"}
 
 pytestmark = pytest.mark.e2e
-
-
-def copy_workflow(dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "config.yaml", "workflow", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / item)
-    shutil.copy(ROOT / "tests" / "config_tiny.yaml", dst / "config_tiny.yaml")
-    return dst
-
-
-def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "--cores", "2", "--configfile", "config_tiny.yaml", *args]
-    p = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=900)
-    if check and p.returncode != 0:
-        logs = "".join(f"\n== {f}\n{f.read_text()[-1500:]}" for f in sorted((wd / "results" / "logs").rglob("*.log"))[-6:])
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}{logs}")
-    return p
-
-
-def dry_run_jobs(wd: Path, *args: str) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job Snakemake would run, parsed from its dry-run listing."""
-    out = smk(wd, "-n", *args)
-    text = out.stdout + out.stderr
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", "\n" + text):
-        m = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block.strip())
-        if not m:
-            continue
-        wc = re.search(r"^\s*wildcards: (.*)$", block, re.M)
-        wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
-        jobs.append((m.group(1), wildcards))
-    return jobs
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,70 @@
+"""The config schema (workflow/schemas/config.schema.yaml) as the one source of defaults.
+
+Snakemake validates config.yaml against the schema and fills in its defaults; a program run
+directly (`python -m expmae.train.cv ...`) gets the same defaults from here, so a job and a direct
+call never disagree. Pure Python (PyYAML + jsonschema): it runs at every Snakemake parse.
+
+    from expmae.config import defaults, resolve
+    p = resolve("classify", json.loads(args.params))   # schema defaults < given params, validated
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    import yaml
+
+    if not SCHEMA.exists():
+        raise FileNotFoundError(f"config schema not found at {SCHEMA} (expmae runs from its repository checkout)")
+    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+
+
+def section_schema(section: str) -> dict[str, Any]:
+    props = schema()["properties"]
+    if section not in props:
+        raise KeyError(f"no config section {section!r} in {SCHEMA.name}; sections: {sorted(props)}")
+    return props[section]
+
+
+def _defaults_of(node: Mapping[str, Any]) -> Any:
+    """Default of a schema node: its own `default`, else (objects) the defaults of its properties."""
+    if "default" in node:
+        return copy.deepcopy(node["default"])
+    if node.get("type") == "object" and "properties" in node:
+        out = {k: _defaults_of(v) for k, v in node["properties"].items()}
+        return {k: v for k, v in out.items() if v is not None}
+    return None
+
+
+def defaults(section: str) -> dict[str, Any]:
+    """The schema defaults of one config section (`classify`, `faces`, ...), as a fresh dict."""
+    return _defaults_of(section_schema(section)) or {}
+
+
+def resolve(section: str, params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+            ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """defaults(section) < params, checked against the section's schema; an error names the key
+    (`config key classify.folds: ...`). `extra`: keys a job adds that are not config keys of the
+    section (e.g. seed, device), merged after validation; `ignore`: keys skipped by validation."""
+    out = {**defaults(section), **dict(params or {})}
+    check(section, {k: v for k, v in out.items() if k not in ignore and k not in (extra or {})})
+    return {**out, **dict(extra or {})}
+
+
+def check(section: str, params: Mapping[str, Any]) -> None:
+    """Validate `params` against the section's schema -> ValueError naming `section.key`."""
+    import jsonschema
+
+    node = section_schema(section)
+    errors = sorted(jsonschema.Draft202012Validator(node).iter_errors(dict(params)), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        key = ".".join([section, *map(str, e.path)])
+        raise ValueError(f"config key {key}: {e.message}")
