@@ -16,6 +16,8 @@ import pytest
 import yuface  # noqa: E402  (after OMP_WAIT_POLICY)
 
 from expmae import demo
+from expmae.demo.__main__ import main as demo_main
+from expmae.demo.audio import synth_voice
 
 CSVS = ["labels.csv", "transcripts.csv", "test.csv", "test_labels.csv", "cues.csv"]
 BAD = ["corrupt_0001", "empty_0001", "noface_0001", demo.ODD_NAME]
@@ -121,7 +123,7 @@ def _f0(wav: np.ndarray) -> float:
 def test_audio_cue_carries_class() -> None:
     # same speaker seed, different cue class: angry is louder than sad, surprise higher than sad
     def voice(c: str) -> np.ndarray:
-        return demo.synth_voice(demo.CLASSES.index(c), 2.5, np.random.default_rng(3))
+        return synth_voice(demo.CLASSES.index(c), 2.5, np.random.default_rng(3))
 
     rms = {c: float(np.sqrt(np.mean(voice(c) ** 2))) for c in ("angry", "sad")}
     assert rms["angry"] > 4 * rms["sad"]
@@ -169,10 +171,10 @@ def test_deterministic_for_seed(tmp_path: Path) -> None:
 def test_cli_refuses_non_empty_and_adds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli"
     args = ["--out", str(out), "--n-labeled", "6", "--n-unlabeled", "0", "--n-test", "0", "--seed", "2"]
-    assert demo.main(args) == 0
+    assert demo_main(args) == 0
     assert len(read(out / "labels.csv")) == 6
-    assert demo.main(args) == 1 and "not empty" in capsys.readouterr().err
-    assert demo.main(args + ["--force"]) == 0
-    assert demo.main(["--out", str(out), "--add-unlabeled", "2", "--seed", "7"]) == 0
+    assert demo_main(args) == 1 and "not empty" in capsys.readouterr().err
+    assert demo_main(args + ["--force"]) == 0
+    assert demo_main(["--out", str(out), "--add-unlabeled", "2", "--seed", "7"]) == 0
     assert len(list((out / "videos").glob("*.mp4"))) == 6 + 4 + 2
-    assert demo.main(["--out", str(tmp_path / "missing"), "--add-unlabeled", "1"]) == 1
+    assert demo_main(["--out", str(tmp_path / "missing"), "--add-unlabeled", "1"]) == 1
