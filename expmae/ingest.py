@@ -14,9 +14,9 @@ Sharding scheme (the registry, `results/ingest/registry.parquet`):
 - Ids that disappear from disk stay registered (their QC rows then say "file missing");
   a duplicate id (same stem in two folders, or a.mp4 + a.avi) keeps the first path in
   folder order and is reported in `results/ingest/issues.tsv`.
-The registry is updated when the Snakefile is parsed by the main Snakemake process
-(also in a dry run, so the dry run shows the jobs that a real run will execute);
-remote/cluster job processes only read it.
+The main Snakemake process plans the registry in memory at every parse (a dry run shows the
+jobs a real run will execute, and writes nothing); a real run persists it when it starts
+(onstart). Remote/cluster job processes only read the persisted one.
 """
 from __future__ import annotations
 
@@ -103,27 +103,39 @@ def assign(registry: pd.DataFrame, found: pd.DataFrame, shard_size: int) -> pd.D
     return out.astype({"name": str, "path": str, "shard": str, "size": "int64", "mtime_ns": "int64"}).sort_values(["shard", "name"], ignore_index=True)
 
 
-def update_registry(
-    results: str | os.PathLike,
-    dirs: Sequence[str],
-    exts: Iterable[str],
-    shard_size: int,
-    write: bool = True,
-) -> pd.DataFrame:
-    """Scan, assign, and (main process only) persist the registry and issues list."""
-    reg_path = Path(results) / "ingest" / "registry.parquet"
-    old = pd.read_parquet(reg_path) if reg_path.exists() else pd.DataFrame(columns=COLUMNS)
-    if not write:  # cluster job processes: trust the registry the main process wrote
-        return old
+def plan_registry(results: str | os.PathLike, dirs: Sequence[str], exts: Iterable[str],
+                  shard_size: int) -> tuple[pd.DataFrame, str]:
+    """Scan and assign in memory -> (registry, issues.tsv text). Writes nothing: a dry run,
+    `--lint` or `--report` reads the workflow without changing results/ (save_registry persists)."""
     s = scan(dirs, exts)
-    new = assign(old, s.videos, shard_size)
-    if len(old) != len(new) or not old.astype(str).reset_index(drop=True).equals(new.astype(str)):
-        write_table(reg_path, new)
+    new = assign(read_registry(results), s.videos, shard_size)
     issues = "name\tpath\treason\n" + "".join(f"{n}\t{p}\t{r}\n" for n, p, r in s.issues)
+    return new, issues
+
+
+def read_registry(results: str | os.PathLike) -> pd.DataFrame:
+    """The persisted registry (empty when none): what cluster job processes use, never rescanning."""
+    reg_path = Path(results) / "ingest" / "registry.parquet"
+    return pd.read_parquet(reg_path) if reg_path.exists() else pd.DataFrame(columns=COLUMNS)
+
+
+def save_registry(results: str | os.PathLike, registry: pd.DataFrame, issues: str) -> None:
+    """Persist a planned registry and its issues list, each only when it changed. The workflow calls
+    this when a real run starts (onstart), so the assignment a dry run shows is the one that is kept."""
+    old = read_registry(results)
+    if len(old) != len(registry) or not old.astype(str).reset_index(drop=True).equals(registry.astype(str)):
+        write_table(Path(results) / "ingest" / "registry.parquet", registry)
     issues_path = Path(results) / "ingest" / "issues.tsv"
     if not issues_path.exists() or issues_path.read_text(encoding="utf-8") != issues:
         write_text(issues_path, issues)
-    return new
+
+
+def update_registry(results: str | os.PathLike, dirs: Sequence[str], exts: Iterable[str],
+                    shard_size: int) -> pd.DataFrame:
+    """plan_registry + save_registry: scan, assign and persist at once."""
+    registry, issues = plan_registry(results, dirs, exts, shard_size)
+    save_registry(results, registry, issues)
+    return registry
 
 
 def fingerprints(registry: pd.DataFrame) -> dict[str, str]:

@@ -3,7 +3,7 @@ import os
 
 import pandas as pd
 
-from expmae.ingest import assign, fingerprints, scan, update_registry, write_shard
+from expmae.ingest import assign, fingerprints, plan_registry, read_registry, scan, update_registry, write_shard
 
 
 def touch(p, data=b"x"):
@@ -61,8 +61,17 @@ def test_duplicates_odd_names_and_missing_folder(tmp_path):
 
 def test_non_main_process_does_not_write(tmp_path):
     touch(tmp_path / "v" / "a.mp4")
-    r = update_registry(tmp_path / "res", [str(tmp_path / "v")], [".mp4"], 2, write=False)
+    r = read_registry(tmp_path / "res")  # what a cluster job process sees before the main process saved one
     assert r.empty and not (tmp_path / "res").exists()
+
+
+def test_planning_writes_nothing_and_matches_what_is_saved(tmp_path):
+    for i in range(3):
+        touch(tmp_path / "v" / f"a{i}.mp4")
+    planned, issues = plan_registry(tmp_path / "res", [str(tmp_path / "v"), str(tmp_path / "gone")], [".mp4"], 2)
+    assert len(planned) == 3 and "video folder missing" in issues and not (tmp_path / "res").exists()
+    saved = update_registry(tmp_path / "res", [str(tmp_path / "v"), str(tmp_path / "gone")], [".mp4"], 2)
+    assert saved.equals(planned) and read_registry(tmp_path / "res").equals(planned)
 
 
 def test_write_shard_manifest(tmp_path):

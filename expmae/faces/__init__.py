@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .params import DEFAULTS, resolve_params
+from .params import resolve_params
 
-__all__ = ["extract_shard", "load_faces", "resolve_params", "DEFAULTS"]
+__all__ = ["extract_shard", "load_faces", "resolve_params"]
 
 
 def __getattr__(name: str) -> Any:

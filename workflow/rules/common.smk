@@ -13,17 +13,24 @@ DATA = config["data"]
 CLASSES = ",".join(config["classes"])
 ENV = "../../envs/expmae.yaml"
 
-# Append-only shard registry (see expmae/ingest.py). Only the main process writes it;
-# cluster job processes read the registry the main process wrote.
-REGISTRY = _ingest.update_registry(
-    RES,
-    DATA["videos"],
-    DATA["extensions"],
-    config["ingest"]["shard_size"],
-    write=workflow.is_main_process,
-)
-if REGISTRY.empty and workflow.is_main_process:
-    raise WorkflowError(f"no videos found under config key data.videos = {DATA['videos']}")
+# Append-only shard registry (see expmae/ingest.py). The main process plans it in memory at every
+# parse and persists it only when a real run starts (onstart below): -n, --lint and --report write
+# nothing under results/. Cluster job processes read the registry the main process saved.
+if workflow.is_main_process:
+    REGISTRY, _INGEST_ISSUES = _ingest.plan_registry(
+        RES, DATA["videos"], DATA["extensions"], config["ingest"]["shard_size"]
+    )
+    if REGISTRY.empty:
+        raise WorkflowError(f"no videos found under config key data.videos = {DATA['videos']}")
+else:
+    REGISTRY, _INGEST_ISSUES = _ingest.read_registry(RES), None
+
+
+onstart:
+    if _INGEST_ISSUES is not None:
+        _ingest.save_registry(RES, REGISTRY, _INGEST_ISSUES)
+
+
 SHARDS = sorted(REGISTRY["shard"].unique())
 FINGERPRINT = _ingest.fingerprints(REGISTRY)
 _TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"])
