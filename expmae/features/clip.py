@@ -11,7 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .registry import Extractor, image_batch, register, resolve_model
+from expmae.imaging import to_tensor
+
+from .registry import Extractor, register, resolve_model
 
 
 def load_open_clip(p: dict[str, Any], key: str, device: str) -> tuple[Any, str]:
@@ -64,7 +66,7 @@ class ClipImage(Extractor):
     def encode(self, items: np.ndarray) -> np.ndarray:
         import torch
 
-        x = image_batch(items, self.size, self.mean, self.std, self.device)   # [B, 3, H, W]
+        x = to_tensor(items, self.size, self.mean, self.std, self.device)     # [B, 3, H, W]
         with torch.inference_mode(), self.autocast():
             z = self.model.encode_image(x, normalize=True)                     # [B, D]
         return z.float().cpu().numpy()

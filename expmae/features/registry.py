@@ -127,15 +127,3 @@ def resolve_model(model: str, key: str, kind: str = "model") -> Path:
         f"({err_name}). Runs never download: point {key} at a local folder holding the weights."
     )
 
-
-def image_batch(crops: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float], device: str):
-    """uint8 crops [B, S, S, 3] RGB -> normalised float tensor [B, 3, size, size] on `device`."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return (x - m) / s

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .registry import Extractor, image_batch, register, resolve_model
+from expmae.imaging import to_tensor
+
+from .registry import Extractor, register, resolve_model
 
 
 @register("timm", model="resnet50")
@@ -57,7 +59,7 @@ class TimmImage(Extractor):
     def encode(self, items: np.ndarray) -> np.ndarray:
         import torch
 
-        x = image_batch(items, self.size, self.mean, self.std, self.device)   # [B, 3, H, W]
+        x = to_tensor(items, self.size, self.mean, self.std, self.device)     # [B, 3, H, W]
         with torch.inference_mode(), self.autocast():
             z = self.model(x)                                                  # [B, num_features]
         return z.float().cpu().numpy()

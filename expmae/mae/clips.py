@@ -23,7 +23,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .data import load_face_shard, normalize
+from expmae.faces.store import load_face_shard
+
+from .data import normalize
 
 
 def clip_rows(rows: np.ndarray, num_frames: int) -> np.ndarray:

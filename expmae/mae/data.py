@@ -16,11 +16,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from expmae.faces.store import load_face_shard  # noqa: F401 — re-exported (torch-free home)
-from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; one copy for torch and numpy
+from expmae.faces.store import load_face_shard
+from expmae.imaging import IMAGENET_MEAN, IMAGENET_STD, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,8 @@ def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: in
 
 
 def normalize(imgs: torch.Tensor, img_size: int) -> torch.Tensor:
-    """uint8 [B, S, S, 3] -> float [B, 3, img_size, img_size], ImageNet-normalised."""
-    x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[-1] != img_size or x.shape[-2] != img_size:
-        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """uint8 [B, S, S, 3] -> float [B, 3, img_size, img_size], ImageNet-normalised (expmae.imaging)."""
+    return to_tensor(imgs, img_size, mode="bilinear")
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
