@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Detections, register
+from .registry import Detections, register
 
 # Detector files of the public insightface packs (buffalo_l/m/s/sc, antelopev2).
 DETECTOR_GLOBS = ("det_*.onnx", "scrfd*.onnx")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Detections, register
+from .registry import Detections, register
 
 
 @register("yunet")
