@@ -38,7 +38,9 @@ dry: venv demo
 test: venv
 	$(BIN)/python -m pytest -q
 
+# Snakemake's linter and snakefmt (line length in pyproject.toml); both must be clean (CI runs this).
 lint: venv demo
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 clean:

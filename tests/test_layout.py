@@ -3,6 +3,8 @@ no test module importing another, and a dry run that leaves results/ untouched."
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,5 +109,11 @@ def test_dry_run_lint_and_report_write_nothing_under_results(tmp_path):
     wd = placeholder_workflow(tmp_path / "wf")
     jobs = smk(wd, "-n")
     assert "ingest_shard" in jobs.stdout + jobs.stderr  # a dry run that did plan the jobs
-    smk(wd, "--lint", check=False)  # lint findings are checked in CI; here only its side effects
+    smk(wd, "--lint")  # exit code 1 on any finding
     assert not (wd / "results").exists(), sorted(p.name for p in (wd / "results").rglob("*"))
+
+
+def test_rule_files_are_snakefmt_clean():
+    p = subprocess.run([str(Path(sys.executable).with_name("snakefmt")), "--check", "Snakefile", "workflow/rules"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
