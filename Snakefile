@@ -32,9 +32,7 @@ include: "workflow/rules/faces.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/mae.smk"
 include: "workflow/rules/features.smk"
-include: "workflow/rules/classify.smk"
-include: "workflow/rules/pseudolabel.smk"
-include: "workflow/rules/fuse.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 

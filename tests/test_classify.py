@@ -5,18 +5,21 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, mean_squared_error
 
-from expmae import classify, dataset, metrics
-from expmae.fusion import AttentionHead, FBPHead, build_head, fbp_pool
+from expmae import config
 from expmae.io import read_features, write_features
-from expmae.late import late_fuse
-from expmae.pseudolabel import choose_source, select
+from expmae.train import cv, data, plan, scoring
+from expmae.train.heads import HEADS, AttentionHead, FBPHead, build_head, fbp_pool
+from expmae.train.late import late_fuse
+from expmae.train.pseudo import choose_source, select
 
 CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+# The tests' training settings: the schema defaults, without early stopping unless a test asks for it.
+P0 = plan.train_params({"early_stop": 0.0})
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny heads: one thread (as expmae.classify runs them); more only contend on a loaded box."""
+    """Tiny heads: one thread (as expmae.train.cv runs them); more only contend on a loaded box."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -65,17 +68,16 @@ def test_metrics_match_sklearn(seed):
     y, p = rng.integers(0, 6, 200), rng.integers(0, 6, 200)
     p[p == 5] = 4  # a class never predicted (F1 0) ...
     y[y == 0] = 1  # ... and one only predicted (zero weight)
-    assert metrics.weighted_f1(y, p) == pytest.approx(f1_score(y, p, average="weighted", zero_division=0))
-    assert classify.weighted_f1(y, p) == metrics.weighted_f1(y, p)
-    assert metrics.accuracy(y, p) == pytest.approx(accuracy_score(y, p))
-    np.testing.assert_array_equal(metrics.confusion(y, p, 6), confusion_matrix(y, p, labels=range(6)))
+    assert scoring.weighted_f1(y, p) == pytest.approx(f1_score(y, p, average="weighted", zero_division=0))
+    assert scoring.accuracy(y, p) == pytest.approx(accuracy_score(y, p))
+    np.testing.assert_array_equal(scoring.confusion(y, p, 6), confusion_matrix(y, p, labels=range(6)))
     v, vh = rng.normal(size=200), rng.normal(size=200)
-    assert metrics.mse(v, vh) == pytest.approx(mean_squared_error(v, vh))
-    s = metrics.scores(y, p, v, vh, prefix="test_")
+    assert scoring.mse(v, vh) == pytest.approx(mean_squared_error(v, vh))
+    s = scoring.scores(y, p, v, vh, prefix="test_")
     assert s["test_mer_combined"] == pytest.approx(f1_score(y, p, average="weighted") - 0.25 * mean_squared_error(v, vh))
     v[:10] = np.nan  # unknown valence rows are skipped, not counted as errors
-    assert metrics.mse(v, vh) == pytest.approx(mean_squared_error(v[10:], vh[10:]))
-    assert np.isnan(metrics.mse(np.full(3, np.nan), np.zeros(3))) and np.isnan(metrics.weighted_f1([], []))
+    assert scoring.mse(v, vh) == pytest.approx(mean_squared_error(v[10:], vh[10:]))
+    assert np.isnan(scoring.mse(np.full(3, np.nan), np.zeros(3))) and np.isnan(scoring.weighted_f1([], []))
 
 
 def make_ds(tmp_path, n=120, noise=1.0, seed=0):
@@ -103,24 +105,24 @@ def make_ds(tmp_path, n=120, noise=1.0, seed=0):
 
 def test_cross_validation_learns_and_fbp_fuses(tmp_path):
     paths, y = make_ds(tmp_path)
-    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES, tmp_path / "tl.csv")
+    ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES, tmp_path / "tl.csv")
     assert (ds.split == "labeled").sum() == 59 and (ds.split == "test").sum() == 20
     assert any("unknown label" in i["reason"] for i in ds.issues)
     _, X, mask, _ = read_features(paths["a"])
     assert not mask[3] and not X[3].any()
-    p = {**classify.DEFAULTS, "epochs": 60}
-    df, m, states = classify.cross_validate(ds, "fbp", CLASSES, p)
+    p = {**P0, "epochs": 60}
+    df, m, states = cv.cross_validate(ds, "fbp", CLASSES, p)
     assert m["weighted_f1"] > 0.6 and m["test_weighted_f1"] > 0.6
     assert set(df.loc[df.split == "labeled", "fold"]) == set(range(5))
-    df2, m2, _ = classify.cross_validate(ds, "fbp", CLASSES, p)
+    df2, m2, _ = cv.cross_validate(ds, "fbp", CLASSES, p)
     pd.testing.assert_frame_equal(df, df2)  # deterministic given the seed
     assert any(k.startswith("fold4.") for k in states)
     # valence (posterior x class means, per fold), scored out-of-fold; better than predicting the mean
     lab = ds.split == "labeled"
     assert m["valence_mse"] < 0.75 * np.nanvar(ds.valence[lab]) and m["test_valence_mse"] < 1.0
-    _, mr, st = classify.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "ridge", "epochs": 5})
+    _, mr, st = cv.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "ridge", "epochs": 5})
     assert mr["valence_mse"] < 0.5 * np.nanvar(ds.valence[lab]) and "fold0.valence.coef" in st
-    _, mn, _ = classify.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "none", "epochs": 5})
+    _, mn, _ = cv.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "none", "epochs": 5})
     assert "valence_mse" not in mn
     assert m["mer_combined"] == pytest.approx(m["weighted_f1"] - 0.25 * m["valence_mse"])
     assert df.loc[df.split == "test", "valence"].notna().all()
@@ -131,43 +133,43 @@ def test_cross_validation_learns_and_fbp_fuses(tmp_path):
     assert ((folds.argmax(2) == folds.mean(0).argmax(1)).mean(0)[unl] == df["agree"].to_numpy()[unl]).all()
     assert len(m["curves"]) == 5 and len(m["curves"][0]["train"]) == 60 and len(m["curves"][0]["val"]) == 60
     # early stopping on an inner split of the training rows: keeps the best inner-loss epoch
-    de, me, _ = classify.cross_validate(ds, "fbp", CLASSES, {**p, "early_stop": 0.25})
+    de, me, _ = cv.cross_validate(ds, "fbp", CLASSES, {**p, "early_stop": 0.25})
     c = me["curves"][0]
     assert len(c["inner"]) == 60 and c["best_epoch"] == int(np.argmin(c["inner"])) + 1 and me["weighted_f1"] > 0.6
     # attention and concat over grouped modalities train too; modality dropout stays deterministic
     pa = {**p, "modality_dropout": 0.3}
-    da, ma, _ = classify.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})
+    da, ma, _ = cv.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})
     assert ma["weighted_f1"] > 0.6 and ma["modalities"] == {"ab": ["a", "b"], "b": ["b"]}
-    pd.testing.assert_frame_equal(da, classify.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})[0])
+    pd.testing.assert_frame_equal(da, cv.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})[0])
 
 
 def test_inner_split_is_stratified():
     y = np.array([0] * 10 + [1] * 5 + [2] * 2)
-    inner = classify.inner_split(y, 0.2, seed=0)
+    inner = cv.inner_split(y, 0.2, seed=0)
     assert np.bincount(y[inner], minlength=3).tolist() == [2, 1, 0]
-    np.testing.assert_array_equal(inner, classify.inner_split(y, 0.2, seed=0))
+    np.testing.assert_array_equal(inner, cv.inner_split(y, 0.2, seed=0))
 
 
 def test_group_concatenates_a_modality_and_merges_masks(tmp_path):
     paths, _ = make_ds(tmp_path)
-    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
+    ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     ds.mask[7, 0] = False
-    X, mask, mods = classify.group(ds, {"both": ["b", "a"], "a": ["a"]})
+    X, mask, mods = cv.group(ds, {"both": ["b", "a"], "a": ["a"]})
     assert mods == ["both", "a"] and X[0].shape == (120, 32) and X[1].shape == (120, 12)
     np.testing.assert_array_equal(X[0][:, :20], ds.X[1])
     assert mask[7].tolist() == [True, False] and mask[3].tolist() == [False, False]
     with pytest.raises(SystemExit, match="fuse.modalities"):
-        classify.group(ds, {"x": ["nope"]})
-    stats = classify.scaler(X, mask)
-    Z = classify.scale(X, mask, stats)
+        cv.group(ds, {"x": ["nope"]})
+    stats = cv.scaler(X, mask)
+    Z = cv.scale(X, mask, stats)
     assert not Z[1][7].any() and abs(Z[1][mask[:, 1]].mean()) < 1e-5  # absent -> 0, present standardised
 
 
 def test_late_fusion_is_a_normalised_geometric_mean(tmp_path):
     paths, y = make_ds(tmp_path)
-    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES, tmp_path / "tl.csv")
-    p = {**classify.DEFAULTS, "epochs": 30}
-    members = [classify.cross_validate(dataset.load({m: paths[m]}, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES),
+    ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES, tmp_path / "tl.csv")
+    p = {**P0, "epochs": 30}
+    members = [cv.cross_validate(data.load({m: paths[m]}, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES),
                                        "mlp", CLASSES, p)[0] for m in ("a", "b")]
     late = late_fuse(members, CLASSES)
     cols = [f"prob_{c}" for c in CLASSES]
@@ -180,10 +182,10 @@ def test_late_fusion_is_a_normalised_geometric_mean(tmp_path):
 
 def test_pseudo_labels_enter_training(tmp_path):
     paths, y = make_ds(tmp_path)
-    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
+    ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     unl = [n for n, s in zip(ds.names, ds.split) if s == "unlabeled"]
     pseudo = pd.DataFrame({"name": unl + ["v000"], "y": 0, "weight": 1.0})  # v000 is labeled: ignored
-    _, m, _ = classify.cross_validate(ds, "mlp", CLASSES, {**classify.DEFAULTS, "epochs": 5}, pseudo)
+    _, m, _ = cv.cross_validate(ds, "mlp", CLASSES, {**P0, "epochs": 5}, pseudo)
     assert m["n_pseudo"] == len(unl)
 
 
@@ -250,27 +252,59 @@ def test_select_agreement_caps_and_soft_labels():
 
 def test_soft_pseudo_labels_become_training_targets(tmp_path):
     paths, _ = make_ds(tmp_path)
-    ds = dataset.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
+    ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     unl = [n for n, s in zip(ds.names, ds.split) if s == "unlabeled"][:4]
     hard = pd.DataFrame({"name": unl, "y": [1, 2, 3, 4]})
-    idx, T, w = classify.pseudo_rows(ds, hard, CLASSES)
+    idx, T, w = cv.pseudo_rows(ds, hard, CLASSES)
     np.testing.assert_array_equal(T, np.eye(6)[[1, 2, 3, 4]]) and np.testing.assert_array_equal(w, 1.0)
     soft = hard.assign(**{f"prob_{c}": 0.5 if c == "sad" else 0.1 for c in CLASSES})
-    idx, T, w = classify.pseudo_rows(ds, soft, CLASSES)
+    idx, T, w = cv.pseudo_rows(ds, soft, CLASSES)
     np.testing.assert_allclose(T[:, 3], 0.5) and np.testing.assert_allclose(T.sum(1), 1.0)
-    _, m, _ = classify.cross_validate(ds, "mlp", CLASSES, {**classify.DEFAULTS, "epochs": 3}, soft)
+    _, m, _ = cv.cross_validate(ds, "mlp", CLASSES, {**P0, "epochs": 3}, soft)
     assert m["n_pseudo"] == 4 and m["soft_pseudo"]
 
 
 def test_choose_source_by_oof_f1(tmp_path):
     import json
+
+    def write(d, f1):  # the identity a training job records, + its score
+        combo, head = d.split("/")[-2:]
+        ident = plan.identity(0, "fused", head, plan.fused_name(combo, head), combo)
+        (tmp_path / d / "metrics.json").write_text(json.dumps({**ident, "weighted_f1": f1}))
+
     for d, f1 in (("fuse/round0/all/fbp", 0.5), ("fuse/round0/all/late", 0.7), ("fuse/round0/audio+text/fbp", 0.6)):
         (tmp_path / d).mkdir(parents=True)
-        (tmp_path / d / "metrics.json").write_text(json.dumps({"weighted_f1": f1}))
+        write(d, f1)
     dirs = [str(tmp_path / d) for d in ("fuse/round0/all/fbp", "fuse/round0/all/late", "fuse/round0/audio+text/fbp")]
     assert choose_source(dirs).name == "late"
-    (tmp_path / "fuse/round0/audio+text/fbp/metrics.json").write_text(json.dumps({"weighted_f1": 0.9}))
+    write("fuse/round0/audio+text/fbp", 0.9)
     assert choose_source(dirs).name == "late"  # sub-combinations are not candidates for `best`
     assert choose_source(dirs, "fbp[audio+text]").parent.name == "audio+text"
     with pytest.raises(SystemExit, match="pseudolabel.source"):
         choose_source(dirs, "attention")
+    (tmp_path / "fuse/round0/all/fbp/metrics.json").write_text(json.dumps({"weighted_f1": 0.5}))  # no identity
+    with pytest.raises(SystemExit, match="identity"):
+        choose_source(dirs)
+
+
+def test_head_names_are_one_list():
+    """plan.HEADS is the list: the schema's fuse.heads enum, its default and the trained heads' registry follow it."""
+    heads = config.section_schema("fuse")["properties"]["heads"]
+    assert heads["items"]["enum"] == list(plan.HEADS)
+    assert config.defaults("fuse")["heads"] == list(plan.HEADS) == plan.heads({})
+    assert set(HEADS) == set(plan.TRAINED_HEADS) and plan.LATE not in HEADS
+
+
+def test_train_params_are_the_schema_defaults():
+    """A direct `python -m expmae.train.cv` trains with exactly the workflow's settings."""
+    p = plan.train_params({})
+    cls, fuse = config.defaults("classify"), config.defaults("fuse")
+    assert p == {**{k: v for k, v in cls.items() if k != "feature_sets"}, "seed": 0,
+                 **{k: fuse[k] for k in ("modality_dropout", "fbp_dim", "fbp_factor")}}
+    assert p["early_stop"] == 0.2 and p["folds"] == 5 and p["batch_size"] == 256
+    assert plan.train_params({"epochs": 3, "seed": 4, "fbp_dim": 8}) == {**p, "epochs": 3, "seed": 4, "fbp_dim": 8}
+    with pytest.raises(ValueError, match=r"classify\.folds"):
+        plan.train_params({"folds": 1})
+    with pytest.raises(ValueError, match="classify"):
+        plan.train_params({"nope": 1})
+

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from expmae import rounds
+from expmae.train import plan
 from fixtures.workflow import dry_run_jobs, smk
 
 CFG = {"classify": {"feature_sets": ["expmae", "egemaps", "minilm"]},
@@ -15,23 +15,23 @@ CFG = {"classify": {"feature_sets": ["expmae", "egemaps", "minilm"]},
 
 
 def test_modalities_ignore_unconfigured_sets_and_keep_unlisted_ones(capsys):
-    mods = rounds.modalities(CFG)
+    mods = plan.modalities(CFG)
     # expmae_video is not trained -> ignored with a note; minilm is in no modality -> its own
     assert mods == {"visual": ["expmae"], "audio": ["egemaps"], "minilm": ["minilm"]}
     assert "expmae_video" in capsys.readouterr().err
-    combos = rounds.combinations(CFG)
+    combos = plan.combinations(CFG)
     assert combos == {"all": ["visual", "audio", "minilm"], "visual+audio": ["visual", "audio"],
                       "audio+minilm": ["audio", "minilm"]}
-    assert rounds.feature_sets_of(CFG, "visual+audio") == ["expmae", "egemaps"]
-    assert rounds.fused_name("all", "fbp") == "fbp" and rounds.fused_name("audio+minilm", "late") == "late[audio+minilm]"
-    assert rounds.modalities({"classify": {"feature_sets": ["a", "b"]}, "fuse": {}}) == {"a": ["a"], "b": ["b"]}
+    assert plan.feature_sets_of(CFG, "visual+audio") == ["expmae", "egemaps"]
+    assert plan.fused_name("all", "fbp") == "fbp" and plan.fused_name("audio+minilm", "late") == "late[audio+minilm]"
+    assert plan.modalities({"classify": {"feature_sets": ["a", "b"]}, "fuse": {}}) == {"a": ["a"], "b": ["b"]}
 
 
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"fuse\.combinations\[0\]"):
-        rounds.combinations({**CFG, "fuse": {**CFG["fuse"], "combinations": [["audio", "smell"]]}})
+        plan.combinations({**CFG, "fuse": {**CFG["fuse"], "combinations": [["audio", "smell"]]}})
     with pytest.raises(ValueError, match="fuse.heads"):
-        rounds.heads({"fuse": {"heads": ["fbp", "magic"]}})
+        plan.heads({"fuse": {"heads": ["fbp", "magic"]}})
 
 
 def jobs_with_commands(wd, *configs):
@@ -54,14 +54,16 @@ def test_raising_rounds_only_adds_jobs(wf):
     assert k1 <= k3
     extra = k3 - k1
     per_round = lambda rule: {dict(w)["round"] for r, w in extra if r == rule}  # noqa: E731
-    assert {r for r, _ in extra} == {"classify", "fuse", "pseudolabel"}
-    assert per_round("classify") == per_round("fuse") == {"2", "3"}
+    assert {r for r, _ in extra} == {"classify", "fuse", "fuse_late", "pseudolabel"}
+    assert per_round("classify") == per_round("fuse") == per_round("fuse_late") == {"2", "3"}
     assert per_round("pseudolabel") == {"1", "2"}
-    # per extra round: one classifier per feature set, every head x combination
-    sets = rounds.modalities({"classify": {"feature_sets": ["expmae", "egemaps", "minilm"]}})
-    n_fuse = sum(1 for r, w in extra if r == "fuse" and dict(w)["round"] == "2")
+    # per extra round: one classifier per feature set, every head x combination (late: rule fuse_late)
+    sets = plan.modalities({"classify": {"feature_sets": ["expmae", "egemaps", "minilm"]}})
+    fused = lambda rnd: [(dict(w)["combo"], dict(w).get("head", "late")) for r, w in extra  # noqa: E731
+                         if r in ("fuse", "fuse_late") and dict(w)["round"] == rnd]
     assert sum(1 for r, w in extra if r == "classify" and dict(w)["round"] == "2") == len(sets)
-    assert n_fuse == len({(dict(w)["combo"], dict(w)["head"]) for r, w in extra if r == "fuse"}) > 0
+    assert len(fused("2")) == len(set(fused("2")) | set(fused("3"))) > 0
+    assert {h for _, h in fused("2")} == set(plan.HEADS)  # the default heads, late among them
     # the jobs of rounds 0-1 run the same commands (rounds is no param), so raising N reruns none of them;
     # only the report, which gathers every round, changes
     train = lambda cmds: {c for c in cmds if not c.startswith("python -m expmae.report")}  # noqa: E731
@@ -72,11 +74,14 @@ def test_fusion_layout_follows_config(wf):
     (wf / "fuse.yaml").write_text("pseudolabel:\n  rounds: 0\nfuse:\n  heads: [fbp, late]\n  combinations: [[audio, text]]\n")
     jobs, cmds = jobs_with_commands(wf, "fuse.yaml")
     fuse = {(w["combo"], w["head"]) for r, w in jobs if r == "fuse"}
+    fuse |= {(w["combo"], "late") for r, w in jobs if r == "fuse_late"}
     assert fuse == {("all", "fbp"), ("all", "late"), ("audio+text", "fbp"), ("audio+text", "late")}
-    late = [c for c in cmds if "--head late" in c and "audio+text" in c]
+    late = [c for c in cmds if c.startswith("python -m expmae.train.late") and "audio+text" in c]
     assert late and "classify/round0/egemaps" in late[0] and "classify/round0/minilm" in late[0]
     assert "--features" not in late[0] and "round0/expmae" not in late[0]
+    assert "--name 'late[audio+text]'" in late[0]  # its identity, on the command line
     fbp = [c for c in cmds if "--head fbp" in c and "audio+text" in c][0]
+    assert "--kind fused --combo audio+text --name 'fbp[audio+text]'" in fbp
     assert "--modality audio=egemaps" in fbp and "--modality text=minilm" in fbp and "visual" not in fbp
 
 
@@ -84,25 +89,25 @@ if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
 
 
-def fake_model(d, f1_shift, classes, rng, curves=True):
-    """A classify output folder (probs.parquet + metrics.json) built with the real writers."""
+def fake_model(d, ident, f1_shift, classes, rng, curves=True):
+    """A training output folder (probs.parquet + metrics.json with identity `ident`) built with the real writers."""
     import json
 
     import numpy as np
 
-    from expmae import classify
     from expmae.io import write_table
+    from expmae.train import scoring
     n = 40
     y = np.r_[np.arange(20) % len(classes), -np.ones(20, int)]
     split = np.array(["labeled"] * 20 + ["unlabeled"] * 10 + ["test"] * 10, dtype=object)
     P = rng.dirichlet(np.ones(len(classes)), n).astype(np.float32)
     P[np.arange(20), y[:20]] += f1_shift  # a stronger model: more rows right
     P /= P.sum(1, keepdims=True)
-    df = classify.probs_frame([f"v{i}" for i in range(n)], split, y, np.r_[np.arange(20) % 2, -np.ones(20, int)],
+    df = scoring.probs_frame([f"v{i}" for i in range(n)], split, y, np.r_[np.arange(20) % 2, -np.ones(20, int)],
                               P, P[None].repeat(2, 0), np.linspace(-1, 1, n), classes)
-    m = classify.evaluate(df, classes, np.r_[np.zeros(20), np.full(20, np.nan)], {}, {})
+    m = scoring.evaluate(df, classes, np.r_[np.zeros(20), np.full(20, np.nan)], {}, {})
     m.update(curves=[{"train": [1.0, 0.5], "val": [1.1, 0.9], "inner": [1.0, 0.8], "best_epoch": 2}] * 2 if curves else [],
-             n_pseudo=0, issues=[{"name": "x", "stage": "labels", "reason": "unknown label 'confused'"}])
+             n_pseudo=0, issues=[{"name": "x", "stage": "labels", "reason": "unknown label 'confused'"}], **ident)
     d.mkdir(parents=True)
     write_table(d / "probs.parquet", df)
     (d / "metrics.json").write_text(json.dumps(m))
@@ -122,16 +127,18 @@ def test_report_picks_final_fused_and_compares_with_single(tmp_path):
     for r in (0, 1):
         for name, shift in (("egemaps", 0.4), ("minilm", 0.1)):
             d = tmp_path / "classify" / f"round{r}" / name
-            f1[r, name] = fake_model(d, shift + r, classes, rng)
+            f1[r, name] = fake_model(d, plan.identity(r, "single", "mlp", name), shift + r, classes, rng)
             dirs.append(str(d))
         # fbp[audio+text] scores best but is no candidate: only heads over all modalities are
         for combo, head, shift in (("all", "fbp", 0.6), ("all", "late", 0.3), ("audio+text", "fbp", 0.9)):
             d = tmp_path / "fuse" / f"round{r}" / combo / head
-            f1[r, rounds.fused_name(combo, head)] = fake_model(d, shift + r, classes, rng, curves=head != "late")
+            ident = plan.identity(r, "fused", head, plan.fused_name(combo, head), combo)
+            f1[r, ident["name"]] = fake_model(d, ident, shift + r, classes, rng, curves=head != "late")
             dirs.append(str(d))
     pseudo = tmp_path / "pseudo" / "round0.parquet"
     write_table(pseudo, pd.DataFrame({"name": ["v20", "v21"], "discrete": ["happy", "sad"]}),
-                meta={"round": 0, "class_mix": {"happy": 1, "sad": 1}, "source": str(tmp_path / "fuse/round0/all/fbp")})
+                meta={"round": 0, "class_mix": {"happy": 1, "sad": 1}, "source": "fbp",
+                      "source_dir": str(tmp_path / "fuse/round0/all/fbp")})
     out = tmp_path / "res"
     report.main(["--classify", *dirs, "--pseudo", str(pseudo), "--classes", ",".join(classes), "--out", str(out)])
     m = json.loads((out / "metrics.json").read_text())
@@ -166,8 +173,11 @@ def test_report_without_oof_scores_falls_back_to_fbp(tmp_path):
     classes = ["neutral", "happy"]
     rng = np.random.default_rng(1)
     dirs = []
-    for d in ("classify/round0/egemaps", "fuse/round0/all/late", "fuse/round0/all/fbp"):
-        fake_model(tmp_path / d, 0.0, classes, rng)
+    idents = {"classify/round0/egemaps": plan.identity(0, "single", "mlp", "egemaps"),
+              "fuse/round0/all/late": plan.identity(0, "fused", "late", "late", "all"),
+              "fuse/round0/all/fbp": plan.identity(0, "fused", "fbp", "fbp", "all")}
+    for d, ident in idents.items():
+        fake_model(tmp_path / d, ident, 0.0, classes, rng)
         m = json.loads((tmp_path / d / "metrics.json").read_text())
         m.update(weighted_f1=None, accuracy=None)  # as written for NaN (strict JSON)
         (tmp_path / d / "metrics.json").write_text(json.dumps(m))
@@ -176,3 +186,28 @@ def test_report_without_oof_scores_falls_back_to_fbp(tmp_path):
     final = json.loads((tmp_path / "res" / "metrics.json").read_text())["final"]
     assert final["model"] == "fbp" and final["fused_ge_single"] is None
     assert (tmp_path / "res" / "report" / "confusion.png").exists()
+
+
+def test_choose_final_is_the_best_all_modality_fused_model_of_the_last_round():
+    """A pure function of the models' metrics: sub-combinations are no candidates; NaN scores and ties
+    fall back to FBP; the best single feature set is named beside it."""
+    from expmae import report
+
+    def model(kind, name, f1, combo=None, head="mlp"):
+        return {**plan.identity(1, kind, head, name, combo), "weighted_f1": f1, "test_weighted_f1": f1 / 2}
+
+    last = {"egemaps": model("single", "egemaps", 0.5), "minilm": model("single", "minilm", 0.6),
+            "fbp": model("fused", "fbp", 0.55, "all", "fbp"), "late": model("fused", "late", 0.58, "all", "late"),
+            "fbp[audio+text]": model("fused", "fbp[audio+text]", 0.9, "audio+text", "fbp")}
+    rounds = {"0": {"fbp": model("fused", "fbp", 0.99, "all", "fbp")}, "1": last}
+    final = report.choose_final(rounds)
+    assert (final["round"], final["model"], final["head"], final["weighted_f1"]) == (1, "late", "late", 0.58)
+    assert final["best_single"] == "minilm" and final["best_single_weighted_f1"] == 0.6
+    assert final["best_single_test_weighted_f1"] == 0.3 and final["fused_ge_single"] is False
+    tie = {"1": {**last, "fbp": model("fused", "fbp", 0.58, "all", "fbp")}}
+    assert report.choose_final(tie)["model"] == "fbp"
+    nan = {"1": {n: {**m, "weighted_f1": float("nan")} for n, m in last.items()}}
+    assert report.choose_final(nan)["model"] == "fbp" and report.choose_final(nan)["fused_ge_single"] is None
+    singles = {"1": {n: m for n, m in last.items() if m["kind"] == "single"}}
+    assert report.choose_final(singles)["model"] == "minilm" and report.choose_final(singles)["fused_ge_single"]
+

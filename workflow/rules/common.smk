@@ -93,6 +93,30 @@ def launcher(resources):
     n = int(resources.get("gpu", 0) or 0)
     return f"torchrun --standalone --nproc_per_node={n}" if n > 1 else "python"
 
+# --- training and report (train.smk, report.smk) ---
+# What each round trains (expmae/train/plan.py): one classifier per feature set, and per modality
+# combination x fusion head. Training settings are the rule params; which feature sets, combinations
+# and rounds exist are not, so adding a feature set or raising pseudolabel.rounds reruns no existing job.
+import shlex as _shlex
+
+from expmae.train import plan as _plan
+
+MODALITIES = _plan.modalities(config)
+COMBOS = _plan.combinations(config)
+FUSE_HEADS = _plan.heads(config)
+TRAINED_FUSE_HEADS = [h for h in FUSE_HEADS if h != _plan.LATE]  # rule fuse; late fusion is rule fuse_late
+TRAIN_CFG = {k: v for k, v in config["classify"].items() if k not in _plan.PLAN_KEYS["classify"]} | {
+    "seed": config["seed"]
+}
+FUSE_CFG = TRAIN_CFG | {k: v for k, v in config["fuse"].items() if k not in _plan.PLAN_KEYS["fuse"]}
+# pseudolabel.rounds is not a param: raising it adds rounds and reruns none of the existing ones.
+PSEUDO_CFG = {k: v for k, v in config["pseudolabel"].items() if k != "rounds"}
+
+
+def fuse_dirs(r):
+    """Output folders of round r's fused models (every combination x head, late included)."""
+    return [f"{RES}/fuse/round{r}/{c}/{h}" for c in COMBOS for h in FUSE_HEADS]
+
 
 def pseudo_input(wildcards):
     r = int(wildcards.round)
@@ -100,6 +124,43 @@ def pseudo_input(wildcards):
 
 
 def feature_arg(names):
-    """--features name=shard0.parquet,shard1.parquet ... for expmae.classify."""
+    """--features name=shard0.parquet,shard1.parquet ... for expmae.train.cv."""
     paths = {name: ",".join(per_shard(f"{RES}/features/{name}/{{shard}}.parquet")) for name in names}
     return " ".join(f"--features {name}={p}" for name, p in paths.items())
+
+
+def label_args(input, keys=("test", "test_labels", "pseudo")):
+    """--test / --test-labels / --pseudo for the inputs (of these keys) that exist."""
+    flags = {"test": "--test", "test_labels": "--test-labels", "pseudo": "--pseudo"}
+    out = []
+    for key in keys:
+        val = input[key]
+        out += [f"{flags[key]} {_shlex.quote(v)}" for v in ([val] if isinstance(val, str) else list(val))]
+    return " ".join(out)
+
+
+def fuse_inputs(w):
+    """The feature shards of the combination's feature sets."""
+    return [f"{RES}/features/{fs}/{s}.parquet" for fs in _plan.feature_sets_of(config, w.combo) for s in SHARDS]
+
+
+def fuse_args(w):
+    sets = _plan.feature_sets_of(config, w.combo)
+    return f"{feature_arg(sets)} {_plan.modality_arg(config, w.combo)}"
+
+
+def late_members(w):
+    """Late fusion's members: the round's per-feature-set classifiers of the combination."""
+    return [f"{RES}/classify/round{w.round}/{fs}" for fs in _plan.feature_sets_of(config, w.combo)]
+
+
+def pseudo_sources(w):
+    """Models of round r the selection may draw from: the fused ones (source: best picks the
+    best OOF weighted F1 among them), or the one feature set named by pseudolabel.source."""
+    src = PSEUDO_CFG.get("source", "best")
+    return [f"{RES}/classify/round{w.round}/{src}"] if src in FEATURE_SETS else fuse_dirs(w.round)
+
+
+# QC rows of the report: the first trained audio extractor's QC table (a video without decodable audio
+# fails every audio extractor alike) and the first text set's list of videos without text.
+_QC_SETS = {m: [n for n in FEATURE_NAMES.get(m, []) if n in FEATURE_SETS][:1] for m in ("audio", "text")}

@@ -13,28 +13,56 @@ rule report:
         metrics=f"{RES}/metrics.json",
         submission=f"{RES}/submission/final.csv",
         qc=f"{RES}/qc/summary.tsv",
-        table=report(f"{RES}/report/f1_table.html", caption="../report/f1_table.rst", category="1 Results",
-                     subcategory="Per-round scores", labels={"figure": "weighted F1 table"}),
-        table_tsv=report(f"{RES}/report/f1_table.tsv", caption="../report/f1_table.rst", category="1 Results",
-                         subcategory="Per-round scores", labels={"figure": "all scores (TSV)"}),
-        confusion=report(f"{RES}/report/confusion.png", caption="../report/confusion.rst", category="1 Results",
-                         subcategory="Final model", labels={"figure": "confusion matrix"}),
-        curves=report(f"{RES}/report/curves.png", caption="../report/curves.rst", category="1 Results",
-                      subcategory="Final round", labels={"figure": "training curves"}),
-        pseudo_tsv=report(f"{RES}/report/pseudo.tsv", caption="../report/pseudo.rst", category="2 Pseudo-labels",
-                          labels={"figure": "pool per round (TSV)"}),
-        pseudo_png=report(f"{RES}/report/pseudo.png", caption="../report/pseudo.rst", category="2 Pseudo-labels",
-                          labels={"figure": "pool per round"}),
+        table=report(
+            f"{RES}/report/f1_table.html",
+            caption="../report/f1_table.rst",
+            category="1 Results",
+            subcategory="Per-round scores",
+            labels={"figure": "weighted F1 table"},
+        ),
+        table_tsv=report(
+            f"{RES}/report/f1_table.tsv",
+            caption="../report/f1_table.rst",
+            category="1 Results",
+            subcategory="Per-round scores",
+            labels={"figure": "all scores (TSV)"},
+        ),
+        confusion=report(
+            f"{RES}/report/confusion.png",
+            caption="../report/confusion.rst",
+            category="1 Results",
+            subcategory="Final model",
+            labels={"figure": "confusion matrix"},
+        ),
+        curves=report(
+            f"{RES}/report/curves.png",
+            caption="../report/curves.rst",
+            category="1 Results",
+            subcategory="Final round",
+            labels={"figure": "training curves"},
+        ),
+        pseudo_tsv=report(
+            f"{RES}/report/pseudo.tsv",
+            caption="../report/pseudo.rst",
+            category="2 Pseudo-labels",
+            labels={"figure": "pool per round (TSV)"},
+        ),
+        pseudo_png=report(
+            f"{RES}/report/pseudo.png",
+            caption="../report/pseudo.rst",
+            category="2 Pseudo-labels",
+            labels={"figure": "pool per round"},
+        ),
+    log:
+        f"{RES}/logs/report.log",
+    conda:
+        ENV
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input.classify + input.fuse],
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         issues=f"{RES}/ingest/issues.tsv",
         classes=CLASSES,
         res=lambda w, output: os.path.dirname(output.metrics),
-    log:
-        f"{RES}/logs/report.log",
-    conda:
-        ENV
     shell:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"

@@ -9,17 +9,17 @@ can ask that all fold models agree. When the label CSV has valence, each fold al
 (`valence: posterior` = the class posterior times the training rows' mean valence per class;
 `ridge` = ridge regression on the same inputs; `none`): valence MSE and the MER 2023 combined score.
 
-Heads: mlp (one feature set), concat | fbp | attention over modalities (--modality groups
-feature sets; default one modality per feature set), and late (expmae/late.py): no training,
-the geometric mean of already trained per-feature-set classifiers (--members their folders).
+Heads (expmae.train.heads): mlp (one feature set), concat | fbp | attention over modalities
+(--modality groups feature sets; default one modality per feature set). Late fusion trains no
+weights and has its own program: expmae.train.late. Settings: --params over the schema defaults
+of config `classify` (+ `fuse`'s training keys), see expmae.train.plan.train_params.
 
-    python -m expmae.classify --head fbp --features expmae=results/features/expmae/s0.parquet,... \
-        --features egemaps=... --modality visual=expmae --modality audio=egemaps --labels labels.csv \
-        --test test.csv [--pseudo results/pseudo/round0.parquet] --out results/fuse/round1/all/fbp \
-        --params '{"folds": 5, ...}'
-    python -m expmae.classify --head late --members results/classify/round1/egemaps,... --labels ... --out ...
+    python -m expmae.train.cv --round 1 --kind fused --combo all --head fbp --name fbp \
+        --features expmae=results/features/expmae/s0.parquet,... --features egemaps=... \
+        --modality visual=expmae --modality audio=egemaps --labels labels.csv --test test.csv \
+        [--pseudo results/pseudo/round0.parquet] --out results/fuse/round1/all/fbp --params '{"folds": 5, ...}'
 Writes <out>/probs.parquet (name, split, y, fold, prob_<class>..., pred, confidence, agree, valence,
-f{f}_<class>...), <out>/metrics.json (scores, per-fold training curves), <out>/model.safetensors.
+f{f}_<class>...), <out>/metrics.json (identity, scores, per-fold training curves), <out>/model.safetensors.
 """
 from __future__ import annotations
 
@@ -27,20 +27,17 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from expmae import dataset, metrics
-from expmae.io import atomic_path, config_hash, write_json, write_table
-
-DEFAULTS = {"folds": 5, "hidden": 128, "dropout": 0.3, "epochs": 200, "lr": 1e-3, "weight_decay": 1e-4,
-            "batch_size": 256, "seed": 0, "fbp_dim": 64, "fbp_factor": 4, "modality_dropout": 0.0,
-            "valence": "posterior", "early_stop": 0.0}
-weighted_f1 = metrics.weighted_f1  # kept for callers of the first version
+from expmae.io import atomic_path
+from expmae.train import data, plan
+from expmae.train.scoring import evaluate, probs_frame, write_result
 
 
-def group(ds: dataset.Dataset, spec: dict[str, list[str]] | None) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+def group(ds: data.Dataset, spec: dict[str, list[str]] | None) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Feature sets -> modality inputs. One modality = its feature sets' columns side by side.
     -> X per modality [N, sum D], mask [N, M] (present when any of its sets is), modality names."""
     spec = spec or {m: [m] for m in ds.modalities}
@@ -79,7 +76,7 @@ def fit_head(kind: str, xs: list[np.ndarray], T: np.ndarray, w: np.ndarray, p: d
     import torch
     import torch.nn.functional as F
 
-    from expmae.fusion import build_head
+    from expmae.train.heads import build_head
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -94,7 +91,7 @@ def fit_head(kind: str, xs: list[np.ndarray], T: np.ndarray, w: np.ndarray, p: d
     tT, tw = torch.from_numpy(T.astype(np.float32)), torch.from_numpy(w.astype(np.float32))
     vx = [torch.from_numpy(x) for x in val[0]] if val is not None and len(val[1]) else None
     n, bs, M = len(T), max(1, min(p["batch_size"], len(T))), len(xs)
-    md = float(p.get("modality_dropout", 0.0)) if M > 1 else 0.0
+    md = float(p["modality_dropout"]) if M > 1 else 0.0
     curves: dict[str, list[float]] = {"train": [], "val": [], "inner": []}
     best = (float("inf"), None, 0)
     for _ in range(p["epochs"]):
@@ -166,7 +163,7 @@ def class_valence(y: np.ndarray, v: np.ndarray, n_cls: int) -> np.ndarray | None
     return np.array([v[ok & (y == c)].mean() if (ok & (y == c)).any() else v[ok].mean() for c in range(n_cls)])
 
 
-def pseudo_rows(ds: dataset.Dataset, pseudo: pd.DataFrame | None, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pseudo_rows(ds: data.Dataset, pseudo: pd.DataFrame | None, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pseudo-labels on unlabeled rows -> (row index, targets [n, C], weights). Soft targets when the
     table carries prob_<class> columns (pseudolabel.soft_labels), else one-hot on y."""
     n_cls = len(classes)
@@ -184,22 +181,56 @@ def pseudo_rows(ds: dataset.Dataset, pseudo: pd.DataFrame | None, classes: list[
     return pos[keep], T, w
 
 
-def cross_validate(ds: dataset.Dataset, kind: str, classes: list[str], p: dict, pseudo: pd.DataFrame | None = None,
-                   spec: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict, dict]:
+def fold_splits(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold over the labeled rows (y: their classes), k = min(folds, smallest class).
+    Below 2 (too few labels to cross-validate): one model on everything, no OOF score."""
     from sklearn.model_selection import StratifiedKFold
 
+    counts = np.bincount(y)
+    k = int(min(folds, counts[counts > 0].min())) if len(y) else 0
+    if k >= 2:
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y))
+    return [(np.arange(len(y)), np.zeros(0, int))] if len(y) else []
+
+
+def valence_model(vmode: str, Xtr: list[np.ndarray], v_tr: np.ndarray, y_lab: np.ndarray, v_lab: np.ndarray,
+                  n_cls: int) -> tuple[Callable | None, dict[str, np.ndarray]]:
+    """One fold's valence predictor (xs, P) -> [n] (None: no valence learned) and its weights.
+    Xtr / v_tr: all training rows (ridge); y_lab / v_lab: the fold's labeled training rows (posterior)."""
+    reg = fit_valence(Xtr, v_tr) if vmode == "ridge" else None
+    if reg is not None:
+        return (lambda xs, P: reg.predict(np.concatenate(xs, 1))), {
+            "valence.coef": np.asarray(reg.coef_, np.float32), "valence.intercept": np.asarray([reg.intercept_], np.float32)}
+    means = class_valence(y_lab, v_lab, n_cls) if vmode == "posterior" else None
+    if means is not None:
+        return (lambda xs, P: P @ means), {"valence.class_means": means.astype(np.float32)}
+    return None, {}
+
+
+def train_fold(kind: str, X: list[np.ndarray], mask: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+               T: np.ndarray, w: np.ndarray, y_lab: np.ndarray, y_va: np.ndarray, p: dict, f: int):
+    """Fold f: scale on its training rows, train (early stopping on an inner split of its labeled
+    training rows; pseudo rows always train). rows = (train, held-out, other) row indices.
+    -> model, curves, scaled inputs of the three row sets."""
+    tr_idx = rows[0]
+    stats = scaler([x[tr_idx] for x in X], mask[tr_idx])
+    Xtr, Xva, Xot = (scale([x[i] for x in X], mask[i], stats) for i in rows)
+    seed = p["seed"] * 1000 + f
+    inner = inner_split(y_lab, p["early_stop"], seed) if p["early_stop"] else None
+    model, curve = fit_head(kind, Xtr, T, w, p, seed, (Xva, y_va), inner)
+    return model, curve, (Xtr, Xva, Xot)
+
+
+def cross_validate(ds: data.Dataset, kind: str, classes: list[str], p: dict, pseudo: pd.DataFrame | None = None,
+                   spec: dict[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """-> probs table, metrics (scores, curves, counts), model weights (fold{f}.<tensor>)."""
     n_cls, N = len(classes), len(ds.names)
     X, mask, mods = group(ds, spec)
     lab, other = np.flatnonzero(ds.split == "labeled"), np.flatnonzero(ds.split != "labeled")
     ps_idx, ps_T, ps_w = pseudo_rows(ds, pseudo, classes)
-    vmode = p.get("valence", "posterior")
+    vmode = p["valence"]
     vals = ds.valence if ds.valence is not None and vmode != "none" else np.full(N, np.nan)
-    counts = np.bincount(ds.y[lab], minlength=n_cls)
-    k = int(min(p["folds"], counts[counts > 0].min())) if len(lab) else 0
-    if k >= 2:
-        splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=p["seed"]).split(lab, ds.y[lab]))
-    else:  # too few labels to cross-validate: one model on everything, no OOF score
-        splits = [(np.arange(len(lab)), np.zeros(0, int))] if len(lab) else []
+    splits = fold_splits(ds.y[lab], p["folds"], p["seed"])
     probs = np.zeros((N, n_cls), np.float32)
     fold_probs = np.zeros((len(splits), N, n_cls), np.float32)
     v_hat, fold_of = np.full(N, np.nan), np.full(N, -1)
@@ -208,74 +239,38 @@ def cross_validate(ds: dataset.Dataset, kind: str, classes: list[str], p: dict, 
         tr_idx, va_idx = np.concatenate([lab[tr], ps_idx]), lab[va]
         T = np.concatenate([np.eye(n_cls)[ds.y[lab[tr]]], ps_T])
         w = np.concatenate([np.ones(len(tr)), ps_w])
-        stats = scaler([x[tr_idx] for x in X], mask[tr_idx])
-        Xtr, Xva, Xot = (scale([x[i] for x in X], mask[i], stats) for i in (tr_idx, va_idx, other))
-        # early stopping on an inner split of the fold's labeled training rows (pseudo rows always train)
-        inner = inner_split(ds.y[lab[tr]], p["early_stop"], p["seed"] * 1000 + f) if p.get("early_stop") else None
-        model, curve = fit_head(kind, Xtr, T, w, p, p["seed"] * 1000 + f, (Xva, ds.y[va_idx]), inner)
+        model, curve, (Xtr, Xva, Xot) = train_fold(kind, X, mask, (tr_idx, va_idx, other), T, w, ds.y[lab[tr]],
+                                                   ds.y[va_idx], p, f)
         curves.append(curve)
         if len(va):
             probs[va_idx] = fold_probs[:, va_idx] = predict(model, Xva, n_cls)  # OOF: the same in every fold column
             fold_of[va_idx] = f
         fold_probs[f, other] = predict(model, Xot, n_cls)
         probs[other] += fold_probs[f, other] / len(splits)
-        reg = fit_valence(Xtr, vals[tr_idx]) if vmode == "ridge" else None
-        means = class_valence(ds.y[lab[tr]], vals[lab[tr]], n_cls) if vmode == "posterior" else None
-        if reg is not None or means is not None:
-            pv = (lambda xs, P: reg.predict(np.concatenate(xs, 1))) if reg is not None else (lambda xs, P: P @ means)
+        pv, vstates = valence_model(vmode, Xtr, vals[tr_idx], ds.y[lab[tr]], vals[lab[tr]], n_cls)
+        if pv is not None:
             if len(va):
                 v_hat[va_idx] = pv(Xva, probs[va_idx])
             v_hat[other] = np.nan_to_num(v_hat[other]) + pv(Xot, fold_probs[f, other]) / len(splits)
-            if reg is not None:
-                states[f"fold{f}.valence.coef"] = np.asarray(reg.coef_, np.float32)
-                states[f"fold{f}.valence.intercept"] = np.asarray([reg.intercept_], np.float32)
-            else:
-                states[f"fold{f}.valence.class_means"] = means.astype(np.float32)
+        states.update({f"fold{f}.{n}": t for n, t in vstates.items()})
         states.update({f"fold{f}.{n}": t.detach().numpy() for n, t in model.state_dict().items()})
     df = probs_frame(ds.names, ds.split, ds.y, fold_of, probs, fold_probs, v_hat, classes)
     m = evaluate(df, classes, vals, ds.meta.get("test_truth") or {}, ds.meta.get("test_valence") or {})
-    m.update({"head": kind, "modalities": {mm: (spec or {mm: [mm]})[mm] for mm in mods}, "folds": len(splits),
-              "n_labeled": int(len(lab)), "n_pseudo": int(len(ps_idx)), "soft_pseudo": bool(len(ps_idx)) and bool(
-                  pseudo is not None and f"prob_{classes[0]}" in pseudo),
-              "n_unlabeled": int((ds.split == "unlabeled").sum()), "n_test": int((ds.split == "test").sum()),
-              "curves": curves})
+    m.update(run_summary(ds, kind, classes, spec, mods, pseudo, len(splits), len(lab), len(ps_idx)), curves=curves)
     return df, m, states
 
 
-def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes) -> pd.DataFrame:
-    df = pd.DataFrame({"name": list(names), "split": split, "y": y, "fold": fold_of})
-    for c, name in enumerate(classes):
-        df[f"prob_{name}"] = probs[:, c]
-    pred = probs.argmax(1)
-    df["pred"] = [classes[i] for i in pred]
-    df["confidence"] = probs.max(1)
-    # share of fold models whose own top class is the ensemble's (1.0 = all agree)
-    df["agree"] = (fold_probs.argmax(2) == pred[None]).mean(0) if len(fold_probs) else 1.0
-    df["valence"] = v_hat
-    for f in range(len(fold_probs)):
-        for c, name in enumerate(classes):
-            df[f"f{f}_{name}"] = fold_probs[f, :, c]
-    return df
-
-
-def evaluate(df: pd.DataFrame, classes: list[str], valence: np.ndarray, test_truth: dict, test_valence: dict) -> dict:
-    """OOF scores on labeled rows (+ test scores where the test truth is known)."""
-    pred = df[[f"prob_{c}" for c in classes]].to_numpy().argmax(1)
-    oof = np.flatnonzero((df["split"] == "labeled").to_numpy() & (df["fold"] >= 0).to_numpy())
-    has_v = np.isfinite(valence[oof]).any()
-    v_hat = df["valence"].to_numpy(float)
-    m = metrics.scores(df["y"].to_numpy()[oof], pred[oof], valence[oof] if has_v else None, v_hat[oof] if has_v else None)
-    t_idx = [i for i in np.flatnonzero((df["split"] == "test").to_numpy()) if df["name"].iat[i] in test_truth]
-    if t_idx:
-        yt = np.array([test_truth[df["name"].iat[i]] for i in t_idx])
-        vt = np.array([test_valence.get(df["name"].iat[i], np.nan) for i in t_idx])
-        tv = np.isfinite(vt).any()
-        m.update(metrics.scores(yt, pred[t_idx], vt if tv else None, v_hat[t_idx] if tv else None, prefix="test_"))
-    m["confusion"] = metrics.confusion(df["y"].to_numpy()[oof], pred[oof], len(classes)).tolist()
-    return m
+def run_summary(ds: data.Dataset, kind: str, classes: list[str], spec: dict[str, list[str]] | None, mods: list[str],
+                pseudo: pd.DataFrame | None, folds: int, n_lab: int, n_pseudo: int) -> dict:
+    """The counts and layout metrics.json records beside the scores."""
+    return {"head": kind, "modalities": {mm: (spec or {mm: [mm]})[mm] for mm in mods}, "folds": folds,
+            "n_labeled": int(n_lab), "n_pseudo": int(n_pseudo),
+            "soft_pseudo": bool(n_pseudo) and bool(pseudo is not None and f"prob_{classes[0]}" in pseudo),
+            "n_unlabeled": int((ds.split == "unlabeled").sum()), "n_test": int((ds.split == "test").sum())}
 
 
 def parse_pairs(items: list[str]) -> dict[str, list[str]]:
+    """['name=a,b', 'name=c'] -> {'name': ['a', 'b', 'c']} (--features / --modality)."""
     out: dict[str, list[str]] = {}
     for it in items:
         name, _, vals = it.partition("=")
@@ -283,52 +278,51 @@ def parse_pairs(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
-parse_features = parse_pairs
+def save_model(path: Path, states: dict[str, np.ndarray], head: str, classes: list[str], p: dict) -> None:
+    if not states:
+        return
+    from safetensors.numpy import save_file
+
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in states.items()}, str(tmp),
+                  metadata={"head": head, "classes": ",".join(classes), "params": json.dumps(p)})
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="k-fold classifier over cached features.")
-    ap.add_argument("--head", default="mlp", help="mlp | concat | fbp | attention | late")
+    ap.add_argument("--head", default=plan.SINGLE_HEAD, help=" | ".join(plan.TRAINED_HEADS))
+    plan.add_identity_args(ap)
     ap.add_argument("--features", action="append", default=[], help="name=shard1.parquet,shard2.parquet")
     ap.add_argument("--modality", action="append", default=[], help="modality=featureset1,featureset2")
-    ap.add_argument("--members", nargs="*", default=[], help="late head: output folders of the classifiers fused")
     ap.add_argument("--labels", required=True)
     ap.add_argument("--test", default="")
     ap.add_argument("--test-labels", default="")
     ap.add_argument("--pseudo", default="")
     ap.add_argument("--classes", required=True, help="comma-separated class names")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--params", default="{}")
-    a = ap.parse_args(argv)
+    ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config classify (+ fuse)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    if a.head == plan.LATE:
+        raise SystemExit("--head late: late fusion trains nothing; it is `python -m expmae.train.late --members ...`")
     t0 = time.time()
-    p = {**DEFAULTS, **json.loads(a.params)}
-    classes = a.classes.split(",")
-    out = Path(a.out)
-    if a.head == "late":
-        from expmae.late import run_late
+    p = plan.train_params(json.loads(a.params))
+    classes, features, out = a.classes.split(","), parse_pairs(a.features), Path(a.out)
+    ident = plan.identity_of(a, a.head, list(features))
+    import torch
 
-        df, m = run_late(a.members, a.labels, a.test_labels, classes, p)
-    else:
-        import torch
-
-        torch.set_num_threads(1)  # tiny heads: more threads only contend with the parallel jobs
-        ds = dataset.load(parse_pairs(a.features), a.labels, a.test, classes, a.test_labels or None)
-        pseudo = pd.read_parquet(a.pseudo) if a.pseudo else None
-        df, m, states = cross_validate(ds, a.head, classes, p, pseudo, parse_pairs(a.modality) or None)
-        m.update(feature_meta={fs: {k: v for k, v in meta.items() if k in ("extractor", "model_id", "dim", "encoder_sha256")}
-                               for fs, meta in ds.meta.items() if isinstance(meta, dict) and not fs.startswith("test_")},
-                 issues=ds.issues)
-        if states:
-            from safetensors.numpy import save_file
-
-            with atomic_path(out / "model.safetensors", suffix=".safetensors") as tmp:
-                save_file({k: np.ascontiguousarray(v) for k, v in states.items()}, str(tmp),
-                          metadata={"head": a.head, "classes": ",".join(classes), "params": json.dumps(p)})
-    m.update(params=p, config_hash=config_hash(p), seconds=round(time.time() - t0, 2))
-    write_table(out / "probs.parquet", df)
-    write_json(out / "metrics.json", m)
-    print(f"{a.head}: wF1 {m['weighted_f1']:.4f} acc {m['accuracy']:.4f} valence MSE {m.get('valence_mse', float('nan')):.3f}"
-          f" (labeled {m['n_labeled']}, pseudo {m['n_pseudo']}) in {m['seconds']}s")
+    torch.set_num_threads(1)  # tiny heads: more threads only contend with the parallel jobs
+    ds = data.load(features, a.labels, a.test, classes, a.test_labels or None)
+    pseudo = pd.read_parquet(a.pseudo) if a.pseudo else None
+    df, m, states = cross_validate(ds, a.head, classes, p, pseudo, parse_pairs(a.modality) or None)
+    m.update(feature_meta={fs: {k: v for k, v in meta.items() if k in ("extractor", "model_id", "dim", "encoder_sha256")}
+                           for fs, meta in ds.meta.items() if isinstance(meta, dict) and not fs.startswith("test_")},
+             issues=ds.issues)
+    save_model(out / "model.safetensors", states, a.head, classes, p)
+    write_result(out, df, m, p, ident, t0)
 
 
 if __name__ == "__main__":

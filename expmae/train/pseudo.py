@@ -13,7 +13,10 @@ one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in this o
   on it instead of the one-hot class.
 Selected rows carry their confidence and round; round r+1 trains on labeled + these.
 
-    python -m expmae.pseudolabel --candidates results/fuse/round0/all/fbp ... --round 0 --classes ... \
+Candidates are training outputs; their names (and whether they fuse all modalities) are read from the
+identity in their metrics.json. Settings: --params over the schema defaults of config `pseudolabel`.
+
+    python -m expmae.train.pseudo --candidates results/fuse/round0/all/fbp ... --round 0 --classes ... \
         --out results/pseudo/round0.parquet --params '{"policy": "topk", "top_k": 10, ...}'
 """
 from __future__ import annotations
@@ -25,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from expmae import config
 from expmae.io import write_table
+from expmae.train.plan import is_subcombination
 
-DEFAULTS = {"policy": "threshold", "threshold": 0.9, "top_k": 10, "agreement": False, "max_per_class": 0,
-            "max_per_round": 0, "soft_labels": False, "source": "best"}
+SELECT_KEYS = ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")
 
 
 def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_per_class: int = 0,
@@ -66,47 +70,48 @@ def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_
     return out.sort_values("name", ignore_index=True)
 
 
-def candidate_name(d: Path) -> str:
-    """results/classify/round0/egemaps -> 'egemaps'; results/fuse/round0/all/fbp -> 'fbp';
-    results/fuse/round0/audio+text/fbp -> 'fbp[audio+text]' (the report table's column names)."""
-    from expmae.rounds import fused_name
-
-    d = Path(d)
-    return d.name if d.parent.name.startswith("round") else fused_name(d.parent.name, d.name)
+def read_identity(d: Path) -> dict:
+    """A candidate's metrics.json (identity: name, kind, combo; scores)."""
+    m = json.loads((Path(d) / "metrics.json").read_text())
+    if "name" not in m:
+        raise SystemExit(f"{d}/metrics.json records no identity (name, kind, combo): written by an older expmae; rerun it")
+    return m
 
 
 def choose_source(candidates: list[str], source: str = "best") -> Path:
     """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 (first on ties)."""
     dirs = [Path(c) for c in candidates]
+    ms = [read_identity(d) for d in dirs]
     if source != "best":
-        named = [d for d in dirs if candidate_name(d) == source]
+        named = [d for d, m in zip(dirs, ms) if m["name"] == source]
         if not named:
-            raise SystemExit(f"config key pseudolabel.source: {source!r} is not among {[candidate_name(d) for d in dirs]}")
+            raise SystemExit(f"config key pseudolabel.source: {source!r} is not among {[m['name'] for m in ms]}")
         return named[0]
     # like the final model: among the heads over all modalities when there are any
-    pool = [d for d in dirs if "[" not in candidate_name(d)] or dirs
-    f1 = [json.loads((d / "metrics.json").read_text()).get("weighted_f1") for d in pool]
+    pool = [(d, m) for d, m in zip(dirs, ms) if not is_subcombination(m)] or list(zip(dirs, ms))
+    f1 = [m.get("weighted_f1") for _, m in pool]
     f1 = [-1.0 if v is None or v != v else v for v in f1]
-    return pool[int(np.argmax(f1))]
+    return pool[int(np.argmax(f1))][0]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Select pseudo-labels.")
-    ap.add_argument("--candidates", nargs="+", required=True, help="classify output folders of this round")
+    ap.add_argument("--candidates", nargs="+", required=True, help="training output folders of this round")
     ap.add_argument("--round", type=int, required=True)
     ap.add_argument("--classes", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--params", default="{}")
+    ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config pseudolabel")
     a = ap.parse_args(argv)
-    p = {**DEFAULTS, **json.loads(a.params)}
+    # pseudolabel.rounds says how many rounds exist, not how one selects
+    p = {k: v for k, v in config.resolve("pseudolabel", json.loads(a.params)).items() if k != "rounds"}
     classes = a.classes.split(",")
     src = choose_source(a.candidates, p["source"])
-    kw = {k: p[k] for k in ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")}
-    sel = select(pd.read_parquet(src / "probs.parquet"), classes, round_=a.round, **kw)
+    sel = select(pd.read_parquet(src / "probs.parquet"), classes, round_=a.round, **{k: p[k] for k in SELECT_KEYS})
     mix = {c: int((sel["discrete"] == c).sum()) for c in classes}
-    write_table(a.out, sel, meta={"round": a.round, "params": p, "class_mix": mix, "source": str(src),
+    name = read_identity(src)["name"]
+    write_table(a.out, sel, meta={"round": a.round, "params": p, "class_mix": mix, "source": name, "source_dir": str(src),
                                   "mean_confidence": float(sel["confidence"].mean()) if len(sel) else None})
-    print(f"round {a.round}: {len(sel)} pseudo-labels from {src} {mix}")
+    print(f"round {a.round}: {len(sel)} pseudo-labels from {name} ({src}) {mix}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
   The pooled vectors of all pairs are concatenated and classified linearly.
 - Attention: each modality encoded to `hidden`, one score per modality from a small MLP, softmax
   over modalities, weighted sum, linear classifier (the MER 2023 baseline's fusion).
-(Late fusion of the per-feature-set classifiers has no weights: see expmae.late.)
+(Late fusion of the per-feature-set classifiers has no weights: see expmae.train.late.)
 All heads take a list of tensors [B, D_m], one per modality, and return logits [B, C].
 """
 from __future__ import annotations
@@ -75,13 +75,14 @@ class AttentionHead(nn.Module):
         return self.cls((a.unsqueeze(-1) * h).sum(1))              # [B, H] -> [B, C]
 
 
-HEADS = {"mlp": MLPHead, "concat": MLPHead, "fbp": FBPHead, "attention": AttentionHead}
+HEADS = {"mlp": MLPHead, "concat": MLPHead, "fbp": FBPHead, "attention": AttentionHead}  # = plan.TRAINED_HEADS
 
 
 def build_head(kind: str, dims: list[int], num_classes: int, params: dict) -> nn.Module:
+    """params: a job's settings (expmae.train.plan.train_params: hidden, dropout, fbp_dim, fbp_factor)."""
     if kind not in HEADS:
         raise SystemExit(f"config key fuse.heads: unknown head {kind!r}; one of {sorted(HEADS)}")
-    kw = {"hidden": params.get("hidden", 128), "dropout": params.get("dropout", 0.3)}
+    kw = {"hidden": params["hidden"], "dropout": params["dropout"]}
     if kind == "fbp":
-        kw.update(out_dim=params.get("fbp_dim", 64), factor=params.get("fbp_factor", 4))
+        kw.update(out_dim=params["fbp_dim"], factor=params["fbp_factor"])
     return HEADS[kind](dims, num_classes, **kw)

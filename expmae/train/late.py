@@ -1,0 +1,83 @@
+"""Late fusion: the geometric mean of already trained per-feature-set classifiers.
+
+No weights are fitted, so the members' out-of-fold rows stay out-of-fold and the fused OOF score
+is as honest as theirs (same stratified folds: same labels, same seed). Its inputs are the members'
+outputs (expmae.train.cv folders), not features; its rule is `fuse_late`.
+
+    python -m expmae.train.late --round 1 --combo all --name late \
+        --members results/classify/round1/egemaps results/classify/round1/minilm ... \
+        --labels labels.csv [--test-labels test_labels.csv] --classes neutral,... \
+        --out results/fuse/round1/all/late --params '{"valence": "posterior", ...}'
+Writes <out>/probs.parquet and <out>/metrics.json, as expmae.train.cv does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from expmae.train import data, plan
+from expmae.train.scoring import evaluate, probs_frame, write_result
+
+
+def late_fuse(members: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
+    """Geometric mean (mean log-probability, renormalised) of the members' probabilities, row by row
+    and fold by fold (f{f}_<class> columns, for the agreement test). Valence: the members' mean."""
+    base = members[0][["name", "split", "y", "fold"]].reset_index(drop=True)
+    al = [m.set_index("name").loc[base["name"]].reset_index() for m in members]
+    n_f = min(sum(c.startswith("f") and c.endswith(f"_{classes[0]}") and c[1:-len(classes[0]) - 1].isdigit()
+                  for c in m.columns) for m in al)
+
+    def gmean(cols: list[str]) -> np.ndarray:
+        logp = np.mean([np.log(np.clip(m[cols].to_numpy(np.float64), 1e-8, 1)) for m in al], 0)
+        e = np.exp(logp - logp.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+    probs = gmean([f"prob_{c}" for c in classes])
+    fold_probs = np.stack([gmean([f"f{f}_{c}" for c in classes]) for f in range(n_f)]) if n_f else np.zeros((0, len(base), len(classes)))
+    v_hat = np.nanmean(np.stack([m["valence"].to_numpy(float) for m in al]), 0) if all(
+        np.isfinite(m["valence"].to_numpy(float)).any() for m in al) else np.full(len(base), np.nan)
+    return probs_frame(base["name"], base["split"].to_numpy(), base["y"].to_numpy(), base["fold"].to_numpy(),
+                       probs, fold_probs, v_hat, classes)
+
+
+def run_late(members: list[str], labels: str, test_labels: str, classes: list[str], p: dict) -> tuple[pd.DataFrame, dict]:
+    """-> probs table and metrics of the late fusion of the classifier folders `members`."""
+    df = late_fuse([pd.read_parquet(Path(d) / "probs.parquet") for d in members], classes)
+    lab, issues = data.read_labels(labels, classes)
+    vmap = dict(zip(lab["name"], lab["valence"])) if p["valence"] != "none" else {}
+    vals = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(df["name"], df["split"])])
+    tl = data.read_labels(test_labels, classes)[0] if test_labels else pd.DataFrame(columns=["name", "y", "valence"])
+    m = evaluate(df, classes, vals, dict(zip(tl["name"], tl["y"])), {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v})
+    mm = [json.loads((Path(d) / "metrics.json").read_text()) for d in members]
+    m.update(head=plan.LATE, members=[x["name"] for x in mm],
+             n_labeled=int((df["split"] == "labeled").sum()), n_pseudo=max(x.get("n_pseudo", 0) for x in mm),
+             curves=[], issues=issues)
+    return df, m
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Late fusion of trained per-feature-set classifiers.")
+    plan.add_identity_args(ap)
+    ap.add_argument("--members", nargs="+", required=True, help="output folders of the classifiers fused")
+    ap.add_argument("--labels", required=True)
+    ap.add_argument("--test-labels", default="")
+    ap.add_argument("--classes", required=True, help="comma-separated class names")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config classify (+ fuse)")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    p = plan.train_params(json.loads(a.params))
+    if a.kind == "single":
+        raise SystemExit("--kind single: late fusion is a fused model")
+    ident = plan.identity_of(a, plan.LATE)
+    df, m = run_late(a.members, a.labels, a.test_labels, a.classes.split(","), p)
+    write_result(a.out, df, m, p, ident, t0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Scores of the MER 2023 challenge, in one place (checked against scikit-learn in the tests), and the
+outputs that carry them: the probs table and metrics.json of a training job (expmae.train.cv and
+expmae.train.late both write through here).
+
+- weighted F1 over the discrete classes (the MER-SEMI ranking metric);
+- accuracy;
+- valence MSE (MER-MULTI's dimensional score);
+- the MER 2023 combined score of the official baseline (MERTools `overall_metric`):
+      combined = weighted_F1 - 0.25 * valence_MSE
+NaN marks "not computable" (no rows, no valence), so a missing valence never fakes a score.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from expmae.io import config_hash, write_json, write_table
+
+MSE_WEIGHT = 0.25  # MER 2023 baseline: final_score = emo_fscore - val_mse * 0.25
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, n_cls: int) -> np.ndarray:
+    """[C, C] counts, rows = true class, columns = predicted."""
+    cm = np.zeros((n_cls, n_cls), np.int64)
+    np.add.at(cm, (np.asarray(y, int), np.asarray(pred, int)), 1)
+    return cm
+
+
+def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """Per-class F1 averaged with the support of each true class (sklearn average='weighted',
+    zero_division=0); classes that only appear in `pred` have zero weight."""
+    y, pred = np.asarray(y, int), np.asarray(pred, int)
+    if not len(y):
+        return float("nan")
+    n = int(max(y.max(), pred.max())) + 1
+    cm = confusion(y, pred, n)
+    tp = np.diag(cm).astype(float)
+    support, predicted = cm.sum(1), cm.sum(0)
+    denom = support + predicted  # F1 = 2 tp / (2 tp + fp + fn) = 2 tp / (support + predicted)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float((f1 * support).sum() / support.sum())
+
+
+def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    y, pred = np.asarray(y), np.asarray(pred)
+    return float((y == pred).mean()) if len(y) else float("nan")
+
+
+def mse(v: np.ndarray, v_hat: np.ndarray) -> float:
+    """Mean squared error over the rows whose true value is known (NaN rows skipped)."""
+    v, v_hat = np.asarray(v, float), np.asarray(v_hat, float)
+    ok = np.isfinite(v) & np.isfinite(v_hat)
+    return float(((v[ok] - v_hat[ok]) ** 2).mean()) if ok.any() else float("nan")
+
+
+def combined(f1: float, valence_mse: float) -> float:
+    """MER 2023 combined score; NaN when either part is unknown."""
+    return float(f1 - MSE_WEIGHT * valence_mse)
+
+
+def scores(y: np.ndarray, pred: np.ndarray, v: np.ndarray | None = None, v_hat: np.ndarray | None = None,
+           prefix: str = "") -> dict[str, float]:
+    """All scores of one split, keys prefixed (e.g. 'test_')."""
+    out = {"weighted_f1": weighted_f1(y, pred), "accuracy": accuracy(y, pred)}
+    if v is not None and v_hat is not None:
+        out["valence_mse"] = mse(v, v_hat)
+        out["mer_combined"] = combined(out["weighted_f1"], out["valence_mse"])
+    return {prefix + k: v for k, v in out.items()}
+
+
+def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes) -> pd.DataFrame:
+    """The probs table of a training job: name, split, y, fold, prob_<class>..., pred, confidence,
+    agree, valence, f{f}_<class>... (probs [N, C], fold_probs [k, N, C], v_hat [N])."""
+    df = pd.DataFrame({"name": list(names), "split": split, "y": y, "fold": fold_of})
+    for c, name in enumerate(classes):
+        df[f"prob_{name}"] = probs[:, c]
+    pred = probs.argmax(1)
+    df["pred"] = [classes[i] for i in pred]
+    df["confidence"] = probs.max(1)
+    # share of fold models whose own top class is the ensemble's (1.0 = all agree)
+    df["agree"] = (fold_probs.argmax(2) == pred[None]).mean(0) if len(fold_probs) else 1.0
+    df["valence"] = v_hat
+    for f in range(len(fold_probs)):
+        for c, name in enumerate(classes):
+            df[f"f{f}_{name}"] = fold_probs[f, :, c]
+    return df
+
+
+def evaluate(df: pd.DataFrame, classes: list[str], valence: np.ndarray, test_truth: dict, test_valence: dict) -> dict:
+    """OOF scores on labeled rows (+ test scores where the test truth is known)."""
+    pred = df[[f"prob_{c}" for c in classes]].to_numpy().argmax(1)
+    oof = np.flatnonzero((df["split"] == "labeled").to_numpy() & (df["fold"] >= 0).to_numpy())
+    has_v = np.isfinite(valence[oof]).any()
+    v_hat = df["valence"].to_numpy(float)
+    m = scores(df["y"].to_numpy()[oof], pred[oof], valence[oof] if has_v else None, v_hat[oof] if has_v else None)
+    t_idx = [i for i in np.flatnonzero((df["split"] == "test").to_numpy()) if df["name"].iat[i] in test_truth]
+    if t_idx:
+        yt = np.array([test_truth[df["name"].iat[i]] for i in t_idx])
+        vt = np.array([test_valence.get(df["name"].iat[i], np.nan) for i in t_idx])
+        tv = np.isfinite(vt).any()
+        m.update(scores(yt, pred[t_idx], vt if tv else None, v_hat[t_idx] if tv else None, prefix="test_"))
+    m["confusion"] = confusion(df["y"].to_numpy()[oof], pred[oof], len(classes)).tolist()
+    return m
+
+
+def write_result(out: str | Path, df: pd.DataFrame, m: dict[str, Any], p: dict[str, Any], ident: dict[str, Any],
+                 t0: float) -> None:
+    """<out>/probs.parquet and <out>/metrics.json (scores + identity + params), and a one-line summary."""
+    m.update(ident)
+    m.update(params=p, config_hash=config_hash(p), seconds=round(time.time() - t0, 2))
+    write_table(Path(out) / "probs.parquet", df)
+    write_json(Path(out) / "metrics.json", m)
+    print(f"{m['name']} ({m['head']}): wF1 {m['weighted_f1']:.4f} acc {m['accuracy']:.4f} valence MSE"
+          f" {m.get('valence_mse', float('nan')):.3f} (labeled {m['n_labeled']}, pseudo {m['n_pseudo']}) in {m['seconds']}s")

@@ -1,0 +1,118 @@
+# Training of every round: the per-feature-set classifiers, the fusion heads, late fusion, and the
+# pseudo-labels that feed the next round. What each round trains: common.smk's training region
+# (expmae/train/plan.py). Each job records its identity (round, kind, combo, head, name) in its metrics.json.
+
+
+rule classify:
+    # One classifier per feature set and round, k-fold CV on the labeled set (+ pseudo-labels of round-1).
+    input:
+        features=lambda w: per_shard(f"{RES}/features/{w.fs}/{{shard}}.parquet"),
+        labels=DATA["labels"],
+        test=optional(DATA.get("test")),
+        test_labels=optional(DATA.get("test_labels")),
+        pseudo=pseudo_input,
+    output:
+        probs=f"{RES}/classify/round{{round}}/{{fs}}/probs.parquet",
+        metrics=f"{RES}/classify/round{{round}}/{{fs}}/metrics.json",
+    log:
+        f"{RES}/logs/classify/round{{round}}_{{fs}}.log",
+    benchmark:
+        f"{RES}/benchmarks/classify/round{{round}}_{{fs}}.tsv"
+    wildcard_constraints:
+        fs=only_names(FEATURE_SETS),
+    conda:
+        ENV
+    params:
+        features=lambda w: feature_arg([w.fs]),
+        cfg=js(TRAIN_CFG),
+        classes=CLASSES,
+        out=lambda w, output: os.path.dirname(output.probs),
+        extra=lambda w, input: label_args(input),
+    shell:
+        "python -m expmae.train.cv --round {wildcards.round} --kind single --name {wildcards.fs} --head mlp"
+        " {params.features} --labels {input.labels:q} {params.extra} --classes {params.classes} --out {params.out:q}"
+        " --params {params.cfg:q} > {log:q} 2>&1"
+
+
+rule fuse:
+    # Multimodal fusion of one modality combination with one trained head (config fuse.heads:
+    # fbp | attention | concat) on the features of the combination's feature sets.
+    input:
+        features=fuse_inputs,
+        labels=DATA["labels"],
+        test=optional(DATA.get("test")),
+        test_labels=optional(DATA.get("test_labels")),
+        pseudo=pseudo_input,
+    output:
+        probs=f"{RES}/fuse/round{{round}}/{{combo}}/{{head}}/probs.parquet",
+        metrics=f"{RES}/fuse/round{{round}}/{{combo}}/{{head}}/metrics.json",
+    log:
+        f"{RES}/logs/fuse/round{{round}}_{{combo}}_{{head}}.log",
+    benchmark:
+        f"{RES}/benchmarks/fuse/round{{round}}_{{combo}}_{{head}}.tsv"
+    wildcard_constraints:
+        combo=only_names(COMBOS),
+        head=only_names(TRAINED_FUSE_HEADS),
+    conda:
+        ENV
+    params:
+        args=fuse_args,
+        name=lambda w: _plan.fused_name(w.combo, w.head),
+        cfg=js(FUSE_CFG),
+        classes=CLASSES,
+        out=lambda w, output: os.path.dirname(output.probs),
+        extra=lambda w, input: label_args(input),
+    shell:
+        "python -m expmae.train.cv --round {wildcards.round} --kind fused --combo {wildcards.combo}"
+        " --name {params.name:q} --head {wildcards.head} {params.args} --labels {input.labels:q} {params.extra}"
+        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+
+
+rule fuse_late:
+    # Late fusion (fuse.heads: late) of one modality combination: the geometric mean of the round's
+    # per-feature-set classifiers of its feature sets. No weights, no features: its inputs are those classifiers.
+    input:
+        members=lambda w: [f"{d}/{f}" for d in late_members(w) for f in ("probs.parquet", "metrics.json")],
+        labels=DATA["labels"],
+        test_labels=optional(DATA.get("test_labels")),
+    output:
+        probs=f"{RES}/fuse/round{{round}}/{{combo}}/late/probs.parquet",
+        metrics=f"{RES}/fuse/round{{round}}/{{combo}}/late/metrics.json",
+    log:
+        f"{RES}/logs/fuse/round{{round}}_{{combo}}_late.log",
+    benchmark:
+        f"{RES}/benchmarks/fuse/round{{round}}_{{combo}}_late.tsv"
+    wildcard_constraints:
+        combo=only_names(COMBOS),
+    conda:
+        ENV
+    params:
+        members=late_members,
+        name=lambda w: _plan.fused_name(w.combo, _plan.LATE),
+        cfg=js(FUSE_CFG),
+        classes=CLASSES,
+        out=lambda w, output: os.path.dirname(output.probs),
+        extra=lambda w, input: label_args(input, ("test_labels",)),
+    shell:
+        "python -m expmae.train.late --round {wildcards.round} --kind fused --combo {wildcards.combo}"
+        " --name {params.name:q} --members {params.members:q} --labels {input.labels:q} {params.extra}"
+        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+
+
+rule pseudolabel:
+    # Confident predictions of round r's model on the unlabeled pool -> training data of round r+1.
+    input:
+        lambda w: [f"{d}/{f}" for d in pseudo_sources(w) for f in ("probs.parquet", "metrics.json")],
+    output:
+        f"{RES}/pseudo/round{{round}}.parquet",
+    log:
+        f"{RES}/logs/pseudolabel/round{{round}}.log",
+    conda:
+        ENV
+    params:
+        dirs=pseudo_sources,
+        cfg=js(PSEUDO_CFG),
+        classes=CLASSES,
+    shell:
+        "python -m expmae.train.pseudo --candidates {params.dirs:q} --round {wildcards.round}"
+        " --classes {params.classes} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1"
