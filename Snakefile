@@ -31,7 +31,6 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/mae.smk"
-include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 

@@ -2,7 +2,7 @@
 
 Both runs happen here, one after the other, on the same machine. Per-video stage time is
 the sum of Snakemake's own `benchmark:` seconds of the per-shard jobs (faces, feature
-extractors, asr, mae_features); the global training steps (classifiers, fusion, pseudo-labels) are reported
+extractors incl. expMAE, asr); the global training steps (classifiers, fusion, pseudo-labels) are reported
 separately, as is the count of files written per video. Goal: per-video stages of the
 increment under 5% of the full run's.
 
@@ -24,7 +24,7 @@ from expmae import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 # benchmark folders under results/benchmarks/ (features/ holds one folder per extractor instance)
-PER_SHARD = ("faces", "features", "asr", "mae_features", "mae_video_features")
+PER_SHARD = ("faces", "features", "asr")
 GLOBAL = ("classify", "fuse", "mae_pretrain", "mae_video_pretrain", "mae_probe", "mae_video_probe")
 
 

@@ -243,9 +243,9 @@ def probe(epochs: int, threads: int) -> None:
 
     import numpy as np
 
+    from expmae.faces.store import load_face_shard
+    from expmae.features.run import extract
     from expmae.io import read_features
-    from expmae.mae.data import load_face_shard
-    from expmae.mae.features import extract
     from expmae.mae.pretrain import PretrainConfig, train
     from expmae.mae.probe import linear_probe_f1
 
@@ -261,8 +261,8 @@ def probe(epochs: int, threads: int) -> None:
             train(PretrainConfig.from_params({**params, "epochs": ep}), folders, root / tag)
             feats = []
             for s, d in enumerate(folders):
-                extract(d, root / f"s{s:05d}.manifest.parquet", root / tag / "encoder.safetensors",
-                        root / tag / f"s{s}.parquet", params={"device": "cpu"})
+                extract("expmae", {"extractor": "expmae_image", "device": "cpu"}, str(root / f"s{s:05d}.manifest.parquet"),
+                        str(root / tag / f"s{s}.parquet"), faces=str(d), encoder=str(root / tag / "encoder.safetensors"))
                 feats.append(root / tag / f"s{s}.parquet")
             names, X, mask, _ = read_features(feats)
             scores[tag] = linear_probe_f1(X, [labels[n] for n in names])
@@ -289,8 +289,8 @@ def encode(threads: int, n: int = 1024) -> None:
 
     import numpy as np
 
+    from expmae.features.mae import for_model
     from expmae.mae.checkpoint import save_encoder
-    from expmae.mae.features import encode_crops
     from expmae.mae.model import MAE, MAEConfig
     from expmae.npnet import MAEImageEncoder
 
@@ -304,15 +304,19 @@ def encode(threads: int, n: int = 1024) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         save_encoder(Path(tmp) / "enc.safetensors", model, {})
         enc = MAEImageEncoder.from_file(Path(tmp) / "enc.safetensors")
+    def encode_crops(m, x: np.ndarray, bs: int = 256) -> None:  # the feature job's batches
+        for i in range(0, len(x), bs):
+            m.encode(x[i : i + bs])
+
     rates = {}
-    for tag, m in (("torch", model), ("numpy", enc)):
+    for tag, m in (("torch", for_model(model)), ("numpy", enc)):
         encode_crops(m, crops[:64])  # warm-up
         t = time.perf_counter()
         encode_crops(m, crops)
         rates[tag] = n / (time.perf_counter() - t)
     imports = {}
     for tag, code in (("torch", "import expmae.mae.model, expmae.mae.checkpoint"),
-                      ("numpy", "import expmae.mae.features")):
+                      ("numpy", "import expmae.features.run")):
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True)
         imports[tag] = time.perf_counter() - t

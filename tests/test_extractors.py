@@ -109,8 +109,9 @@ def extract(tmp, name, params, shard, **kw):
 def test_registry_lists_every_family():
     p = subprocess.run([sys.executable, "-m", "expmae.features", "list"], capture_output=True, text=True, check=True)
     for name in ("egemaps", "compare", "wav2vec2", "hubert", "wavlm", "whisper", "sentence_transformers",
-                 "roberta", "macbert", "hf_text", "clip_image", "clip_text", "timm"):
+                 "roberta", "macbert", "hf_text", "clip_image", "clip_text", "timm", "expmae_image", "expmae_video"):
         assert re.search(rf"^{name}\s+(audio|text|visual)\s", p.stdout, re.M), name
+    assert "expmae_image (results/mae/encoder.safetensors)" in p.stdout
     assert re.search(r"^egemaps\s+audio\s+88\s", p.stdout, re.M)
     assert {c.modality for c, *_ in available().values()} == {"audio", "text", "visual"}
 
@@ -218,8 +219,9 @@ def test_clip_image_and_text(tmp_path, shard, clip_dir):
     _, X, mask, meta = extract(tmp_path, "ci", p, shard, faces=str(faces), frames_out=str(tmp_path / "ci.npy"))
     assert X.shape == (6, 16) and mask.tolist() == [True, True, False, True, False, False]
     frames = np.load(tmp_path / "ci.npy")
-    assert frames.shape == (6, 16)
-    np.testing.assert_allclose(X[0], frames[:3].mean(0), atol=1e-6)  # per-video mean of its crops
+    assert frames.shape == (6, 16) and frames.dtype == np.float16  # one frame dtype for every visual extractor
+    # per-video mean of its crops (taken from the float32 features: only the float16 rounding differs)
+    np.testing.assert_allclose(X[0], frames[:3].astype(np.float32).mean(0), atol=1e-3)
     _, X1, _, _ = extract(tmp_path, "ci1", {**p, "batch_size": 1}, shard, faces=str(faces))
     np.testing.assert_allclose(X1, X, atol=1e-5)
     t = {"extractor": "clip_text", "model": str(clip_dir), "column": "english"}
@@ -276,15 +278,23 @@ def test_missing_model_fails_fast_naming_the_key(tmp_path):
 
 def test_config_plan_names_the_keys():
     feats = {"egemaps": {"extractor": "egemaps"}, "w2v": {"extractor": "wav2vec2", "model": "/m"},
-             "clip": {"extractor": "clip_image"}}
-    plan = config.plan(feats, ["expmae", "expmae_video", "w2v"])
-    assert plan == {"audio": ["egemaps", "w2v"], "text": [], "visual": ["clip"]}
+             "clip": {"extractor": "clip_image"}, "expmae": {"extractor": "expmae_image"},
+             "expmae_video": {"extractor": "expmae_video"}}
+    on = {"mae": {}, "mae_video": {"enabled": True}}
+    plan = config.plan(feats, ["expmae", "expmae_video", "w2v"], on)
+    assert plan == {"audio": ["egemaps", "w2v"], "text": [], "visual": ["clip", "expmae", "expmae_video"]}
     with pytest.raises(ValueError, match="classify.feature_sets"):
-        config.plan(feats, ["expmae", "minilm"])
+        config.plan(feats, ["expmae", "minilm"], on)
     with pytest.raises(ValueError, match=r"features\.bad\.extractor"):
         config.plan({"bad": {"extractor": "nope"}}, [])
-    with pytest.raises(ValueError, match=r"features\.expmae"):
-        config.plan({"expmae": {"extractor": "egemaps"}}, [])
+    with pytest.raises(ValueError, match=r"features\.bad name"):
+        config.plan({"bad name": {"extractor": "egemaps"}}, [])
+    # the video MAE's features need its pretraining: a disabled mae_video is an error naming the key
+    off = {**on, "mae_video": {"enabled": False}}
+    with pytest.raises(ValueError, match=r"features\.expmae_video.*mae_video\.enabled is false"):
+        config.plan(feats, ["expmae", "expmae_video"], off)
+    assert config.plan(feats, ["expmae"], off)["visual"] == ["clip", "expmae", "expmae_video"]  # defined, unused: fine
+    assert config.encoder_section(feats["expmae"]) == "mae" and config.encoder_section(feats["clip"]) == ""
     assert config.gpu(feats["w2v"]) == 1 and config.gpu(feats["egemaps"]) == 0
 
 
@@ -354,19 +364,19 @@ def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
     # a new extractor listed in classify.feature_sets: its jobs + the training downstream, nothing else
     per_shard, rest, jobs = jobs_with("features:\n  cmp: {extractor: compare}\n  w2v: {extractor: wav2vec2, model: /m}\n"
                                       "classify:\n  feature_sets: [expmae, egemaps, minilm, cmp]\n")
-    assert per_shard == {("audio", "cmp", s) for s in both}, per_shard  # not w2v: nothing consumes it
+    assert per_shard == {("extract_audio", "cmp", s) for s in both}, per_shard  # not w2v: nothing consumes it
     assert rest <= {"classify", "fuse", "pseudolabel", "report", "all"}, rest
     assert {w.get("fs") for r, w in jobs if r == "classify" and w.get("round") == "0"} == {"cmp"}
     # changing one extractor's params reruns that extractor only (audio and text alike)
     per_shard, rest, _ = jobs_with("features:\n  egemaps: {extractor: egemaps, max_seconds: 20}\n")
-    assert per_shard == {("audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "pseudolabel", "report", "all"}
+    assert per_shard == {("extract_audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "pseudolabel", "report", "all"}
     per_shard, _, _ = jobs_with("features:\n  minilm: {extractor: sentence_transformers, batch_size: 8}\n")
-    assert per_shard == {("text", "minilm", s) for s in both}
+    assert per_shard == {("extract_text", "minilm", s) for s in both}
     # a video without a transcript row gets an asr job for its shard only, which feeds that text job
     csv = wd / "data" / "tiny" / "transcripts.csv"
     csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")  # drop v029's row (shard s00001)
     per_shard, _, _ = jobs_with("{}\n")
-    assert per_shard == {("asr", None, "s00001"), ("text", "minilm", "s00001")}, per_shard
+    assert per_shard == {("asr", None, "s00001"), ("extract_text", "minilm", "s00001")}, per_shard
     # an unknown feature set is a config error naming the key
     (wd / "bad.yaml").write_text("classify:\n  feature_sets: [expmae, nope]\n")
     p = smk(wd, "-n", "--configfile", "config_tiny.yaml", "bad.yaml", check=False)

@@ -20,10 +20,10 @@ from safetensors.torch import load_file, save_file
 from skimage import data
 from skimage.transform import resize
 
-from expmae.io import read_features, read_meta
+from expmae.features import run as feature_run
+from expmae.io import file_sha256, read_features, read_meta
 from expmae.mae import MAE, MAEConfig, create_mae
-from expmae.mae.checkpoint import file_sha256, load_encoder
-from expmae.mae.features import extract
+from expmae.mae.checkpoint import load_encoder
 from expmae.mae.pretrain import PretrainConfig, main as pretrain_main, train
 
 torch.set_num_threads(1)
@@ -263,6 +263,14 @@ def test_ddp_two_ranks_gloo(shards, tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- features
 
+def extract(faces, manifest, encoder, out, frames_out=None, params=None, video=False) -> dict:
+    """One expMAE feature job (feature set expmae / expmae_video) through the extractor runner."""
+    name, extractor = ("expmae_video", "expmae_video") if video else ("expmae", "expmae_image")
+    return feature_run.extract(name, {"extractor": extractor, **(params or {})}, str(manifest), str(out),
+                               faces=str(faces), encoder=str(encoder),
+                               frames_out=None if frames_out is None else str(frames_out))
+
+
 def test_features_one_row_per_manifest_video(shards, tmp_path) -> None:
     train(cfg(epochs=1), shards, tmp_path / "mae")
     enc = tmp_path / "mae" / "encoder.safetensors"
@@ -401,7 +409,7 @@ def test_video_features_format(shards, tmp_path) -> None:
     pd.DataFrame({"name": names, "path": [f"/x/{n}.mp4" for n in names], "size": [1] * 4,
                   "mtime_ns": [0] * 4}).to_parquet(manifest)
     out = tmp_path / "feat.parquet"
-    meta = extract(shards[1], manifest, enc, out, None, {"device": "cpu"})
+    meta = extract(shards[1], manifest, enc, out, None, {"device": "cpu"}, video=True)
     got, X, mask, rmeta = read_features([out])
     assert got == names and X.shape == (4, 32) and X.dtype == np.float32
     assert mask.tolist() == [True, False, True, False] and not X[1].any() and not X[3].any()
@@ -484,10 +492,11 @@ def test_cpu_features_run_on_numpy_without_torch_and_match_torch(shards, tmp_pat
     assert outs["torch"]["backend"] == "torch" and outs["auto"]["backend"] == "numpy"
     assert outs["torch"]["config_hash"] == outs["auto"]["config_hash"]  # same features, same cache key
     np.testing.assert_allclose(outs["auto_X"], outs["torch_X"], atol=1e-5)
-    code = ("import sys, json; from expmae.mae.features import main; main(sys.argv[1:]); "
+    code = ("import sys, json; from expmae.features.__main__ import main; main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules, 'torch imported'; print('no torch')")
-    p = subprocess.run([sys.executable, "-c", code, "--faces", str(shards[1]), "--manifest", str(manifest),
-                        "--encoder", str(enc), "--out", str(tmp_path / "sub.parquet"), "--params", '{"device": "auto"}'],
+    p = subprocess.run([sys.executable, "-c", code, "extract", "--name", "expmae", "--faces", str(shards[1]),
+                        "--manifest", str(manifest), "--encoder", str(enc), "--out", str(tmp_path / "sub.parquet"),
+                        "--params", '{"extractor": "expmae_image", "device": "auto"}'],
                        capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert p.returncode == 0 and "no torch" in p.stdout, p.stderr[-2000:]
     np.testing.assert_allclose(read_features([tmp_path / "sub.parquet"])[1], outs["torch_X"], atol=1e-5)

@@ -8,7 +8,7 @@ import pytest
 from expmae import demo
 from fixtures.workflow import copy_workflow, dry_run_jobs, smk
 
-PER_SHARD = {"ingest_shard", "faces", "audio", "text", "mae_features"}
+PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual"}
 GLOBAL = {"faces_report", "classify", "fuse", "pseudolabel", "report", "all"}
 
 pytestmark = pytest.mark.e2e

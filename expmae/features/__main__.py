@@ -3,7 +3,8 @@
     python -m expmae.features list
     python -m expmae.features extract --name egemaps --manifest results/ingest/s00000.parquet \
         --out results/features/egemaps/s00000.parquet --params '{"extractor": "egemaps"}' [--qc ...]
-        [--faces results/faces/s00000 --frames-out ...] [--transcripts data/t.csv --asr results/asr/s00000.parquet]
+        [--faces results/faces/s00000 --frames-out ... [--encoder results/mae/encoder.safetensors]]
+        [--transcripts data/t.csv --asr results/asr/s00000.parquet]
     python -m expmae.features asr --manifest ... --transcripts ... --out results/asr/s00000.parquet --params '{...}'
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 
 
 def cmd_list() -> None:
-    from .registry import available
+    from . import available
 
     rows = [(n, cls.modality, dims, cls.needs, "gpu" if cls.gpu else "cpu",
              ", ".join(f"{k}={v}" for k, v in d.items()), doc) for n, (cls, d, doc, dims) in sorted(available().items())]
@@ -22,9 +23,9 @@ def cmd_list() -> None:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
     for r in [head, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[6])
-    from .config import BUILTIN_SETS
-
-    print(f"\nBuilt-in feature sets made by the MAE rules (not configured here): {', '.join(BUILTIN_SETS)}")
+    enc = [f"{n} (results/{cls.encoder_section}/encoder.safetensors)" for n, (cls, *_) in sorted(available().items())
+           if cls.encoder_section]
+    print(f"\nWeights made by the workflow (its pretraining rules), not a model id: {', '.join(enc)}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--params", required=True, help="JSON: the instance's config entry (+ device, column)")
     ex.add_argument("--qc", default=None, help="audio: per-video QC parquet (default <out>.qc.parquet)")
     ex.add_argument("--faces", default=None, help="visual: the shard's faces folder")
-    ex.add_argument("--frames-out", default=None, help="visual: per-crop features npy")
+    ex.add_argument("--frames-out", default=None, help="visual: per-crop features npy (float16)")
+    ex.add_argument("--encoder", default=None, help="expmae_image / expmae_video: results/<section>/encoder.safetensors")
     ex.add_argument("--transcripts", default="", help="text: transcript CSV")
     ex.add_argument("--asr", nargs="*", default=[], help="text: ASR parquet(s), used where the CSV has no row")
     ex.add_argument("--no-reuse", action="store_true", help="recompute even if --out holds the same features")
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         from .run import extract
 
         meta = extract(a.name, json.loads(a.params), a.manifest, a.out, faces=a.faces, transcripts=a.transcripts,
-                       asr=a.asr, qc_out=a.qc, frames_out=a.frames_out, reuse=not a.no_reuse)
+                       asr=a.asr, qc_out=a.qc, frames_out=a.frames_out, encoder=a.encoder,
+                       reuse=not a.no_reuse)
         print(f"{a.name}: {a.out} ({'reused' if meta.get('reused') else 'computed'})")
     else:
         from .asr import run

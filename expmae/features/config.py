@@ -14,31 +14,44 @@ from expmae.io import config_hash
 from .registry import spec
 
 CODE_VERSION = 1                                   # bump to rerun every extractor (shared runner changed)
-BUILTIN_SETS = ("expmae", "expmae_video")          # feature sets made by the MAE rules, not by this registry
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
-def plan(features: dict[str, dict], feature_sets: list[str]) -> dict[str, list[str]]:
-    """Validate config `features` (+ classify.feature_sets) -> {modality: [instance names]}."""
+def plan(features: dict[str, dict], feature_sets: list[str],
+         config: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """Validate config `features` (+ classify.feature_sets) -> {modality: [instance names]}.
+
+    `config`: the whole config, for extractors whose weights come from a pretraining section
+    (encoder_section): a feature set that needs a disabled section (`<section>.enabled: false`)
+    is an error naming the key, not a job waiting on an encoder nobody makes."""
     by_mod: dict[str, list[str]] = {"audio": [], "text": [], "visual": []}
     for name, entry in (features or {}).items():
         key = f"features.{name}"
-        if not _NAME.match(name) or name in BUILTIN_SETS:
-            raise ValueError(f"config key {key}: instance names are letters, digits, _ or - "
-                             f"(and not {list(BUILTIN_SETS)}, made by the MAE rules)")
+        if not _NAME.match(name):
+            raise ValueError(f"config key {key}: instance names are letters, digits, _ or -")
         if not isinstance(entry, dict) or "extractor" not in entry:
             raise ValueError(f"config key {key}: needs `extractor: <registry name>` (see python -m expmae.features list)")
         try:
             cls, _ = spec(str(entry["extractor"]), f"{key}.extractor")
         except SystemExit as err:
             raise ValueError(str(err)) from None
+        section = cls.encoder_section
+        if section and name in feature_sets and not (config or {}).get(section, {}).get("enabled", True):
+            raise ValueError(f"config key features.{name}: extractor {entry['extractor']} reads "
+                             f"results/{section}/encoder.safetensors, but {section}.enabled is false "
+                             f"(enable {section}, or drop {name} from classify.feature_sets)")
         by_mod[cls.modality].append(name)
-    known = set(features or {}) | set(BUILTIN_SETS)
-    bad = [n for n in feature_sets if n not in known]
+    bad = [n for n in feature_sets if n not in (features or {})]
     if bad:
-        raise ValueError(f"config key classify.feature_sets: {bad} are neither `features:` entries "
-                         f"({sorted(features or {})}) nor built-in MAE sets {list(BUILTIN_SETS)}")
+        raise ValueError(f"config key classify.feature_sets: {bad} are not `features:` entries "
+                         f"({sorted(features or {})})")
     return by_mod
+
+
+def encoder_section(entry: dict[str, Any]) -> str:
+    """Config section whose pretraining writes this instance's weights (results/<section>/encoder.safetensors),
+    "" for extractors whose weights come from `model`."""
+    return spec(str(entry["extractor"]))[0].encoder_section
 
 
 def rule_params(name: str, entry: dict[str, Any], device: str, column: str | None = None) -> dict[str, Any]:

@@ -7,6 +7,8 @@ config.yaml names *instances*: `features: {w2v: {extractor: wav2vec2, model: /mo
 Each instance becomes its own per-shard Snakemake job and its own cache
 results/features/<instance>/<shard>.parquet. Modules here import nothing heavy at import time:
 the Snakefile imports this registry at parse time, and `python -m expmae.features list` must be instant.
+This module is a leaf: the family modules import it, and the package (expmae/features/__init__.py)
+imports the families, so every extractor is registered once `expmae.features` is imported.
 """
 from __future__ import annotations
 
@@ -36,19 +38,38 @@ class Extractor:
     gpu: ClassVar[bool] = False     # worth a GPU (transformer encoders); opensmile is CPU only
     version: ClassVar[int] = 1      # bump when the output of the same params changes (a Snakemake param)
     defaults: ClassVar[dict[str, Any]] = {}
+    # Weights that are a workflow output rather than a model id: the config section whose
+    # pretraining rule writes results/<section>/encoder.safetensors, an `encoder` input of the
+    # job (--encoder). "" = none (weights from `model`).
+    encoder_section: ClassVar[str] = ""
+    hash_ignore: ClassVar[tuple[str, ...]] = ()   # params that never change the output (not in the cache key)
 
-    def __init__(self, params: dict[str, Any], key: str = "features.<name>", device: str = "cpu") -> None:
+    def __init__(self, params: dict[str, Any], key: str = "features.<name>", device: str = "cpu",
+                 inputs: dict[str, str | None] | None = None) -> None:
         self.p = {"batch_size": 16, **type(self).defaults, **params}
         self.key = key              # config key prefix for error messages, e.g. features.w2v
         self.device = device
+        self.inputs = dict(inputs or {})  # the job's input files by name (faces, encoder)
         self.dim = 0
         self.model_id = str(self.p.get("model", ""))
+        self.crops_per_item = 1     # visual: crops in one encode item (T for a clip); batch_size counts crops
 
     def load(self) -> None:
         """Load weights once per job (resolve_model first: never a download)."""
 
     def encode(self, items: Sequence[Any]) -> np.ndarray:
         raise NotImplementedError
+
+    def units(self, frames: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Visual: what one encode item is, from a faces shard's frames table -> (video name per
+        item [I], crop rows [I] or [I, T]). Default: every crop, in frames.parquet order (the
+        per-video feature is the mean over its crops, the per-crop features are frame features).
+        A clip encoder returns [I, T] rows: items are T-frame clips, stacked [b, T, S, S, 3]."""
+        return frames["name"].astype(str).to_numpy(), frames["crop_row"].to_numpy(np.int64)
+
+    def info(self) -> dict[str, Any]:
+        """Extra metadata for the feature table (after load)."""
+        return {}
 
     def autocast(self):
         """bf16 autocast on CUDA, a no-op elsewhere."""
@@ -75,14 +96,8 @@ def register(name: str, doc: str = "", dims: str = "", **defaults: Any) -> Calla
     return deco
 
 
-def _load_families() -> None:
-    # Importing the family modules runs their @register decorators (all torch imports are lazy).
-    from . import clip, hf_audio, hf_text, smile, timm_image  # noqa: F401
-
-
 def available() -> dict[str, tuple[type[Extractor], dict[str, Any], str, str]]:
     """name -> (class, registered defaults, one-line doc, dims)."""
-    _load_families()
     return dict(_REGISTRY)
 
 
@@ -94,10 +109,11 @@ def spec(extractor: str, key: str = "features.<name>.extractor") -> tuple[type[E
     return cls, defaults
 
 
-def create(extractor: str, params: dict[str, Any], key: str, device: str = "cpu") -> Extractor:
-    """Instance of registry name `extractor` with registered defaults < params."""
+def create(extractor: str, params: dict[str, Any], key: str, device: str = "cpu",
+           inputs: dict[str, str | None] | None = None) -> Extractor:
+    """Instance of registry name `extractor` with registered defaults < params; `inputs`: the job's files."""
     cls, defaults = spec(extractor, f"{key}.extractor")
-    return cls({**defaults, **params}, key=key, device=device)
+    return cls({**defaults, **params}, key=key, device=device, inputs=inputs)
 
 
 def resolve_model(model: str, key: str, kind: str = "model") -> Path:

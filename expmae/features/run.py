@@ -1,6 +1,14 @@
 """Run one extractor instance over one shard: read the modality's inputs, batch across videos,
 pool per video, write results/features/<name>/<shard>.parquet (+ QC / frame-level npy).
 
+Visual extractors come in two kinds, told apart by their `units` hook, not by name: per-crop
+encoders (clip_image, timm, expmae_image) encode every crop and average per video; clip
+encoders (expmae_video) encode one T-frame clip per video. Frame-level features are float16
+.npy for every visual extractor: they are F ~ 16 x videos rows, so half the bytes matters, and
+they are an analysis/side output (the per-video means in the Parquet table, which training
+reads, are computed from the float32 features and stay float32). A clip encoder has no
+frame-level features: its .npy holds [0, D].
+
 One row per manifest video, in manifest order. A video whose modality is missing (no audio
 stream, empty transcript, no face) or whose input fails to decode gets a zero vector and
 mask False — never a dropped row, never a failed job. The model is loaded once per job.
@@ -111,39 +119,45 @@ def run_text(ext: Extractor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return X, mask
 
 
-def run_visual(ext: Extractor, names: list[str], faces_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Face crops of the shard -> per-crop features [F, D] (frames.parquet row order) and their
-    per-video mean X [N, D], mask [N]. Crops of all videos are batched together."""
-    from expmae.faces.store import load_faces, video_means
+def run_visual(ext: Extractor, names: Sequence[str], faces_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face crops of the shard -> frame-level features [F, D] (frames.parquet row order; [0, D]
+    for a clip encoder) and the per-video mean of the item features X [N, D], mask [N].
+    Items (crops or clips, ext.units) of all videos are batched together; a missing or
+    unreadable faces cache is a shard without faces (mask False everywhere)."""
+    from expmae.faces.store import load_face_shard, video_means
 
-    crops, frames, _ = load_faces(faces_dir)                                   # [F0, S, S, 3] memmap, frames
-    rows = frames["crop_row"].to_numpy(np.int64)
+    crops, frames = load_face_shard(faces_dir)                                 # [F0, S, S, 3] memmap, frames
+    item_names, rows = ext.units(frames)                                       # [I], rows [I] or [I, T]
     F = np.zeros((len(rows), ext.dim), np.float32)
-    bs = batch_size(ext)
+    bs = max(1, batch_size(ext) // ext.crops_per_item)                         # batch_size counts crops
     with _progress(len(rows), ext.key) as bar:
-        bar.unit = "crop"
+        bar.unit = "crop" if rows.ndim == 1 else "clip"
         for s in range(0, len(rows), bs):
-            F[s:s + bs] = ext.encode(np.asarray(crops[rows[s:s + bs]]))    # read one batch from the memmap
-            bar.update(len(rows[s:s + bs]))
-    X, mask = video_means(names, frames["name"].astype(str).to_numpy(), F)
-    return F, X, mask
+            r = rows[s:s + bs]                                                 # read one batch from the memmap
+            F[s:s + len(r)] = ext.encode(np.asarray(crops[r.reshape(-1)]).reshape(*r.shape, *crops.shape[1:]))
+            bar.update(len(r))
+    X, mask = video_means(list(names), np.asarray(item_names), F)
+    return (F if rows.ndim == 1 else np.zeros((0, ext.dim), np.float32)), X, mask
 
 
-def _input_hash(modality: str, manifest: pd.DataFrame, texts: list[str] | None, faces: str | None) -> str:
+def _input_hash(modality: str, manifest: pd.DataFrame, texts: list[str] | None, faces: str | None,
+                encoder_sha: str = "") -> str:
     """What the output depends on besides params: for the in-job cache check (reuse)."""
     if modality == "text":
         return config_hash(texts)
     if modality == "visual":
-        st = [os.stat(Path(faces, f)) for f in ("crops.npy", "frames.parquet", "qc.parquet")]
-        return config_hash([[s.st_size, s.st_mtime_ns] for s in st] + manifest["name"].tolist())
+        paths = [Path(faces, f) for f in ("crops.npy", "frames.parquet", "qc.parquet")]
+        st = [[s.st_size, s.st_mtime_ns] for s in map(os.stat, filter(os.path.exists, paths))]
+        return config_hash(st + manifest["name"].tolist() + ([encoder_sha] if encoder_sha else []))
     st = [(n, p, *(os.stat(p)[6:9:2] if os.path.exists(p) else ())) for n, p in zip(manifest["name"], manifest["path"])]
     return config_hash(st)
 
 
 def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, faces: str | None = None,
             transcripts: str | None = None, asr: Sequence[str] = (), qc_out: str | None = None,
-            frames_out: str | None = None, reuse: bool = True) -> dict[str, Any]:
-    """Run instance `name` (params = its config entry + device/column) on one shard; returns the meta written."""
+            frames_out: str | None = None, encoder: str | None = None, reuse: bool = True) -> dict[str, Any]:
+    """Run instance `name` (params = its config entry + device/column) on one shard; returns the meta written.
+    `encoder`: the encoder file of an extractor with an encoder_section (expmae_image / expmae_video)."""
     t0 = time.time()
     params = dict(params)
     reg_name = params.pop("extractor")
@@ -163,9 +177,15 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
         texts, source = media.shard_texts(names, csv, media.read_asr(list(asr)))
     if cls.modality == "visual" and not faces:
         raise SystemExit(f"{key}: a visual extractor needs --faces (the shard's faces folder)")
+    if cls.encoder_section and not encoder:
+        raise SystemExit(f"{key}: extractor {reg_name} needs --encoder "
+                         f"(results/{cls.encoder_section}/encoder.safetensors)")
 
-    chash = config_hash({"extractor": reg_name, "version": cls.version, **params})
-    ihash = _input_hash(cls.modality, manifest, texts, faces)
+    from expmae.io import file_sha256
+
+    chash = config_hash({"extractor": reg_name, "version": cls.version,
+                         **{k: v for k, v in params.items() if k not in cls.hash_ignore}})
+    ihash = _input_hash(cls.modality, manifest, texts, faces, file_sha256(encoder) if encoder else "")
     qc_out = qc_out or out.replace(".parquet", ".qc.parquet")
     sides = [qc_out] if cls.modality == "audio" else [frames_out] if cls.modality == "visual" and frames_out else []
     if reuse and Path(out).exists():
@@ -180,12 +200,12 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
         device = device_name(device_spec)
     else:
         device = "cpu"  # CPU-only extractors (openSMILE) never import torch: 1-2 s less per job
-    ext = create(reg_name, params, key, device)
+    ext = create(reg_name, params, key, device, inputs={"faces": faces, "encoder": encoder})
     ext.load()
     meta: dict[str, Any] = {"extractor": name, "registry_name": reg_name, "model_id": ext.model_id,
                             "modality": cls.modality, "config_hash": chash, "input_hash": ihash,
                             "params": {**params, "device": device_spec}, "version": cls.version,
-                            "backend": getattr(ext, "backend", "torch" if cls.gpu else "native")}
+                            "backend": getattr(ext, "backend", "torch" if cls.gpu else "native"), **ext.info()}
     if cls.modality == "audio":
         X, mask, qc = run_audio(ext, manifest)
         write_table(qc_out, qc)
@@ -197,8 +217,10 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
         meta["text_source"] = {s: source.count(s) for s in ("csv", "asr", "none")}
     else:
         Fr, X, mask = run_visual(ext, names, faces)
+        meta.update(n_frames=int(len(Fr)), n_videos=len(names), n_with_faces=int(mask.sum()), shard=Path(faces).name)
+        meta.setdefault("level", "video (mean of frame features)")
         if frames_out:
-            write_npy(frames_out, Fr)  # [F, D], rows as in the faces shard's frames.parquet
+            write_npy(frames_out, Fr.astype(np.float16))  # [F, D], rows as in frames.parquet (module doc: why float16)
     write_features(out, names, X, mask, meta)
     log.info("%s: %d/%d videos with %s, dim %d, %.1fs", name, mask.sum(), len(mask), cls.modality, X.shape[1],
              time.time() - t0)

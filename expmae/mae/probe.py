@@ -10,7 +10,8 @@ k folds, repeated over a few fold shuffles because the labeled set is small).
 
 The random-init baseline is the very model pretraining started from (same config, same seed:
 pretrain.build_model after torch.manual_seed(seed)), so the gap is what pretraining added.
-Both encoders see the same crops with the same pooling (features.shard_video_features).
+Both encoders see the same crops with the same pooling as the feature jobs (the expmae_image /
+expmae_video extractors of expmae.features.mae, run by features.run.run_visual).
 """
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def repeated_probe(X: np.ndarray, y: Sequence, folds: int, seed: int, repeats: i
 def labeled_features(model: Any, faces: Sequence[str | Path], labels: pd.DataFrame,
                      batch_size: int = 256) -> tuple[list[str], np.ndarray]:
     """Per-video features [N, D] of the labeled videos that have face crops (any shard)."""
-    from .features import shard_video_features
+    from expmae.features.mae import for_model
+    from expmae.features.run import run_visual
+
+    ext = for_model(model, batch_size)
 
     want = set(labels["name"].astype(str))
     names: list[str] = []
@@ -66,11 +70,10 @@ def labeled_features(model: Any, faces: Sequence[str | Path], labels: pd.DataFra
         in_shard = sorted(want & set(pd.read_parquet(fpath, columns=["name"])["name"].astype(str)))
         if not in_shard:
             continue
-        X, mask, _ = shard_video_features(model, f, in_shard, batch_size)
+        _, X, mask = run_visual(ext, in_shard, str(f))
         names += [n for n, m in zip(in_shard, mask) if m]
         feats.append(X[mask])
-    D = model.cfg.embed_dim
-    return names, (np.concatenate(feats) if feats else np.zeros((0, D), np.float32))
+    return names, (np.concatenate(feats) if feats else np.zeros((0, ext.dim), np.float32))
 
 
 def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Path, out: str | Path,
@@ -79,9 +82,9 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
     import torch
 
     from expmae.device import resolve_device
-    from expmae.io import write_json
+    from expmae.io import file_sha256, write_json
 
-    from .checkpoint import file_sha256, load_encoder
+    from .checkpoint import load_encoder
     from .pretrain import PretrainConfig, build_model
 
     p = {"folds": 5, "seed": 0, "repeats": 3, "device": "auto", "batch_size": 256, **(params or {})}

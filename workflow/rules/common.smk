@@ -36,11 +36,12 @@ FINGERPRINT = _ingest.fingerprints(REGISTRY)
 _TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"])
 TEXT_HASH = _text.shard_hashes(_TRANSCRIPTS, REGISTRY)
 
-# Feature extractors (expmae/features): config `features:` names instances; each is its own
-# per-shard job (workflow/rules/extract.smk). FEATURE_NAMES: modality -> instance names.
+# Feature extractors (expmae/features): config `features:` names instances (the expMAE sets
+# expmae / expmae_video too); each is its own per-shard job (workflow/rules/extract.smk).
+# FEATURE_NAMES: modality -> instance names.
 FEATURES = config.get("features") or {}
 try:
-    FEATURE_NAMES = _fcfg.plan(FEATURES, config["classify"]["feature_sets"])
+    FEATURE_NAMES = _fcfg.plan(FEATURES, config["classify"]["feature_sets"], config)
 except ValueError as _err:
     raise WorkflowError(str(_err))
 ASR = config.get("asr") or {}
@@ -55,6 +56,29 @@ def only_names(names):
 def fparams(w, column=None):
     """--params of a feature job: the instance's config entry + device + code version (JSON)."""
     return js(_fcfg.rule_params(w.fset, FEATURES[w.fset], config["device"], column))
+
+
+def encoder_input(w):
+    """The encoder file of an instance whose weights the workflow pretrains (expmae_image: config
+    section mae, expmae_video: mae_video -> results/<section>/encoder.safetensors); [] otherwise."""
+    section = _fcfg.encoder_section(FEATURES[w.fset])
+    return [f"{RES}/{section}/encoder.safetensors"] if section else []
+
+
+_EXTRACT_FLAGS = {"features": "--out", "frames": "--frames-out"}  # any other name: --<name>
+
+
+def extract_args(input, output, **more):
+    """Named inputs / outputs (+ more) of an extract job -> its CLI flags, quoted
+    (--manifest m --faces f --encoder e --out o ...); an empty input list gives no flag."""
+    import shlex
+
+    args = []
+    for name, value in [*input.items(), *output.items(), *more.items()]:
+        paths = [value] if isinstance(value, str) else list(value)
+        if paths:
+            args += [_EXTRACT_FLAGS.get(name, f"--{name}"), *map(shlex.quote, paths)]
+    return " ".join(args)
 
 
 ROUNDS = list(range(config["pseudolabel"]["rounds"] + 1))

@@ -1,19 +1,24 @@
-# Feature extractors (expmae/features): one job per (configured instance, shard), one rule per
-# modality because the inputs differ (video / transcripts + ASR / face crops). Each instance
+# Feature extractors (expmae/features): one job per (configured instance, shard). Each instance
 # `features.<fset>` writes results/features/<fset>/<shard>.parquet; its params are its config
-# entry + code version, so changing one instance reruns only that instance's jobs.
-# Helpers (only_names, fparams): workflow/rules/common.smk.
+# entry + code version, so changing one instance reruns only that instance's jobs. One base rule
+# (extract_audio) and one `use rule` per other modality, because the inputs differ (video /
+# transcripts + ASR / face crops + encoder); the command is the same: extract_args turns the
+# job's named inputs and outputs into the runner's flags. The expMAE sets (expmae_image /
+# expmae_video) are extract_visual jobs whose `encoder` input is the pretraining rule's output.
+# Helpers (only_names, fparams, encoder_input, extract_args): workflow/rules/common.smk.
 
-rule audio:
+
+rule extract_audio:
     # Audio extractors (openSMILE eGeMAPS/ComParE, wav2vec2, HuBERT, WavLM, Whisper encoder).
     # Missing or undecodable audio -> zero vector, mask False, a row in the QC table.
     input:
-        f"{RES}/ingest/{{shard}}.parquet",
+        manifest=f"{RES}/ingest/{{shard}}.parquet",
     output:
         features=f"{RES}/features/{{fset}}/{{shard}}.parquet",
         qc=f"{RES}/features/{{fset}}/{{shard}}.qc.parquet",
     params:
         cfg=fparams,
+        args=lambda w, input, output: extract_args(input, output),
     wildcard_constraints:
         fset=only_names(FEATURE_NAMES["audio"]),
     resources:
@@ -27,11 +32,10 @@ rule audio:
     conda:
         ENV
     shell:
-        "python -m expmae.features extract --name {wildcards.fset} --manifest {input:q}"
-        " --out {output.features:q} --qc {output.qc:q} --params {params.cfg:q} > {log:q} 2>&1"
+        "python -m expmae.features extract --name {wildcards.fset} {params.args} --params {params.cfg:q} > {log:q} 2>&1"
 
 
-rule text:
+use rule extract_audio as extract_text with:
     # Text extractors (sentence-transformers, RoBERTa/MacBERT..., CLIP text). The transcript CSV
     # is not an input (editing it would rerun every shard): its per-shard hash is a param. A video
     # without a CSV row takes its ASR text when the shard has an asr job.
@@ -39,56 +43,33 @@ rule text:
         manifest=f"{RES}/ingest/{{shard}}.parquet",
         asr=lambda w: [f"{RES}/asr/{w.shard}.parquet"] if w.shard in ASR_TODO else [],
     output:
-        f"{RES}/features/{{fset}}/{{shard}}.parquet",
+        features=f"{RES}/features/{{fset}}/{{shard}}.parquet",
     params:
         cfg=lambda w: fparams(w, DATA["transcript_column"]),
-        transcripts=DATA.get("transcripts") or "",
+        args=lambda w, input, output: extract_args(input, output, transcripts=DATA.get("transcripts") or ""),
         transcripts_hash=lambda w: TEXT_HASH[w.shard],
     wildcard_constraints:
         fset=only_names(FEATURE_NAMES["text"]),
-    resources:
-        gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
-        mem_mb=4000,
-        runtime=60,
-    log:
-        f"{RES}/logs/features/{{fset}}/{{shard}}.log",
-    benchmark:
-        f"{RES}/benchmarks/features/{{fset}}/{{shard}}.tsv"
-    conda:
-        ENV
-    shell:
-        "python -m expmae.features extract --name {wildcards.fset} --manifest {input.manifest:q}"
-        " --transcripts {params.transcripts:q} --asr {input.asr:q} --out {output:q}"
-        " --params {params.cfg:q} > {log:q} 2>&1"
 
 
-rule visual:
-    # Image encoders on the shard's face crops (open_clip, timm): per-crop features (npy, rows as
-    # in the faces frames.parquet) and their per-video mean; no face -> zero vector, mask False.
+use rule extract_audio as extract_visual with:
+    # Image encoders on the shard's face crops (open_clip, timm, expmae_image: per-crop features
+    # as float16 npy, rows as in the faces frames.parquet, and their per-video mean) and clip
+    # encoders (expmae_video: one clip per video, an empty [0, D] npy); no face -> zero vector,
+    # mask False. `encoder`: results/<section>/encoder.safetensors for the expMAE sets, else none.
     input:
-        faces=f"{RES}/faces/{{shard}}",
         manifest=f"{RES}/ingest/{{shard}}.parquet",
+        faces=f"{RES}/faces/{{shard}}",
+        encoder=encoder_input,
     output:
         features=f"{RES}/features/{{fset}}/{{shard}}.parquet",
         frames=f"{RES}/features/{{fset}}/{{shard}}.frames.npy",
-    params:
-        cfg=fparams,
     wildcard_constraints:
         fset=only_names(FEATURE_NAMES["visual"]),
     resources:
         gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
         mem_mb=8000,
         runtime=60,
-    log:
-        f"{RES}/logs/features/{{fset}}/{{shard}}.log",
-    benchmark:
-        f"{RES}/benchmarks/features/{{fset}}/{{shard}}.tsv"
-    conda:
-        ENV
-    shell:
-        "python -m expmae.features extract --name {wildcards.fset} --manifest {input.manifest:q}"
-        " --faces {input.faces:q} --out {output.features:q} --frames-out {output.frames:q}"
-        " --params {params.cfg:q} > {log:q} 2>&1"
 
 
 rule asr:

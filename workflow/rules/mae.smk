@@ -2,9 +2,9 @@
 # Both train on the face crops of pretrain_shards(section) (see common.smk: by default new videos do
 # not retrigger pretraining). Resumable from <out>/checkpoint.safetensors, so --retries after a
 # walltime kill continues. Figures and probe scores go into `snakemake --report` (category expMAE).
+# The features of the encoders are extract_visual jobs (feature sets expmae / expmae_video,
+# extract.smk); a feature set needing a disabled mae_video is a config error (features/config.py).
 MAE_VIDEO_ON = bool(config.get("mae_video", {}).get("enabled", False))
-if "expmae_video" in FEATURE_SETS and not MAE_VIDEO_ON:
-    raise WorkflowError("config key classify.feature_sets lists expmae_video but mae_video.enabled is false")
 # What rule all asks for besides the classifiers: the probe(s), which pull in pretraining.
 MAE_TARGETS = [f"{RES}/mae/probe.json"] + ([f"{RES}/mae_video/probe.json"] if MAE_VIDEO_ON else [])
 _NOT_TRAINING = ("enabled", "probe_repeats")  # settings that must not rerun pretraining
