@@ -117,6 +117,7 @@ def launcher(resources):
     n = int(resources.get("gpu", 0) or 0)
     return f"torchrun --standalone --nproc_per_node={n}" if n > 1 else "python"
 
+
 # --- training and report (train.smk, report.smk) ---
 # What each round trains (expmae/train/plan.py): one classifier per feature set, and per modality
 # combination x fusion head. Training settings are the rule params; which feature sets, combinations
