@@ -70,7 +70,7 @@ def bench(args: argparse.Namespace) -> None:
         mae_cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["mae"]
         c = MAEConfig.from_dict(mae_cfg)
     else:
-        c = MAEConfig(**MAE_SIZES[args.size], img_size=args.img, patch_size=args.patch)
+        c = MAEConfig.from_dict({**MAE_SIZES[args.size], "img_size": args.img, "patch_size": args.patch})
     device = torch.device(args.device)
     torch.manual_seed(0)
     ours = MAE(c).to(device).train()

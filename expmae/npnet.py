@@ -19,9 +19,10 @@ from typing import Mapping
 
 import numpy as np
 
+from expmae.mae import format as encoder_file  # the encoder.safetensors format (torch-free)
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-ENCODER_FORMAT = "expmae-mae-encoder-v1"
 
 Weights = Mapping[str, np.ndarray]
 
@@ -125,19 +126,6 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> np.ndarr
     return np.concatenate([np.zeros((1, dim)), emb], axis=0) if cls_token else emb
 
 
-def read_encoder_info(path: str | Path) -> dict:
-    """JSON metadata of an expMAE encoder.safetensors (kind, model_config, ...), header only."""
-    from safetensors import safe_open
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"MAE encoder {path} not found (run the mae_pretrain rule first)")
-    with safe_open(str(path), framework="numpy") as f:
-        md = f.metadata() or {}
-    if md.get("format") != ENCODER_FORMAT:
-        raise ValueError(f"{path} is not an expmae MAE encoder (format {md.get('format')!r})")
-    return json.loads(md["expmae"])
-
-
 class MAEImageEncoder:
     """expMAE image encoder on numpy: same math as mae.model.MAE.encode (all patches, no mask,
     mean of patch tokens after the final norm)."""
@@ -156,8 +144,8 @@ class MAEImageEncoder:
         """The encoder in `path`, or None when it is a video MAE (those stay on torch)."""
         from safetensors.numpy import load_file
 
-        info = read_encoder_info(path)
-        if info.get("kind", "image") != "image":
+        info = encoder_file.read_encoder_info(path)
+        if encoder_file.encoder_kind(info) != "image":
             return None
         return cls(load_file(str(path)), info["model_config"])
 

@@ -261,6 +261,35 @@ def test_ddp_two_ranks_gloo(shards, tmp_path) -> None:
     assert meta["world_size"] == 2 and meta["steps"] == 6
 
 
+def test_non_finite_loss_stops_without_saving(shards, tmp_path) -> None:
+    """A huge lr turns the loss NaN at step 2: the job stops with an error naming the step, the
+    loss and the setting to change, before the epoch-end checkpoint or the encoder is written."""
+    from expmae.mae.state import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"loss nan at step 2/3 \(epoch 1/1\).*Lower mae\.lr \(now 1e\+30\)"):
+        train(cfg(epochs=1, lr=1e30, warmup_epochs=0), shards, tmp_path / "a")  # 3 steps per epoch
+    assert not list((tmp_path / "a").glob("*.safetensors"))
+    params = {**TINY, "epochs": 1, "batch_size": 6, "lr": 1e30, "warmup_epochs": 0, "frames_per_video": 4,
+              "device": "cpu"}
+    with pytest.raises(SystemExit, match=r"^error: MAE pretraining \(mae\) diverged: loss nan at step 2/3"):
+        pretrain_main(["--faces", *map(str, shards), "--out", str(tmp_path / "b"), "--params", json.dumps(params)])
+    assert not (tmp_path / "b" / "checkpoint.safetensors").exists() and not (tmp_path / "b" / "meta.json").exists()
+
+
+def test_pretrain_defaults_are_the_schema_defaults() -> None:
+    """A direct call gets the workflow's defaults (the config schema); bad values name the key."""
+    from expmae.config import defaults
+
+    for kind, section in (("image", "mae"), ("video", "mae_video")):
+        c, d = PretrainConfig.from_params({"kind": kind}), defaults(section)
+        assert c.model.to_dict().items() >= {k: v for k, v in d.items() if k in c.model.to_dict()}.items()
+        assert all(getattr(c, k) == v for k, v in d.items() if hasattr(c, k)), kind
+        assert (c.seed, c.device, c.section) == (0, "auto", section)
+    assert PretrainConfig.from_params({"kind": "video"}).frames_per_video is None
+    with pytest.raises(ValueError, match="config key mae_video.lr"):
+        PretrainConfig.from_params({"kind": "video", "lr": -1})
+
+
 # ----------------------------------------------------------------------------- features
 
 def extract(faces, manifest, encoder, out, frames_out=None, params=None, video=False) -> dict:
@@ -327,7 +356,7 @@ VTINY = dict(img_size=S, patch_size=8, tubelet=2, num_frames=4, embed_dim=32, de
 def test_video_mae_tube_masking_and_patchify(ratio: float) -> None:
     from expmae.mae.video import VideoMAE, VideoMAEConfig
 
-    m = VideoMAE(VideoMAEConfig(**VTINY, mask_ratio=ratio))
+    m = VideoMAE(VideoMAEConfig.from_dict({**VTINY, "mask_ratio": ratio}))  # + mae_video schema defaults
     clips = torch.randn(3, 3, 4, S, S)
     tubes = m.patchify(clips)
     assert tubes.shape == (3, 2 * 16, 2 * 8 * 8 * 3) and torch.equal(m.unpatchify(tubes), clips)

@@ -5,10 +5,7 @@ checkpoint.safetensors  tensors  model/<param>          full MAE (encoder + deco
                                  rng/torch_cpu, rng/cuda RNG states as uint8 tensors
                         metadata "format", "state" -> JSON: step, epoch, losses, optimizer
                                  param_groups, config, shards, run fingerprint
-encoder.safetensors     tensors  encoder weights only (patch_embed, cls_token, blocks, norm; video:
-                                 tube_embed, blocks, norm)
-                        metadata "format", "expmae" -> JSON: kind (image | video), model_config,
-                                 shards, step, final loss, code version, untrained flag
+encoder.safetensors     the encoder file format: see format.py (torch-free, shared with expmae.npnet)
 """
 from __future__ import annotations
 
@@ -22,9 +19,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import expmae
-from expmae.io import atomic_path, file_sha256  # noqa: F401 — file_sha256 re-exported
-from expmae.npnet import ENCODER_FORMAT, read_encoder_info
+from expmae.io import atomic_path
 
+from .format import encoder_kind, encoder_metadata, read_encoder_info
 from .model import MAE, MAEConfig
 from .video import VideoMAE, VideoMAEConfig
 
@@ -94,13 +91,13 @@ def save_encoder(path: str | Path, model: MAE | VideoMAE, meta: dict[str, Any]) 
     kind = "video" if isinstance(model, VideoMAE) else "image"
     info = {**meta, "kind": kind, "model_config": model.cfg.to_dict(), "code_version": code_version()}
     with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": ENCODER_FORMAT, "expmae": json.dumps(info)})
+        save_file(tensors, str(tmp), metadata=encoder_metadata(info))
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
     """-> (MAE or VideoMAE (metadata "kind") with encoder weights loaded, in eval mode; the JSON metadata)."""
     info = read_encoder_info(path)
-    if info.get("kind", "image") == "video":
+    if encoder_kind(info) == "video":
         model: MAE | VideoMAE = VideoMAE(VideoMAEConfig.from_dict(info["model_config"]))
     else:
         model = MAE(MAEConfig.from_dict(info["model_config"]))

@@ -12,38 +12,39 @@ D encoder width, Dd decoder width.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import PatchEmbed
-from timm.models.vision_transformer import Block
 
 from expmae import npnet
+from expmae.config import defaults
 
-# Parameter-name prefixes that make up the encoder (everything else is pretraining-only decoder).
-ENCODER_PREFIXES = ("patch_embed.", "cls_token", "blocks.", "norm.")
+from ._vit import MAEBackbone, masked_patch_loss, take
+from .format import IMAGE_ENCODER_PREFIXES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MAEConfig:
-    _section: ClassVar[str] = "mae"  # config.yaml section named in errors
-    img_size: int = 112
-    patch_size: int = 16
+    """Image MAE architecture. The keys of config section `mae` have no defaults here: from_dict
+    fills missing ones from the config schema (expmae.config), the one source of defaults.
+    in_chans, decoder_num_heads and mlp_ratio are not config keys: architecture constants."""
+    _section: ClassVar[str] = "mae"  # config.yaml section: named in errors, source of defaults
+    img_size: int
+    patch_size: int
     in_chans: int = 3
-    embed_dim: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    decoder_dim: int = 96
-    decoder_depth: int = 2
+    embed_dim: int
+    depth: int
+    num_heads: int
+    decoder_dim: int
+    decoder_depth: int
     decoder_num_heads: int = 0  # 0 = derive from decoder_dim (32-wide heads)
     mlp_ratio: float = 4.0
-    mask_ratio: float = 0.75
-    norm_pix_loss: bool = True
+    mask_ratio: float
+    norm_pix_loss: bool
 
     def __post_init__(self) -> None:
         if self.img_size % self.patch_size:
@@ -59,9 +60,10 @@ class MAEConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MAEConfig":
-        """Build from the config.yaml `mae:` section (training keys such as epochs are ignored)."""
+        """Build from a config section (`mae:`; video: `mae_video:`): missing keys get the schema's
+        defaults, training keys such as epochs are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in {**defaults(cls._section), **d}.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,21 +90,11 @@ MAE_SIZES: dict[str, dict[str, Any]] = {
 
 
 def create_mae(name: str, **overrides: Any) -> "MAE":
-    """`create_mae("mae_base", img_size=112)` -> MAE; unknown names list the choices."""
+    """`create_mae("mae_base", img_size=112)` -> MAE; unknown names list the choices; keys neither
+    the size nor the overrides set get the `mae` section's schema defaults."""
     if name not in MAE_SIZES:
         raise KeyError(f"unknown MAE size {name!r}; choose one of {sorted(MAE_SIZES)}")
-    return MAE(MAEConfig(**{**MAE_SIZES[name], **overrides}))
-
-
-def _take(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Gather tokens along dim 1: x [B, L, D], ids [B, M] -> [B, M, D].
-
-    A row gather (index_select on the flattened batch) copies whole D-vectors; torch.gather
-    with an index expanded over D looks up every element and is ~10x slower on CPU.
-    """
-    B, L, D = x.shape
-    flat = (ids + torch.arange(B, device=ids.device).unsqueeze(1) * L).reshape(-1)  # [B*M]
-    return x.reshape(B * L, D).index_select(0, flat).view(B, ids.shape[1], D)
+    return MAE(MAEConfig.from_dict({**MAE_SIZES[name], **overrides}))
 
 
 def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:
@@ -110,75 +102,35 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Te
     return torch.from_numpy(npnet.sincos_pos_embed_2d(dim, grid, cls_token)).float().unsqueeze(0)
 
 
-class EncoderWeights:
-    """Encoder-only weights of an MAE (what features and checkpoints' encoder.safetensors need).
-    `encoder_prefixes` names the encoder's parameters; everything else is the decoder."""
-
-    encoder_prefixes: tuple[str, ...] = ()
-
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if k.startswith(self.encoder_prefixes)}
-
-    def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
-        """Load encoder-only weights; anything missing must belong to the decoder."""
-        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
-        bad = [k for k in missing if k.startswith(self.encoder_prefixes)]
-        if bad or unexpected:
-            raise ValueError(f"{type(self).__name__} encoder weights do not match the model: "
-                             f"missing {bad[:5]}, unexpected {unexpected[:5]}")
-
-
-class MAE(EncoderWeights, nn.Module):
-    encoder_prefixes = ENCODER_PREFIXES
+class MAE(MAEBackbone):
+    encoder_prefixes = IMAGE_ENCODER_PREFIXES
 
     def __init__(self, cfg: MAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
         D, Dd, L = cfg.embed_dim, cfg.decoder_dim, cfg.num_patches
         grid = cfg.img_size // cfg.patch_size
-        norm = functools.partial(nn.LayerNorm, eps=1e-6)
-
         # --- encoder ---
         self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.register_buffer("pos_embed", sincos_pos_embed_2d(D, grid), persistent=False)  # [1, 1+L, D]
-        self.blocks = nn.ModuleList(
-            Block(D, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, norm_layer=norm) for _ in range(cfg.depth)
-        )
-        self.norm = norm(D)
-
-        # --- decoder (pretraining only) ---
-        self.decoder_embed = nn.Linear(D, Dd)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed_2d(Dd, grid), persistent=False)
-        self.decoder_blocks = nn.ModuleList(
-            Block(Dd, cfg.decoder_num_heads, cfg.mlp_ratio, qkv_bias=True, norm_layer=norm)
-            for _ in range(cfg.decoder_depth)
-        )
-        self.decoder_norm = norm(Dd)
-        self.decoder_pred = nn.Linear(Dd, cfg.patch_size**2 * cfg.in_chans)
+        self.build_encoder(D, cfg.num_heads, cfg.mlp_ratio, cfg.depth)  # blocks, norm
+        # --- decoder (pretraining only): decoder_embed, mask_token, decoder_{pos_embed,blocks,norm,pred} ---
+        self.build_decoder(D, Dd, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.decoder_depth,
+                           cfg.patch_size**2 * cfg.in_chans, sincos_pos_embed_2d(Dd, grid))
         assert self.pos_embed.shape[1] == 1 + L
-        self._init_weights()
+        self.init_weights()
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any]) -> "MAE":
         return cls(MAEConfig.from_dict(d))
 
-    def _init_weights(self) -> None:
-        # As in MAE: patch projection initialised like a Linear layer (xavier on the flattened
-        # kernel), tokens N(0, .02), Linear xavier-uniform, LayerNorm (1, 0).
+    def init_embeddings(self) -> None:
+        # As in MAE: the patch projection is initialised like a Linear layer (xavier on the
+        # flattened kernel), the cls token N(0, .02); the rest: MAEBackbone.init_weights.
         w = self.patch_embed.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
-        nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------ patches
     @property
@@ -230,7 +182,7 @@ class MAE(EncoderWeights, nn.Module):
         B, L, D = x.shape
         noise = torch.rand(B, L, device=x.device) if noise is None else noise
         ids_shuffle, ids_restore, mask, keep = cls.mask_ids(noise, mask_ratio)
-        return _take(x, ids_shuffle[:, :keep]), mask.to(x.dtype), ids_restore
+        return take(x, ids_shuffle[:, :keep]), mask.to(x.dtype), ids_restore
 
     # ------------------------------------------------------------------ forward
     def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
@@ -245,13 +197,11 @@ class MAE(EncoderWeights, nn.Module):
 
     def forward_encoder(self, patches: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """Visible patches only: patches [B, L, P], ids_keep [B, K] -> latent [B, 1+K, D]."""
-        x = self.embed_patches(_take(patches, ids_keep))  # [B, K, D]
+        x = self.embed_patches(take(patches, ids_keep))  # [B, K, D]
         x = x + self.pos_embed[0, 1:].index_select(0, ids_keep.reshape(-1)).view_as(x)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)  # [B, 1+K, D]
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x)
+        return self.norm(self.run_blocks(x, self.blocks))
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent [B, 1+K, D] -> decoded patch tokens [B, L, Dd] in image order (cls dropped)."""
@@ -259,24 +209,12 @@ class MAE(EncoderWeights, nn.Module):
         B, K1, Dd = x.shape
         L = ids_restore.shape[1]
         x_ = torch.cat([x[:, 1:], self.mask_token.expand(B, L + 1 - K1, -1)], dim=1)  # [B, L, Dd] shuffled
-        x = torch.cat([x[:, :1], _take(x_, ids_restore)], dim=1) + self.decoder_pos_embed  # [B, 1+L, Dd]
-        for blk in self.decoder_blocks:
-            x = blk(x)
-        return self.decoder_norm(x)[:, 1:]
+        x = torch.cat([x[:, :1], take(x_, ids_restore)], dim=1) + self.decoder_pos_embed  # [B, 1+L, Dd]
+        return self.decoder_norm(self.run_blocks(x, self.decoder_blocks))[:, 1:]
 
     def loss_fn(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the given (masked) patches: pred, target [B, M, P] -> scalar.
-
-        norm_pix_loss normalises each target patch by its mean and unbiased variance (+1e-6), as in
-        MAE. layer_norm (biased variance) computes the same thing in one fused kernel once its eps
-        and output are rescaled by (P-1)/P.
-        """
-        target = target.float()
-        if self.cfg.norm_pix_loss:
-            P = target.shape[-1]
-            scale = torch.full((P,), ((P - 1) / P) ** 0.5, device=target.device)  # folded into the kernel
-            target = F.layer_norm(target, (P,), weight=scale, eps=1e-6 * (P - 1) / P)
-        return F.mse_loss(pred.float(), target)
+        """MSE over the given (masked) patches: pred, target [B, M, P] -> scalar (see masked_patch_loss)."""
+        return masked_patch_loss(pred, target, self.cfg.norm_pix_loss)
 
     def forward(
         self, imgs: torch.Tensor, mask_ratio: float | None = None, noise: torch.Tensor | None = None,
@@ -295,7 +233,7 @@ class MAE(EncoderWeights, nn.Module):
         dec = self.forward_decoder(self.forward_encoder(patches, ids_shuffle[:, :keep]), ids_restore)  # [B, L, Dd]
         ids_masked = ids_shuffle[:, keep:]  # [B, L-K]
         if ids_masked.shape[1]:
-            loss = self.loss_fn(self.decoder_pred(_take(dec, ids_masked)), _take(patches, ids_masked))
+            loss = self.loss_fn(self.decoder_pred(take(dec, ids_masked)), take(patches, ids_masked))
         else:  # mask_ratio 0: nothing to reconstruct
             loss = dec.sum() * 0.0
         return loss, (self.decoder_pred(dec) if full_pred else None), mask
@@ -306,6 +244,4 @@ class MAE(EncoderWeights, nn.Module):
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x)[:, 1:].mean(dim=1)
+        return self.norm(self.run_blocks(x, self.blocks))[:, 1:].mean(dim=1)

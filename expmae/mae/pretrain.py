@@ -14,7 +14,9 @@ Outputs in --out: checkpoint.safetensors (every epoch / every N steps), meta.jso
 recon.png, and encoder.safetensors LAST (the Snakemake rule's main output).
 
 `"kind": "video"` in the params trains the video MAE (video.py, config `mae_video:`) on one
-T-frame face clip per video (clips.py) with the same engine; a sample is then a clip.
+T-frame face clip per video (clips.py) with the same engine; a sample is then a clip. Keys the
+params leave out get the config schema's defaults (expmae.config), as a workflow job would.
+setup() -> run_epoch() per epoch -> finish(); a NaN/inf loss stops the job (state.py).
 """
 from __future__ import annotations
 
@@ -26,55 +28,74 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from expmae.config import resolve, section_schema
 from expmae.device import resolve_device
+from expmae.faces.store import load_face_shard
 from expmae.io import config_hash, write_json
 
-from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, save_encoder
+from .checkpoint import load_checkpoint, read_checkpoint_state, save_encoder
 from .clips import FaceClipDataset, build_clip_samples
-from .data import EpochBatches, FaceCropDataset, build_samples, epoch_plan, load_face_shard
+from .data import EpochBatches, FaceCropDataset, build_samples, epoch_plan
 from .model import MAE, MAEConfig
+from .state import Run, TrainingDiverged
 from .video import VideoMAE, VideoMAEConfig
 
 log = logging.getLogger("expmae.mae.pretrain")
 
+SECTIONS = {"image": "mae", "video": "mae_video"}  # kind -> config section (and its schema defaults)
 
-@dataclass
+
+@dataclass(kw_only=True)
 class PretrainConfig:
-    model: MAEConfig = field(default_factory=MAEConfig)  # a VideoMAEConfig when kind == "video"
-    kind: str = "image"  # image | video
-    epochs: int = 6
-    batch_size: int = 64  # global batch per optimizer step (split over ranks and accumulation)
-    lr: float = 1.5e-3
-    min_lr: float = 0.0
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    frames_per_video: int = 8
-    seed: int = 0
-    device: str = "auto"
-    grad_accum: int = 1
-    num_workers: int = 0
-    checkpoint_every_steps: int = 0  # 0 = only at the end of each epoch
-    compile: bool = False
-    bf16: bool = True  # autocast on CUDA only; CPU always runs fp32
-    retrain_on_new_videos: bool = False  # read by the workflow, recorded here
+    """One pretraining job: the model plus the training keys of config section `mae` (kind image)
+    or `mae_video` (kind video). No defaults here: from_params takes them from the schema."""
+    model: MAEConfig  # a VideoMAEConfig when kind == "video"
+    kind: str  # image | video
+    epochs: int
+    batch_size: int  # global batch per optimizer step (split over ranks and accumulation)
+    lr: float
+    min_lr: float
+    weight_decay: float
+    warmup_epochs: float
+    frames_per_video: int | None = None  # image MAE only (crops per video); the video MAE takes one clip
+    seed: int
+    device: str
+    grad_accum: int
+    num_workers: int
+    checkpoint_every_steps: int  # 0 = only at the end of each epoch
+    compile: bool
+    bf16: bool  # autocast on CUDA only; CPU always runs fp32
+    retrain_on_new_videos: bool  # read by the workflow, recorded here
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "PretrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        """params: (part of) the config section of `kind` plus job keys (kind, seed, device); other
+        keys are ignored. Missing section keys get the schema defaults; the section's keys are
+        validated (errors name them, e.g. `config key mae.lr: ...`)."""
         kind = str(params.get("kind", "image"))
-        if kind not in ("image", "video"):
+        if kind not in SECTIONS:
             raise ValueError(f"MAE kind must be image or video, got {kind!r}")
-        mcfg = (VideoMAEConfig if kind == "video" else MAEConfig).from_dict(params)
-        return cls(model=mcfg, **{k: v for k, v in params.items() if k in names})
+        section = SECTIONS[kind]
+        keys = section_schema(section)["properties"]
+        job = {k: section_schema(k)["default"] for k in ("seed", "device")}  # top-level config keys
+        p = resolve(section, {k: v for k, v in params.items() if k in keys},
+                    extra={**job, **{k: v for k, v in params.items() if k not in keys}})
+        mcfg = (VideoMAEConfig if kind == "video" else MAEConfig).from_dict(p)
+        names = {f.name for f in dataclasses.fields(cls)} - {"model", "kind"}
+        return cls(model=mcfg, kind=kind, **{k: v for k, v in p.items() if k in names})
+
+    @property
+    def section(self) -> str:
+        return SECTIONS[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,135 +151,152 @@ def _setup_dist() -> tuple[int, int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created
 
 
-def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max_steps: int | None = None) -> TrainResult:
-    """Train (or resume) into `out`. `max_steps` stops right after that optimizer step without
-    writing anything more, as a kill would (used to test resume)."""
+def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> Run:
+    """Process group, device, samples, model and optimizer (same seeded init on every rank),
+    resume from out/checkpoint.safetensors when it is from the same run, then the training
+    forward (compile, DDP) and the dataset."""
     t0 = time.time()
-    out = Path(out)
     rank, world, local_rank, created = _setup_dist()
     device = resolve_device(cfg.device, local_rank)
-    is_cuda = device.type == "cuda"
-    if is_cuda:
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-
-    shards = [Path(f).name for f in faces]
+    faces = [str(f) for f in faces]
     frames = [load_face_shard(f)[1] for f in faces]
-    video = cfg.kind == "video"
-    if video:  # [N, 1+T] one clip per video
+    if cfg.kind == "video":  # [N, 1+T] one clip per video
         samples = build_clip_samples(frames, cfg.model.num_frames)  # type: ignore[attr-defined]
     else:  # [N, 2] up to frames_per_video crops per video
         samples = build_samples(frames, cfg.frames_per_video)
-    n = len(samples)
     warnings: list[str] = []
-    if n == 0:
+    if len(samples) == 0:
         warnings.append("no face crops in any of the given face folders: encoder is randomly initialised (0 steps)")
         log.warning(warnings[-1])
-    batch, steps_per_epoch = epoch_plan(n, cfg.batch_size, world, cfg.grad_accum)
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    batch, steps_per_epoch = epoch_plan(len(samples), cfg.batch_size, world, cfg.grad_accum)
 
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = build_model(cfg).to(device)
     optim = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
-    fp = cfg.fingerprint(shards, n)
-
-    ckpt = out / "checkpoint.safetensors"
-    if rank == 0 and out.is_dir():  # temp files of writes cut short by a kill (atomic_path's ".name.*")
-        for stale in out.glob(".*.safetensors.*"):
-            stale.unlink(missing_ok=True)
-    step, step_losses, wall_before, resumed_from = 0, [], 0.0, None
-    prev = read_checkpoint_state(ckpt)
-    if prev is not None and prev.get("fingerprint") == fp:
-        st = load_checkpoint(ckpt, model, optim)
-        step, step_losses, wall_before = st["step"], st["step_losses"], st["wall_time_s"]
-        resumed_from = step
-        if rank == 0:
-            log.info("resuming from %s at step %d/%d", ckpt, step, total)
-    elif prev is not None and rank == 0:
-        log.info("checkpoint %s is from another config or shard set; starting afresh", ckpt)
+    run = Run(cfg=cfg, out=Path(out), faces=faces, shards=[Path(f).name for f in faces], rank=rank, world=world,
+              created=created, device=device, frames=frames, samples=samples, warnings=warnings, batch=batch,
+              steps_per_epoch=steps_per_epoch, model=model, optim=optim, t0=t0)
+    _resume(run)  # restores the RNG state too: before anything else draws from it
 
     fwd = torch.compile(model) if cfg.compile else model
     if world > 1:
-        fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if is_cuda else None)
-    data_cls = FaceClipDataset if video else FaceCropDataset
-    dataset = data_cls([str(f) for f in faces], samples, cfg.model.img_size)
-    L = model.noise_len  # masking noise per sample: patches (image) or spatial tube positions (video)
-
-    def checkpoint() -> None:
-        if rank == 0:
-            state = {"step": step, "epoch": step // max(1, steps_per_epoch), "step_losses": step_losses,
-                     "fingerprint": fp, "config": cfg.to_dict(), "shards": shards, "n_samples": n,
-                     "wall_time_s": wall_before + time.time() - t0}
-            save_checkpoint(ckpt, model, optim, state)
-
-    pending: list[torch.Tensor] = []  # per-step losses still on the device: read them back in bulk
-
-    def flush() -> None:  # one device->host sync per flush instead of one per step
-        if pending:
-            step_losses.extend(torch.stack(pending).div_(cfg.grad_accum).tolist())
-            pending.clear()
-
+        fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    run.fwd = fwd
+    run.dataset = (FaceClipDataset if cfg.kind == "video" else FaceCropDataset)(faces, samples, cfg.model.img_size)
     model.train()
-    while step < total:
-        epoch, start = divmod(step, steps_per_epoch)
-        sampler = EpochBatches(n, cfg.seed, epoch, batch, steps_per_epoch, rank, world, cfg.grad_accum, start)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=is_cuda)
-        it = iter(loader)
-        for _ in range(start, steps_per_epoch):
-            for g in optim.param_groups:
-                g["lr"] = lr_at(step, total, warmup, cfg)
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
-                x = next(it).to(device, non_blocking=True)
-                noise = mask_noise(cfg.seed, step, rank, micro, (x.shape[0], L)).to(device, non_blocking=True)
-                sync = world > 1 and micro < cfg.grad_accum - 1
-                with fwd.no_sync() if sync else contextlib.nullcontext():  # all-reduce on the last micro-batch only
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=is_cuda and cfg.bf16):
-                        loss, _, _ = fwd(x, noise=noise)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach().float()
-            optim.step()
-            optim.zero_grad(set_to_none=True)
-            if world > 1:  # for logging only: the mean loss over ranks
-                dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
-                loss_sum /= world
-            pending.append(loss_sum)
-            step += 1
-            log_now = step % max(1, steps_per_epoch // 4) == 0 or step == total
-            ckpt_now = step % steps_per_epoch == 0 or (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
-            if log_now or ckpt_now or step == max_steps:
-                flush()
-            if rank == 0 and log_now:
-                log.info("step %d/%d epoch %d loss %.4f lr %.2e", step, total, epoch, step_losses[-1], optim.param_groups[0]["lr"])
-            if ckpt_now:
-                checkpoint()
-            if max_steps is not None and step >= max_steps:
-                return _finish_dist(TrainResult(model, step, step_losses, _epoch_means(step_losses, steps_per_epoch), False), created)
+    return run
 
-    epoch_losses = _epoch_means(step_losses, steps_per_epoch)
-    if rank == 0:
-        from . import plots  # matplotlib only where figures are drawn
 
-        if total == 0:
-            checkpoint()
-        wall = wall_before + time.time() - t0
-        meta = {"config": cfg.to_dict(), "shards": shards, "n_samples": n,
-                "n_videos": int(sum(f["name"].nunique() for f in frames)), "steps": step,
-                "steps_per_epoch": steps_per_epoch, "global_batch": batch, "world_size": world,
-                "device": str(device), "epoch_losses": epoch_losses, "step_losses": step_losses,
-                "final_loss": epoch_losses[-1] if epoch_losses else None, "wall_time_s": wall,
-                "resumed_from_step": resumed_from, "warnings": warnings, "untrained": total == 0}
-        write_json(out / "meta.json", meta)
-        plots.loss_plot(out / "loss.png", step_losses, steps_per_epoch)
-        if video:
-            plots.video_recon_plot(out / "recon.png", model, _recon_clips(dataset), cfg.seed)  # type: ignore[arg-type]
-        else:
-            plots.recon_plot(out / "recon.png", model, _recon_batch(faces, samples, cfg), cfg.seed)  # type: ignore[arg-type]
-        save_encoder(out / "encoder.safetensors", model, {
-            "shards": shards, "step": step, "epochs": cfg.epochs, "final_loss": meta["final_loss"],
-            "n_samples": n, "seed": cfg.seed, "untrained": total == 0, "warnings": warnings,
-            "config_hash": fp})
-    return _finish_dist(TrainResult(model, step, step_losses, epoch_losses, True), created)
+def _resume(run: Run) -> None:
+    if run.rank == 0 and run.out.is_dir():  # temp files of writes cut short by a kill (atomic_path's ".name.*")
+        for stale in run.out.glob(".*.safetensors.*"):
+            stale.unlink(missing_ok=True)
+    prev = read_checkpoint_state(run.ckpt)
+    if prev is not None and prev.get("fingerprint") == run.fp:
+        st = load_checkpoint(run.ckpt, run.model, run.optim)
+        run.step, run.step_losses, run.wall_before = st["step"], st["step_losses"], st["wall_time_s"]
+        run.resumed_from = run.step
+        if run.rank == 0:
+            log.info("resuming from %s at step %d/%d", run.ckpt, run.step, run.total)
+    elif prev is not None and run.rank == 0:
+        log.info("checkpoint %s is from another config or shard set; starting afresh", run.ckpt)
+
+
+def _train_step(run: Run, batches: Iterator[torch.Tensor]) -> None:
+    """One optimizer step over grad_accum micro-batches; its (rank-mean) loss goes to run.pending."""
+    cfg, device = run.cfg, run.device
+    for g in run.optim.param_groups:
+        g["lr"] = lr_at(run.step, run.total, run.warmup, cfg)
+    loss_sum = torch.zeros((), device=device)
+    L = run.model.noise_len  # masking noise per sample: patches (image) or spatial tube positions (video)
+    for micro in range(cfg.grad_accum):
+        x = next(batches).to(device, non_blocking=True)
+        noise = mask_noise(cfg.seed, run.step, run.rank, micro, (x.shape[0], L)).to(device, non_blocking=True)
+        sync = run.world > 1 and micro < cfg.grad_accum - 1
+        with run.fwd.no_sync() if sync else contextlib.nullcontext():  # all-reduce on the last micro-batch only
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.bf16):
+                loss, _, _ = run.fwd(x, noise=noise)
+            (loss / cfg.grad_accum).backward()
+        loss_sum += loss.detach().float()
+    run.optim.step()
+    run.optim.zero_grad(set_to_none=True)
+    if run.world > 1:  # for logging only: the mean loss over ranks
+        dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
+        loss_sum /= run.world
+    run.pending.append(loss_sum)
+
+
+def run_epoch(run: Run, max_steps: int | None = None) -> bool:
+    """Train from run.step to the end of its epoch, checkpointing on the way -> False when it
+    stopped right after step `max_steps` without writing anything more (as a kill would)."""
+    cfg, spe = run.cfg, run.steps_per_epoch
+    epoch, start = divmod(run.step, spe)
+    sampler = EpochBatches(run.n, cfg.seed, epoch, run.batch, spe, run.rank, run.world, cfg.grad_accum, start)
+    loader = DataLoader(run.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=run.device.type == "cuda")
+    batches = iter(loader)
+    for _ in range(start, spe):
+        _train_step(run, batches)
+        run.step += 1
+        step = run.step
+        log_now = step % max(1, spe // 4) == 0 or step == run.total
+        ckpt_now = step % spe == 0 or (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
+        if log_now or ckpt_now or step == max_steps:
+            run.flush()
+        if run.rank == 0 and log_now:
+            log.info("step %d/%d epoch %d loss %.4f lr %.2e", step, run.total, epoch, run.step_losses[-1],
+                     run.optim.param_groups[0]["lr"])
+        if ckpt_now:
+            run.checkpoint()
+        if max_steps is not None and step >= max_steps:
+            return False
+    return True
+
+
+def finish(run: Run) -> list[float]:
+    """Rank 0 writes meta.json, loss.png, recon.png and encoder.safetensors last -> epoch losses."""
+    epoch_losses = run.epoch_losses()
+    run.check_weights()
+    if run.rank != 0:
+        return epoch_losses
+    from . import plots  # matplotlib only where figures are drawn
+
+    cfg, n, untrained = run.cfg, run.n, run.total == 0
+    if untrained:
+        run.checkpoint()
+    meta = {"config": cfg.to_dict(), "shards": run.shards, "n_samples": n,
+            "n_videos": int(sum(f["name"].nunique() for f in run.frames)), "steps": run.step,
+            "steps_per_epoch": run.steps_per_epoch, "global_batch": run.batch, "world_size": run.world,
+            "device": str(run.device), "epoch_losses": epoch_losses, "step_losses": run.step_losses,
+            "final_loss": epoch_losses[-1] if epoch_losses else None,
+            "wall_time_s": run.wall_before + time.time() - run.t0, "resumed_from_step": run.resumed_from,
+            "warnings": run.warnings, "untrained": untrained}
+    write_json(run.out / "meta.json", meta)
+    plots.loss_plot(run.out / "loss.png", run.step_losses, run.steps_per_epoch)
+    if cfg.kind == "video":
+        plots.video_recon_plot(run.out / "recon.png", run.model, _recon_clips(run.dataset), cfg.seed)  # type: ignore[arg-type]
+    else:
+        plots.recon_plot(run.out / "recon.png", run.model, _recon_batch(run.faces, run.samples), cfg.seed)  # type: ignore[arg-type]
+    save_encoder(run.out / "encoder.safetensors", run.model, {
+        "shards": run.shards, "step": run.step, "epochs": cfg.epochs, "final_loss": meta["final_loss"],
+        "n_samples": n, "seed": cfg.seed, "untrained": untrained, "warnings": run.warnings,
+        "config_hash": run.fp})
+    return epoch_losses
+
+
+def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max_steps: int | None = None) -> TrainResult:
+    """Train (or resume) into `out`. `max_steps` stops right after that optimizer step without
+    writing anything more, as a kill would (used to test resume). Raises TrainingDiverged."""
+    run = setup(cfg, faces, out)
+    while run.step < run.total:
+        if not run_epoch(run, max_steps):
+            res = TrainResult(run.model, run.step, run.step_losses, run.epoch_losses(), False)
+            return _finish_dist(res, run.created)
+    epoch_losses = finish(run)
+    return _finish_dist(TrainResult(run.model, run.step, run.step_losses, epoch_losses, True), run.created)
 
 
 def build_model(cfg: PretrainConfig) -> MAE | VideoMAE:
@@ -273,14 +311,7 @@ def _recon_clips(dataset: FaceClipDataset, k: int = 2) -> torch.Tensor | None:
     return torch.from_numpy(np.stack([dataset.clip(int(i)) for i in pick]))
 
 
-def _epoch_means(step_losses: list[float], steps_per_epoch: int) -> list[float]:
-    if not steps_per_epoch:
-        return []
-    full = len(step_losses) // steps_per_epoch
-    return [float(np.mean(step_losses[e * steps_per_epoch : (e + 1) * steps_per_epoch])) for e in range(full)]
-
-
-def _recon_batch(faces: Sequence[str | Path], samples: np.ndarray, cfg: PretrainConfig, k: int = 8) -> torch.Tensor | None:
+def _recon_batch(faces: Sequence[str | Path], samples: np.ndarray, k: int = 8) -> torch.Tensor | None:
     """Up to k un-augmented crops spread over the sample list, uint8 [k, S, S, 3]."""
     if len(samples) == 0:
         return None
@@ -305,7 +336,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PretrainConfig.from_params(json.loads(args.params))
-    train(cfg, args.faces, args.out)
+    try:
+        train(cfg, args.faces, args.out)
+    except TrainingDiverged as e:  # a clear one-line error in the job log, exit status 1
+        log.error("%s", e)
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -12,29 +12,25 @@ positions, L=T'*N tubes, K=T'*round(N*(1-ratio)) kept tubes, P=t*p*p*C pixels pe
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from timm.models.vision_transformer import Block
 
-from .model import EncoderWeights, MAEConfig, _take
-
-# Parameter-name prefixes that make up the video encoder (the rest is the pretraining decoder).
-VIDEO_ENCODER_PREFIXES = ("tube_embed.", "blocks.", "norm.")
+from ._vit import MAEBackbone, masked_patch_loss, take
+from .format import VIDEO_ENCODER_PREFIXES
+from .model import MAEConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VideoMAEConfig(MAEConfig):
-    """The image MAE's config plus time: 2-frame tubelets over 16-frame clips, 90% tube masking."""
+    """The image MAE's config plus time (tubelet frames per tube, num_frames per clip); the keys of
+    config section `mae_video` get their defaults from the schema in from_dict, as in MAEConfig."""
     _section: ClassVar[str] = "mae_video"
-    tubelet: int = 2
-    num_frames: int = 16
-    mask_ratio: float = 0.9
+    tubelet: int
+    num_frames: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,7 +52,7 @@ def sincos_1d(n: int, dim: int) -> torch.Tensor:
     return torch.from_numpy(tab).float().unsqueeze(0)
 
 
-class VideoMAE(EncoderWeights, nn.Module):
+class VideoMAE(MAEBackbone):
     encoder_prefixes = VIDEO_ENCODER_PREFIXES
 
     def __init__(self, cfg: VideoMAEConfig) -> None:
@@ -64,25 +60,12 @@ class VideoMAE(EncoderWeights, nn.Module):
         self.cfg = cfg
         Tn, N = cfg.grid
         D, Dd, P = cfg.embed_dim, cfg.decoder_dim, cfg.tubelet * cfg.patch_size**2 * cfg.in_chans
-        norm = functools.partial(nn.LayerNorm, eps=1e-6)
         self.tube_embed = nn.Linear(P, D)  # == Conv3d with stride = kernel, applied to kept tubes only
         self.register_buffer("pos_embed", sincos_1d(Tn * N, D), persistent=False)  # [1, L, D]
-        self.blocks = nn.ModuleList(Block(D, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, norm_layer=norm)
-                                    for _ in range(cfg.depth))
-        self.norm = norm(D)
-        self.decoder_embed = nn.Linear(D, Dd, bias=False)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
-        self.register_buffer("decoder_pos_embed", sincos_1d(Tn * N, Dd), persistent=False)
-        self.decoder_blocks = nn.ModuleList(Block(Dd, cfg.decoder_num_heads, cfg.mlp_ratio, qkv_bias=True,
-                                                  norm_layer=norm) for _ in range(cfg.decoder_depth))
-        self.decoder_norm = norm(Dd)
-        self.decoder_pred = nn.Linear(Dd, P)
-        nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self.build_encoder(D, cfg.num_heads, cfg.mlp_ratio, cfg.depth)  # blocks, norm
+        self.build_decoder(D, Dd, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.decoder_depth, P,
+                           sincos_1d(Tn * N, Dd), embed_bias=False)  # as VideoMAE: no decoder_embed bias
+        self.init_weights()  # tube_embed is a Linear: xavier like the rest
 
     def patchify(self, clips: torch.Tensor) -> torch.Tensor:
         """[B, C, T, H, W] -> [B, L, P], tubes in (time slot, row, col) order, pixels (dt, dy, dx, c)."""
@@ -136,32 +119,22 @@ class VideoMAE(EncoderWeights, nn.Module):
         noise = torch.rand(B, self.cfg.grid[1], device=clips.device) if noise is None else noise
         ids_shuffle, ids_restore, mask, K = self.tube_mask_ids(noise, ratio)
         ids_keep = ids_shuffle[:, :K]
-        x = self.tube_embed(_take(tubes, ids_keep))  # [B, K, D]
+        x = self.tube_embed(take(tubes, ids_keep))  # [B, K, D]
         x = x + self.pos_embed[0].index_select(0, ids_keep.reshape(-1)).view_as(x)
-        for blk in self.blocks:
-            x = blk(x)
-        x = self.decoder_embed(self.norm(x))  # [B, K, Dd]
+        x = self.decoder_embed(self.norm(self.run_blocks(x, self.blocks)))  # [B, K, Dd]
         x = torch.cat([x, self.mask_token.expand(B, L - K, -1)], dim=1)
-        x = _take(x, ids_restore) + self.decoder_pos_embed  # [B, L, Dd] in clip order
-        for blk in self.decoder_blocks:
-            x = blk(x)
+        x = self.run_blocks(take(x, ids_restore) + self.decoder_pos_embed, self.decoder_blocks)  # [B, L, Dd] clip order
         ids_masked = ids_shuffle[:, K:]
         if full_pred:
             x = self.decoder_norm(x)
             full = self.decoder_pred(x)  # [B, L, P]
-            pred = _take(full, ids_masked)
+            pred = take(full, ids_masked)
         else:
             full = None
-            pred = self.decoder_pred(self.decoder_norm(_take(x, ids_masked)))  # [B, L-K, P]
-        target = _take(tubes, ids_masked).float()
-        if self.cfg.norm_pix_loss:  # unbiased-variance normalisation, as in model.MAE.loss_fn
-            scale = torch.full((P,), ((P - 1) / P) ** 0.5, device=target.device)  # folded into the kernel
-            target = F.layer_norm(target, (P,), weight=scale, eps=1e-6 * (P - 1) / P)
-        return F.mse_loss(pred.float(), target), full, mask
+            pred = self.decoder_pred(self.decoder_norm(take(x, ids_masked)))  # [B, L-K, P]
+        return masked_patch_loss(pred, take(tubes, ids_masked), self.cfg.norm_pix_loss), full, mask
 
     def encode(self, clips: torch.Tensor) -> torch.Tensor:
         """All tubes, no masking: [B, C, T, H, W] -> mean of tube tokens after the final norm [B, D]."""
         x = self.tube_embed(self.patchify(clips)) + self.pos_embed
-        for blk in self.blocks:
-            x = blk(x)
-        return self.norm(x).mean(dim=1)
+        return self.norm(self.run_blocks(x, self.blocks)).mean(dim=1)

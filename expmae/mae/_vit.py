@@ -1,0 +1,110 @@
+"""What the image MAE (model.py) and the video MAE (video.py) share: timm's ViT block stack, the
+lightweight pretraining decoder, the weight init, the masked-patch loss, token gathers and the
+encoder-only state dict.
+
+Weights must not depend on which file builds them: module creation order (each timm Block draws
+its default init from the torch RNG) and the init order below are those of the original models,
+so a seed gives the same weights, and the parameter names (checkpoint keys) stay as they were.
+
+Shapes: B batch, L tokens, D encoder width, Dd decoder width, P pixels per patch (or tube).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+
+norm_layer = functools.partial(nn.LayerNorm, eps=1e-6)  # as in MAE / timm ViTs
+
+
+def vit_blocks(dim: int, heads: int, mlp_ratio: float, depth: int) -> nn.ModuleList:
+    """`depth` pre-norm timm ViT blocks (qkv bias, LayerNorm eps 1e-6): [B, L, dim] -> [B, L, dim]."""
+    return nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth))
+
+
+def take(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Gather tokens along dim 1: x [B, L, D], ids [B, M] -> [B, M, D].
+
+    A row gather (index_select on the flattened batch) copies whole D-vectors; torch.gather
+    with an index expanded over D looks up every element and is ~10x slower on CPU.
+    """
+    B, L, D = x.shape
+    flat = (ids + torch.arange(B, device=ids.device).unsqueeze(1) * L).reshape(-1)  # [B*M]
+    return x.reshape(B * L, D).index_select(0, flat).view(B, ids.shape[1], D)
+
+
+def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, norm_pix: bool) -> torch.Tensor:
+    """Mean squared error over the given (masked) patches: pred, target [B, M, P] -> scalar.
+
+    norm_pix normalises each target patch by its mean and unbiased variance (+1e-6), as in MAE.
+    layer_norm (biased variance) computes the same thing in one fused kernel once its eps and
+    output are rescaled by (P-1)/P.
+    """
+    target = target.float()
+    if norm_pix:
+        P = target.shape[-1]
+        scale = torch.full((P,), ((P - 1) / P) ** 0.5, device=target.device)  # folded into the kernel
+        target = F.layer_norm(target, (P,), weight=scale, eps=1e-6 * (P - 1) / P)
+    return F.mse_loss(pred.float(), target)
+
+
+class MAEBackbone(nn.Module):
+    """Block stack + decoder + init + encoder-only weights; a subclass adds its token embedding.
+
+    A subclass's __init__ creates its embedding modules, then calls build_encoder and
+    build_decoder (in that order), then init_weights.
+    """
+
+    encoder_prefixes: tuple[str, ...] = ()  # the encoder's parameters; everything else is the decoder
+
+    def build_encoder(self, dim: int, heads: int, mlp_ratio: float, depth: int) -> None:
+        self.blocks = vit_blocks(dim, heads, mlp_ratio, depth)
+        self.norm = norm_layer(dim)
+
+    def build_decoder(self, dim: int, dec_dim: int, heads: int, mlp_ratio: float, depth: int, out_dim: int,
+                      pos_embed: torch.Tensor, embed_bias: bool = True) -> None:
+        """The pretraining-only decoder: encoder tokens [B, K, D] -> Dd, plus a shared mask token,
+        fixed position table `pos_embed` [1, L, Dd] (a non-persistent buffer), blocks, norm, and a
+        pixel head Dd -> out_dim."""
+        self.decoder_embed = nn.Linear(dim, dec_dim, bias=embed_bias)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
+        self.register_buffer("decoder_pos_embed", pos_embed, persistent=False)
+        self.decoder_blocks = vit_blocks(dec_dim, heads, mlp_ratio, depth)
+        self.decoder_norm = norm_layer(dec_dim)
+        self.decoder_pred = nn.Linear(dec_dim, out_dim)
+
+    def init_embeddings(self) -> None:
+        """Init of the subclass's own embedding parameters, run first (default: nothing)."""
+
+    def init_weights(self) -> None:
+        # As in MAE: tokens N(0, .02), Linear xavier-uniform with zero bias, LayerNorm (1, 0).
+        self.init_embeddings()
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def run_blocks(self, x: torch.Tensor, blocks: nn.ModuleList) -> torch.Tensor:
+        for blk in blocks:
+            x = blk(x)
+        return x
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith(self.encoder_prefixes)}
+
+    def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
+        """Load encoder-only weights; anything missing must belong to the decoder."""
+        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
+        bad = [k for k in missing if k.startswith(self.encoder_prefixes)]
+        if bad or unexpected:
+            raise ValueError(f"{type(self).__name__} encoder weights do not match the model: "
+                             f"missing {bad[:5]}, unexpected {unexpected[:5]}")
