@@ -6,8 +6,9 @@ Why: a per-shard job on CPU spends more time importing torch (~1.2 s) plus timm/
 the job imports in ~0.4 s, so a new batch of videos costs in proportion to its size (issue 7).
 GPU runs (device cuda) keep the torch models; tests check that both give the same numbers.
 
-Weights come from the same safetensors files (read with safetensors.numpy); parameter names
-follow timm's `Block` (expMAE) and Hugging Face's `BertModel` (MiniLM).
+Weights come from the same safetensors files (read with safetensors.numpy; the expMAE encoder
+file's layout: expmae.mae.format); parameter names follow timm's `Block` (expMAE) and Hugging
+Face's `BertModel` (MiniLM).
 
 Shapes: B batch, N tokens, D width, H heads, d = D/H head width.
 """

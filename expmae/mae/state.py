@@ -50,7 +50,7 @@ class Run:
     dataset: Any = None  # FaceCropDataset | FaceClipDataset
     pending: list[torch.Tensor] = field(default_factory=list)  # step losses still on the device
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # derived, fixed for the whole run
         self.n, self.ckpt = len(self.samples), self.out / "checkpoint.safetensors"
         self.total = self.steps_per_epoch * self.cfg.epochs
         self.warmup = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
