@@ -365,13 +365,17 @@ def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
     per_shard, rest, jobs = jobs_with("features:\n  cmp: {extractor: compare}\n  w2v: {extractor: wav2vec2, model: /m}\n"
                                       "classify:\n  feature_sets: [expmae, egemaps, minilm, cmp]\n")
     assert per_shard == {("extract_audio", "cmp", s) for s in both}, per_shard  # not w2v: nothing consumes it
-    assert rest <= {"classify", "fuse", "pseudolabel", "report", "all"}, rest
+    assert rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}, rest
     assert {w.get("fs") for r, w in jobs if r == "classify" and w.get("round") == "0"} == {"cmp"}
     # changing one extractor's params reruns that extractor only (audio and text alike)
     per_shard, rest, _ = jobs_with("features:\n  egemaps: {extractor: egemaps, max_seconds: 20}\n")
-    assert per_shard == {("extract_audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "pseudolabel", "report", "all"}
+    assert per_shard == {("extract_audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}
     per_shard, _, _ = jobs_with("features:\n  minilm: {extractor: sentence_transformers, batch_size: 8}\n")
     assert per_shard == {("extract_text", "minilm", s) for s in both}
+    # the expMAE feature set is an ordinary instance: a changed setting reruns its extract_visual jobs only
+    per_shard, rest, _ = jobs_with("features:\n  expmae: {extractor: expmae_image, batch_size: 128}\n")
+    assert per_shard == {("extract_visual", "expmae", s) for s in both}, per_shard
+    assert rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}, rest
     # a video without a transcript row gets an asr job for its shard only, which feeds that text job
     csv = wd / "data" / "tiny" / "transcripts.csv"
     csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")  # drop v029's row (shard s00001)
@@ -455,3 +459,21 @@ def test_cpu_batch_size_applies_on_cpu_only():
     assert run.batch_size(create("timm", {**p, "cpu_batch_size": 0}, "features.t", "cpu")) == 128
     assert run.batch_size(create("wav2vec2", {"model": "x"}, "features.w", "cpu")) == 1
     assert run.batch_size(create("sentence_transformers", {}, "features.m", "cpu")) == 64
+
+
+def test_asr_and_features_schema_are_the_defaults():
+    """asr defaults come from the schema (no second copy in code); every key of the `features` /
+    `asr` sections is described, every asr key has a default; instance keys have none (the
+    extractor's registered default applies, and a schema default would be filled into every instance)."""
+    from expmae.config import defaults, section_schema
+
+    assert asr.asr_params({}) == {**defaults("asr"), "device": section_schema("device")["default"]}
+    assert asr.asr_params({"device": "cpu", "beam_size": 2})["beam_size"] == 2
+    with pytest.raises(ValueError, match=r"asr\.beam_size"):
+        asr.asr_params({"beam_size": 0})
+    assert not hasattr(asr, "DEFAULTS")
+    for key, node in section_schema("asr")["properties"].items():
+        assert "default" in node and node.get("description"), key
+    inst = section_schema("features")["additionalProperties"]["properties"]
+    assert all(node.get("description") and "default" not in node for node in inst.values())
+    assert section_schema("features")["default"] == {} and section_schema("features")["description"]

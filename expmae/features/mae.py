@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from expmae.io import file_sha256
-from expmae.npnet import MAEImageEncoder, read_encoder_info
+from expmae.mae.format import read_encoder_info
+from expmae.npnet import MAEImageEncoder
 
 from .registry import Extractor, register
 
