@@ -34,13 +34,14 @@ def section_schema(section: str) -> dict[str, Any]:
 
 
 def _defaults_of(node: Mapping[str, Any]) -> Any:
-    """Default of a schema node: its own `default`, else (objects) the defaults of its properties."""
-    if "default" in node:
-        return copy.deepcopy(node["default"])
-    if node.get("type") == "object" and "properties" in node:
+    """Default of a schema node. Objects: their properties' defaults, overlaid by the object's own
+    `default` (as Snakemake's validate fills them: `mae_video: {default: {enabled: false}}` still
+    gets every other key's default)."""
+    own = copy.deepcopy(node["default"]) if "default" in node else None
+    if node.get("type") == "object" and "properties" in node and (own is None or isinstance(own, dict)):
         out = {k: _defaults_of(v) for k, v in node["properties"].items()}
-        return {k: v for k, v in out.items() if v is not None}
-    return None
+        return {**{k: v for k, v in out.items() if v is not None}, **(own or {})}
+    return own
 
 
 def defaults(section: str) -> dict[str, Any]:
