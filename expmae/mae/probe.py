@@ -98,7 +98,7 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
 
     # The classifiers' label reader: non-UTF-8 bytes, duplicate rows and labels outside
     # `classes` never fail the probe (they are QC rows of the report already).
-    from expmae.dataset import read_labels
+    from expmae.train.data import read_labels
     from expmae.io import read_csv_tolerant
 
     classes = p.get("classes") or sorted(  # direct calls without the config: every label seen is a class
