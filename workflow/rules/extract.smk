@@ -16,21 +16,21 @@ rule extract_audio:
     output:
         features=f"{RES}/features/{{fset}}/{{shard}}.parquet",
         qc=f"{RES}/features/{{fset}}/{{shard}}.qc.parquet",
-    params:
-        cfg=fparams,
-        args=lambda w, input, output: extract_args(input, output),
-    wildcard_constraints:
-        fset=only_names(FEATURE_NAMES["audio"]),
-    resources:
-        gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
-        mem_mb=4000,
-        runtime=60,
     log:
         f"{RES}/logs/features/{{fset}}/{{shard}}.log",
     benchmark:
         f"{RES}/benchmarks/features/{{fset}}/{{shard}}.tsv"
+    wildcard_constraints:
+        fset=only_names(FEATURE_NAMES["audio"]),
     conda:
         ENV
+    resources:
+        gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cfg=fparams,
+        args=lambda w, input, output: extract_args(input, output),
     shell:
         "python -m expmae.features extract --name {wildcards.fset} {params.args} --params {params.cfg:q} > {log:q} 2>&1"
 
@@ -44,12 +44,12 @@ use rule extract_audio as extract_text with:
         asr=lambda w: [f"{RES}/asr/{w.shard}.parquet"] if w.shard in ASR_TODO else [],
     output:
         features=f"{RES}/features/{{fset}}/{{shard}}.parquet",
+    wildcard_constraints:
+        fset=only_names(FEATURE_NAMES["text"]),
     params:
         cfg=lambda w: fparams(w, DATA["transcript_column"]),
         args=lambda w, input, output: extract_args(input, output, transcripts=DATA.get("transcripts") or ""),
         transcripts_hash=lambda w: TEXT_HASH[w.shard],
-    wildcard_constraints:
-        fset=only_names(FEATURE_NAMES["text"]),
 
 
 use rule extract_audio as extract_visual with:
@@ -79,20 +79,20 @@ rule asr:
         f"{RES}/ingest/{{shard}}.parquet",
     output:
         f"{RES}/asr/{{shard}}.parquet",
-    params:
-        cfg=js({**ASR, "device": config["device"]}),
-        transcripts=DATA.get("transcripts") or "",
-        column=DATA["transcript_column"],
-        todo=lambda w: ASR_TODO.get(w.shard, ""),
-    resources:
-        mem_mb=4000,
-        runtime=60,
     log:
         f"{RES}/logs/asr/{{shard}}.log",
     benchmark:
         f"{RES}/benchmarks/asr/{{shard}}.tsv"
     conda:
         ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cfg=js({**ASR, "device": config["device"]}),
+        transcripts=DATA.get("transcripts") or "",
+        column=DATA["transcript_column"],
+        todo=lambda w: ASR_TODO.get(w.shard, ""),
     shell:
         "python -m expmae.features asr --manifest {input:q} --transcripts {params.transcripts:q}"
         " --column {params.column:q} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1"

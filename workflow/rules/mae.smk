@@ -10,14 +10,29 @@ MAE_TARGETS = [f"{RES}/mae/probe.json"] + ([f"{RES}/mae_video/probe.json"] if MA
 _NOT_TRAINING = ("enabled", "probe_repeats")  # settings that must not rerun pretraining
 # --params of the pretraining / probe jobs per config section (JSON, so a change reruns the rule).
 MAE_PARAMS = {
-    sec: js({**{k: v for k, v in config[sec].items() if k not in _NOT_TRAINING}, "kind": kind,
-             "seed": config["seed"], "device": config["device"]})
-    for sec, kind in (("mae", "image"), ("mae_video", "video")) if sec in config
+    sec: js(
+        {
+            **{k: v for k, v in config[sec].items() if k not in _NOT_TRAINING},
+            "kind": kind,
+            "seed": config["seed"],
+            "device": config["device"],
+        }
+    )
+    for sec, kind in (("mae", "image"), ("mae_video", "video"))
+    if sec in config
 }
 PROBE_PARAMS = {
-    sec: js({"folds": config["classify"]["folds"], "seed": config["seed"], "device": config["device"],
-             "repeats": config[sec].get("probe_repeats", 3), "classes": config["classes"]})
-    for sec in ("mae", "mae_video") if sec in config
+    sec: js(
+        {
+            "folds": config["classify"]["folds"],
+            "seed": config["seed"],
+            "device": config["device"],
+            "repeats": config[sec].get("probe_repeats", 3),
+            "classes": config["classes"],
+        }
+    )
+    for sec in ("mae", "mae_video")
+    if sec in config
 }
 
 
@@ -26,24 +41,34 @@ rule mae_pretrain:
         lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
     output:
         encoder=f"{RES}/mae/encoder.safetensors",
-        loss=report(f"{RES}/mae/loss.png", caption="../report/mae_loss.rst", category="expMAE",
-                    subcategory="image MAE", labels={"figure": "pretraining loss"}),
-        recon=report(f"{RES}/mae/recon.png", caption="../report/mae_recon.rst", category="expMAE",
-                     subcategory="image MAE", labels={"figure": "reconstructions"}),
-    params:
-        cfg=MAE_PARAMS["mae"],
-        out=lambda w, output: os.path.dirname(output.encoder),
-        launch=lambda w, resources: launcher(resources),
-    threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
-    resources:
-        mem_mb=8000,
-        runtime=lambda w, attempt: 240 * attempt,
+        loss=report(
+            f"{RES}/mae/loss.png",
+            caption="../report/mae_loss.rst",
+            category="expMAE",
+            subcategory="image MAE",
+            labels={"figure": "pretraining loss"},
+        ),
+        recon=report(
+            f"{RES}/mae/recon.png",
+            caption="../report/mae_recon.rst",
+            category="expMAE",
+            subcategory="image MAE",
+            labels={"figure": "reconstructions"},
+        ),
     log:
         f"{RES}/logs/mae_pretrain.log",
     benchmark:
         f"{RES}/benchmarks/mae_pretrain.tsv"
     conda:
         ENV
+    threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
+    resources:
+        mem_mb=8000,
+        runtime=lambda w, attempt: 240 * attempt,
+    params:
+        cfg=MAE_PARAMS["mae"],
+        out=lambda w, output: os.path.dirname(output.encoder),
+        launch=lambda w, resources: launcher(resources),
     shell:
         "{params.launch} -m expmae.mae.pretrain --faces {input:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
 
@@ -53,18 +78,28 @@ use rule mae_pretrain as mae_video_pretrain with:
         lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
     output:
         encoder=f"{RES}/mae_video/encoder.safetensors",
-        loss=report(f"{RES}/mae_video/loss.png", caption="../report/mae_loss.rst", category="expMAE",
-                    subcategory="video MAE", labels={"figure": "pretraining loss"}),
-        recon=report(f"{RES}/mae_video/recon.png", caption="../report/mae_video_recon.rst", category="expMAE",
-                     subcategory="video MAE", labels={"figure": "reconstructions"}),
-    params:
-        cfg=MAE_PARAMS.get("mae_video", "{}"),
-        out=lambda w, output: os.path.dirname(output.encoder),
-        launch=lambda w, resources: launcher(resources),
+        loss=report(
+            f"{RES}/mae_video/loss.png",
+            caption="../report/mae_loss.rst",
+            category="expMAE",
+            subcategory="video MAE",
+            labels={"figure": "pretraining loss"},
+        ),
+        recon=report(
+            f"{RES}/mae_video/recon.png",
+            caption="../report/mae_video_recon.rst",
+            category="expMAE",
+            subcategory="video MAE",
+            labels={"figure": "reconstructions"},
+        ),
     log:
         f"{RES}/logs/mae_video_pretrain.log",
     benchmark:
         f"{RES}/benchmarks/mae_video_pretrain.tsv"
+    params:
+        cfg=MAE_PARAMS.get("mae_video", "{}"),
+        out=lambda w, output: os.path.dirname(output.encoder),
+        launch=lambda w, resources: launcher(resources),
 
 
 rule mae_probe:
@@ -75,21 +110,31 @@ rule mae_probe:
         faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
         labels=DATA["labels"],
     output:
-        probe=report(f"{RES}/mae/probe.json", caption="../report/mae_probe.rst", category="expMAE",
-                     subcategory="image MAE", labels={"figure": "linear probe (JSON)"}),
-        png=report(f"{RES}/mae/probe.png", caption="../report/mae_probe.rst", category="expMAE",
-                   subcategory="image MAE", labels={"figure": "linear probe"}),
-    params:
-        cfg=PROBE_PARAMS["mae"],
-    resources:
-        mem_mb=4000,
-        runtime=30,
+        probe=report(
+            f"{RES}/mae/probe.json",
+            caption="../report/mae_probe.rst",
+            category="expMAE",
+            subcategory="image MAE",
+            labels={"figure": "linear probe (JSON)"},
+        ),
+        png=report(
+            f"{RES}/mae/probe.png",
+            caption="../report/mae_probe.rst",
+            category="expMAE",
+            subcategory="image MAE",
+            labels={"figure": "linear probe"},
+        ),
     log:
         f"{RES}/logs/mae_probe.log",
     benchmark:
         f"{RES}/benchmarks/mae_probe.tsv"
     conda:
         ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        cfg=PROBE_PARAMS["mae"],
     shell:
         "python -m expmae.mae.probe --encoder {input.encoder:q} --faces {input.faces:q} --labels {input.labels:q}"
         " --out {output.probe:q} --params {params.cfg:q} > {log:q} 2>&1"
@@ -101,13 +146,23 @@ use rule mae_probe as mae_video_probe with:
         faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
         labels=DATA["labels"],
     output:
-        probe=report(f"{RES}/mae_video/probe.json", caption="../report/mae_probe.rst", category="expMAE",
-                     subcategory="video MAE", labels={"figure": "linear probe (JSON)"}),
-        png=report(f"{RES}/mae_video/probe.png", caption="../report/mae_probe.rst", category="expMAE",
-                   subcategory="video MAE", labels={"figure": "linear probe"}),
-    params:
-        cfg=PROBE_PARAMS.get("mae_video", "{}"),
+        probe=report(
+            f"{RES}/mae_video/probe.json",
+            caption="../report/mae_probe.rst",
+            category="expMAE",
+            subcategory="video MAE",
+            labels={"figure": "linear probe (JSON)"},
+        ),
+        png=report(
+            f"{RES}/mae_video/probe.png",
+            caption="../report/mae_probe.rst",
+            category="expMAE",
+            subcategory="video MAE",
+            labels={"figure": "linear probe"},
+        ),
     log:
         f"{RES}/logs/mae_video_probe.log",
     benchmark:
         f"{RES}/benchmarks/mae_video_probe.tsv"
+    params:
+        cfg=PROBE_PARAMS.get("mae_video", "{}"),
