@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; one copy for torch and numpy
+from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; the one copy (numpy and torch)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "to_tensor"]
+__all__ = ["to_tensor"]
 
 # Resize rules of the callers (kept as they were, so every number stays the same):
 # bicubic: bicubic + antialias, clamped to [0, 1] (registry extractors); bilinear: bilinear +

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from expmae.faces.store import load_face_shard
-from expmae.imaging import IMAGENET_MEAN, IMAGENET_STD, to_tensor
+from expmae.imaging import to_tensor
+from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; one copy for torch and numpy
 
 log = logging.getLogger(__name__)
 
