@@ -20,32 +20,23 @@ if TYPE_CHECKING:
 
 __all__ = ["to_tensor"]
 
-# Resize rules of the callers (kept as they were, so every number stays the same):
-# bicubic: bicubic + antialias, clamped to [0, 1] (registry extractors); bilinear: bilinear +
-# antialias, not clamped (MAE data and features).
-RESIZE_MODES = ("bicubic", "bilinear")
-
 
 def to_tensor(crops: Any, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-              device: Any = None, mode: str = "bicubic") -> "torch.Tensor":
+              device: Any = None) -> "torch.Tensor":
     """uint8 crops [B, S, S, 3] RGB (numpy, memmap or tensor) -> float [B, 3, size, size], (x/255 - mean) / std.
 
-    `device`: where the result lives (None: where `crops` is; numpy input -> CPU). Crops of
-    another side than `size` are resized (see RESIZE_MODES)."""
+    `device`: where the result lives (None: where `crops` is; numpy input -> CPU). The one
+    resize rule, for crops of another side than `size`: bicubic with antialias (a downscale
+    averages instead of aliasing), clamped to [0, 1] (bicubic overshoots at edges)."""
     import torch
     import torch.nn.functional as F
 
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode {mode!r}: one of {RESIZE_MODES}")
     x = crops if isinstance(crops, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(crops))
     if device is not None:
         x = x.to(device)
     x = x.permute(0, 3, 1, 2).float() / 255.0                                   # [B, 3, S, S] in [0, 1]
     if x.shape[-1] != size or x.shape[-2] != size:
-        if mode == "bicubic":
-            x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        else:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
     m = torch.as_tensor(np.asarray(mean, np.float32), device=x.device).view(1, 3, 1, 1)
     s = torch.as_tensor(np.asarray(std, np.float32), device=x.device).view(1, 3, 1, 1)
     return (x - m) / s

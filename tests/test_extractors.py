@@ -477,3 +477,24 @@ def test_asr_and_features_schema_are_the_defaults():
     inst = section_schema("features")["additionalProperties"]["properties"]
     assert all(node.get("description") and "default" not in node for node in inst.values())
     assert section_schema("features")["default"] == {} and section_schema("features")["description"]
+
+
+def test_one_resize_rule_for_every_image_encoder():
+    """Crops -> tensors have one path (expmae.imaging.to_tensor) and one resize rule: bicubic +
+    antialias, clamped to [0, 1], then ImageNet (or the model's) mean/std. The MAE data uses it too."""
+    import torch
+    import torch.nn.functional as F
+
+    from expmae.imaging import to_tensor
+    from expmae.mae.data import normalize
+    from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD
+
+    crops = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+    want = F.interpolate(x, size=(32, 32), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    want = (want - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    got = to_tensor(crops, 32)
+    assert got.shape == (3, 3, 32, 32) and torch.equal(got, want)
+    assert torch.equal(normalize(torch.from_numpy(crops), 32), got)   # MAE pretraining data: the same rule
+    same = to_tensor(crops, 48, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # no resize at the crop size
+    assert torch.allclose(same, x * 2 - 1, atol=1e-6)

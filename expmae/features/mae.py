@@ -122,7 +122,7 @@ class ExpmaeImage(_MAEEncoder):
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(items)).to(self.device)
             with self.autocast():
-                z = self.model.encode(to_tensor(x, int(self.cfg["img_size"]), mode="bilinear"))  # [B, D]
+                z = self.model.encode(to_tensor(x, int(self.cfg["img_size"])))  # [B, D]
         return z.float().cpu().numpy()
 
 

@@ -39,7 +39,7 @@ def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: in
 
 def normalize(imgs: torch.Tensor, img_size: int) -> torch.Tensor:
     """uint8 [B, S, S, 3] -> float [B, 3, img_size, img_size], ImageNet-normalised (expmae.imaging)."""
-    return to_tensor(imgs, img_size, mode="bilinear")
+    return to_tensor(imgs, img_size)
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
