@@ -36,10 +36,10 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         f"{RES}/metrics.json",
         f"{RES}/submission/final.csv",
         f"{RES}/qc/summary.tsv",
         f"{RES}/qc/faces_summary.tsv",
         MAE_TARGETS,
-    default_target: True

@@ -146,7 +146,7 @@ def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
          "--configfile", str(wd / "config_tiny.yaml"), str(wd / "slurm_test.yaml"),
          "--jobs", "2", "--retries", "0",
          "--default-resources", "mem_mb=1000", "runtime=20",
-         "--set-resources", "mae_pretrain:gpu=0", "mae_features:gpu=0", "text:gpu=0",
+         "--set-resources", "mae_pretrain:gpu=0", "extract_visual:gpu=0", "extract_text:gpu=0",
          # every rule with threads > 2 (mae_video_pretrain inherits mae_pretrain's 8): sbatch would
          # otherwise queue it forever (PartitionConfig) on this 2-CPU node
          "--set-threads", "mae_pretrain=2", "mae_video_pretrain=2"],
@@ -155,7 +155,8 @@ def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
     ids = sorted(submitted.values(), key=int)
     print(f"SLURM sbatch job ids (pipeline): {' '.join(ids)}", flush=True)
     rules = set(re.findall(r"rule (\w+):", log))
-    assert {"faces", "audio", "text", "mae_pretrain", "mae_features", "classify", "fuse", "report"} <= rules
+    assert {"faces", "extract_audio", "extract_text", "mae_pretrain", "extract_visual", "classify", "fuse", "fuse_late",
+            "report"} <= rules
     assert len(ids) >= 10 and len(set(ids)) == len(ids)
     assert (wd / "results" / "metrics.json").exists() and (wd / "results" / "submission" / "final.csv").exists()
     states = squeue_states(ids)

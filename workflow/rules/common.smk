@@ -83,7 +83,7 @@ def extract_args(input, output, **more):
 
 ROUNDS = list(range(config["pseudolabel"]["rounds"] + 1))
 FEATURE_SETS = config["classify"]["feature_sets"]
-# MODALITIES, COMBOS, FUSE_HEADS (what each round trains): workflow/rules/classify.smk
+# MODALITIES, COMBOS, FUSE_HEADS (what each round trains): the training region at the end of this file
 
 
 def js(obj):

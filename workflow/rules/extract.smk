@@ -26,8 +26,6 @@ rule extract_audio:
         ENV
     resources:
         gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
-        mem_mb=4000,
-        runtime=60,
     params:
         cfg=fparams,
         args=lambda w, input, output: extract_args(input, output),
@@ -68,8 +66,6 @@ use rule extract_audio as extract_visual with:
         fset=only_names(FEATURE_NAMES["visual"]),
     resources:
         gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
-        mem_mb=8000,
-        runtime=60,
 
 
 rule asr:
@@ -85,9 +81,6 @@ rule asr:
         f"{RES}/benchmarks/asr/{{shard}}.tsv"
     conda:
         ENV
-    resources:
-        mem_mb=4000,
-        runtime=60,
     params:
         cfg=js({**ASR, "device": config["device"]}),
         transcripts=DATA.get("transcripts") or "",

@@ -4,18 +4,15 @@ rule faces:
         f"{RES}/ingest/{{shard}}.parquet",
     output:
         directory(f"{RES}/faces/{{shard}}"),
-    params:
-        cfg=js(config["faces"]),
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     log:
         f"{RES}/logs/faces/{{shard}}.log",
     benchmark:
         f"{RES}/benchmarks/faces/{{shard}}.tsv"
     conda:
         ENV
+    threads: 2
+    params:
+        cfg=js(config["faces"]),
     shell:
         "python -m expmae.faces --manifest {input:q} --out {output:q} --params {params.cfg:q}"
         " --threads {threads} > {log:q} 2>&1"
@@ -26,11 +23,19 @@ rule faces_report:
     input:
         per_shard(f"{RES}/faces/{{shard}}"),
     output:
-        summary=report(f"{RES}/qc/faces_summary.tsv", caption="../report/faces.rst", category="Faces",
-                       labels={"figure": "summary per shard"}),
-        montages=report(directory(f"{RES}/qc/faces_montages"), patterns=["montage_{shard}.png"],
-                        caption="../report/faces.rst", category="Faces",
-                        labels={"figure": "crop montage", "shard": "{shard}"}),
+        summary=report(
+            f"{RES}/qc/faces_summary.tsv",
+            caption="../report/faces.rst",
+            category="Faces",
+            labels={"figure": "summary per shard"},
+        ),
+        montages=report(
+            directory(f"{RES}/qc/faces_montages"),
+            patterns=["montage_{shard}.png"],
+            caption="../report/faces.rst",
+            category="Faces",
+            labels={"figure": "crop montage", "shard": "{shard}"},
+        ),
     log:
         f"{RES}/logs/faces_report.log",
     conda:

@@ -62,9 +62,6 @@ rule mae_pretrain:
     conda:
         ENV
     threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
-    resources:
-        mem_mb=8000,
-        runtime=lambda w, attempt: 240 * attempt,
     params:
         cfg=MAE_PARAMS["mae"],
         out=lambda w, output: os.path.dirname(output.encoder),
@@ -130,9 +127,6 @@ rule mae_probe:
         f"{RES}/benchmarks/mae_probe.tsv"
     conda:
         ENV
-    resources:
-        mem_mb=4000,
-        runtime=30,
     params:
         cfg=PROBE_PARAMS["mae"],
     shell:
