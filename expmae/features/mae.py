@@ -63,7 +63,7 @@ class _MAEEncoder(Extractor):
         if info.get("kind", "image") != self.kind:
             raise SystemExit(f"config key {self.key}.extractor: {enc} is a {info.get('kind', 'image')} MAE encoder, "
                              f"not {self.kind}")
-        self.enc_meta, self.sha = info, file_sha256(enc)
+        self.enc_meta, self.sha = info, self.inputs.get("encoder_sha256") or file_sha256(enc)
         self.cfg = info["model_config"]
         self.dim = int(self.cfg["embed_dim"])
         self.model_id = f"{self.set_name}-mae@{self.sha[:12]}"

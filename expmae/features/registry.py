@@ -49,7 +49,7 @@ class Extractor:
         self.p = {"batch_size": 16, **type(self).defaults, **params}
         self.key = key              # config key prefix for error messages, e.g. features.w2v
         self.device = device
-        self.inputs = dict(inputs or {})  # the job's input files by name (faces, encoder)
+        self.inputs = dict(inputs or {})  # the job's input files by name (faces, encoder; encoder_sha256 when known)
         self.dim = 0
         self.model_id = str(self.p.get("model", ""))
         self.crops_per_item = 1     # visual: crops in one encode item (T for a clip); batch_size counts crops

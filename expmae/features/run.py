@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from expmae.io import config_hash, read_meta, write_features, write_npy, write_table
+from expmae.io import config_hash, file_sha256, read_meta, write_features, write_npy, write_table
 
 from . import media
 from .registry import Extractor, create
@@ -181,11 +181,10 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
         raise SystemExit(f"{key}: extractor {reg_name} needs --encoder "
                          f"(results/{cls.encoder_section}/encoder.safetensors)")
 
-    from expmae.io import file_sha256
-
+    encoder_sha = file_sha256(encoder) if encoder else ""  # hashed once: cache key and table metadata
     chash = config_hash({"extractor": reg_name, "version": cls.version,
                          **{k: v for k, v in params.items() if k not in cls.hash_ignore}})
-    ihash = _input_hash(cls.modality, manifest, texts, faces, file_sha256(encoder) if encoder else "")
+    ihash = _input_hash(cls.modality, manifest, texts, faces, encoder_sha)
     qc_out = qc_out or out.replace(".parquet", ".qc.parquet")
     sides = [qc_out] if cls.modality == "audio" else [frames_out] if cls.modality == "visual" and frames_out else []
     if reuse and Path(out).exists():
@@ -200,7 +199,7 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
         device = device_name(device_spec)
     else:
         device = "cpu"  # CPU-only extractors (openSMILE) never import torch: 1-2 s less per job
-    ext = create(reg_name, params, key, device, inputs={"faces": faces, "encoder": encoder})
+    ext = create(reg_name, params, key, device, inputs={"faces": faces, "encoder": encoder, "encoder_sha256": encoder_sha})
     ext.load()
     meta: dict[str, Any] = {"extractor": name, "registry_name": reg_name, "model_id": ext.model_id,
                             "modality": cls.modality, "config_hash": chash, "input_hash": ihash,
