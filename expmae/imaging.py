@@ -18,7 +18,7 @@ from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; the one cop
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["to_tensor"]
+__all__ = ["denormalize", "to_tensor"]
 
 
 def to_tensor(crops: Any, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
@@ -41,3 +41,13 @@ def to_tensor(crops: Any, size: int, mean: Sequence[float] = IMAGENET_MEAN, std:
     s = torch.as_tensor(np.asarray(std, np.float32), device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
 
+
+
+def denormalize(x: "torch.Tensor", mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> "torch.Tensor":
+    """Inverse of `to_tensor` for display: float [B, 3, H, W] -> [B, H, W, 3] in [0, 1]."""
+    import torch
+
+    m = torch.as_tensor(np.asarray(mean, np.float32), device=x.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(np.asarray(std, np.float32), device=x.device).view(1, 3, 1, 1)
+    return (x * s + m).clamp(0, 1).permute(0, 2, 3, 1)

@@ -321,29 +321,10 @@ def test_asr_tiny_en_on_a_real_clip(tmp_path):
 
 
 # ---------------------------------------------------------------- Snakemake: only the new extractor's jobs
-def _fake_project(wd: Path) -> None:
-    """The tiny workflow on placeholder video files: a dry run needs only names, never decoding."""
-    from fixtures.workflow import copy_workflow
-
-    copy_workflow(wd)
-    d = wd / "data" / "tiny"
-    (d / "videos").mkdir(parents=True)
-    names = [f"v{i:03d}" for i in range(30)]
-    for n in names:
-        (d / "videos" / f"{n}.mp4").write_bytes(b"\0" * 16)
-    classes = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
-    pd.DataFrame({"name": names[:20], "discrete": [classes[i % 6] for i in range(20)], "valence": 0.0}
-                 ).to_csv(d / "labels.csv", index=False)
-    pd.DataFrame({"name": names, "english": "hello there"}).to_csv(d / "transcripts.csv", index=False)
-    pd.DataFrame({"name": names[20:25]}).to_csv(d / "test.csv", index=False)
-    pd.DataFrame({"name": names[20:25], "discrete": "happy"}).to_csv(d / "test_labels.csv", index=False)
-
-
 def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
-    from fixtures.workflow import dry_run_jobs, smk
+    from fixtures.workflow import dry_run_jobs, placeholder_workflow, smk
 
-    wd = tmp_path / "wf"
-    _fake_project(wd)
+    wd = placeholder_workflow(tmp_path / "wf", n=30)  # two shards of config_tiny
     # Pretend the whole DAG ran: create every output, then let Snakemake touch them all
     # (--forceall records the provenance metadata that its params / input-set triggers read).
     listing = smk(wd, "-n").stdout
@@ -486,7 +467,7 @@ def test_one_resize_rule_for_every_image_encoder():
     import torch.nn.functional as F
 
     from expmae.imaging import to_tensor
-    from expmae.mae.data import normalize
+    from expmae.mae.clips import clip_tensor
     from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD
 
     crops = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
@@ -495,6 +476,7 @@ def test_one_resize_rule_for_every_image_encoder():
     want = (want - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     got = to_tensor(crops, 32)
     assert got.shape == (3, 3, 32, 32) and torch.equal(got, want)
-    assert torch.equal(normalize(torch.from_numpy(crops), 32), got)   # MAE pretraining data: the same rule
+    # the video MAE's clips (pretraining and features): the same rule, frame by frame
+    assert torch.equal(clip_tensor(crops[None], 32)[0].transpose(0, 1), got)
     same = to_tensor(crops, 48, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # no resize at the crop size
     assert torch.allclose(same, x * 2 - 1, atol=1e-6)

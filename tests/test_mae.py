@@ -152,14 +152,14 @@ def test_registry_config_and_encode() -> None:
 
 def test_loss_decreases(shards, tmp_path) -> None:
     """A few dozen steps lower the loss on a fixed batch with fixed masks (not the noisy step losses)."""
-    from expmae.mae.data import normalize
+    from expmae.imaging import to_tensor
 
     c = cfg(epochs=40, batch_size=16, lr=2e-3, warmup_epochs=2, frames_per_video=100, mask_ratio=0.5)
     torch.manual_seed(0)
     init = MAE(c.model).eval()
     res = train(c, shards[:1], tmp_path)
     assert len(res.step_losses) == 40 and np.isfinite(res.step_losses).all()
-    x = normalize(torch.from_numpy(np.load(shards[0] / "crops.npy")), S)
+    x = to_tensor(torch.from_numpy(np.load(shards[0] / "crops.npy")), S)
     noise = torch.rand(len(x), (S // 8) ** 2, generator=torch.Generator().manual_seed(123))
     with torch.no_grad():
         before, after = init(x, noise=noise)[0].item(), res.model.eval()(x, noise=noise)[0].item()
@@ -322,10 +322,10 @@ def test_features_one_row_per_manifest_video(shards, tmp_path) -> None:
     assert meta["encoder_meta"]["shards"] == ["s00000", "s00001"] and read_meta(out)["dim"] == 32
     # features equal a direct encode of the same crops
     model, _ = load_encoder(enc)
-    from expmae.mae.data import normalize
+    from expmae.imaging import to_tensor
     crops = torch.from_numpy(np.load(shards[1] / "crops.npy")[:5])
     with torch.inference_mode():
-        direct = model.encode(normalize(crops, S)).mean(0).numpy()
+        direct = model.encode(to_tensor(crops, S)).mean(0).numpy()
     np.testing.assert_allclose(X[2], direct, atol=1e-5)
 
 
@@ -398,7 +398,7 @@ def vcfg(**kw) -> PretrainConfig:
 
 def test_video_pretrain_loss_decreases_and_resumes(shards, tmp_path) -> None:
     from expmae.mae.clips import FaceClipDataset, build_clip_samples
-    from expmae.mae.data import load_face_shard
+    from expmae.faces.store import load_face_shard
     from expmae.mae.video import VideoMAE
 
     c = vcfg(epochs=30, batch_size=5, lr=3e-3, warmup_epochs=2)

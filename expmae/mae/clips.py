@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from expmae.faces.store import load_face_shard
 
-from .data import normalize
+from expmae.imaging import to_tensor
 
 
 def clip_rows(rows: np.ndarray, num_frames: int) -> np.ndarray:
@@ -57,7 +57,7 @@ def build_clip_samples(frames_per_shard: Sequence[pd.DataFrame], num_frames: int
 def clip_tensor(crops: np.ndarray, img_size: int) -> torch.Tensor:
     """uint8 clips [B, T, S, S, 3] -> float [B, 3, T, img, img], ImageNet-normalised."""
     B, T = crops.shape[:2]
-    x = normalize(torch.from_numpy(np.ascontiguousarray(crops)).flatten(0, 1), img_size)  # [B*T, 3, H, W]
+    x = to_tensor(torch.from_numpy(np.ascontiguousarray(crops)).flatten(0, 1), img_size)  # [B*T, 3, H, W]
     return x.view(B, T, *x.shape[1:]).transpose(1, 2).contiguous()
 
 
@@ -69,7 +69,7 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator, out_size: int) -> t
     w = int(min(S1, round(np.sqrt(area * aspect))))
     h = int(min(S0, round(np.sqrt(area / aspect))))
     y0, x0 = int(rng.integers(0, S0 - h + 1)), int(rng.integers(0, S1 - w + 1))
-    x = normalize(torch.from_numpy(np.ascontiguousarray(clip[:, y0 : y0 + h, x0 : x0 + w])), out_size)  # [T, 3, o, o]
+    x = to_tensor(torch.from_numpy(np.ascontiguousarray(clip[:, y0 : y0 + h, x0 : x0 + w])), out_size)  # [T, 3, o, o]
     if rng.random() < 0.5:
         x = x.flip(-1)
     return x.transpose(0, 1).contiguous()

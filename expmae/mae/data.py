@@ -20,7 +20,6 @@ from torch.utils.data import Dataset
 
 from expmae.faces.store import load_face_shard
 from expmae.imaging import to_tensor
-from expmae.npnet import IMAGENET_MEAN, IMAGENET_STD  # float32 [3]; one copy for torch and numpy
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +36,6 @@ def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: in
     return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), np.int64)
 
 
-def normalize(imgs: torch.Tensor, img_size: int) -> torch.Tensor:
-    """uint8 [B, S, S, 3] -> float [B, 3, img_size, img_size], ImageNet-normalised (expmae.imaging)."""
-    return to_tensor(imgs, img_size)
-
-
-def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of `normalize` for display: [B, 3, H, W] -> [B, H, W, 3] in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1)
-
-
 def augment(img: np.ndarray, rng: np.random.Generator, out_size: int) -> torch.Tensor:
     """Random-resized-crop-lite + horizontal flip: uint8 [S, S, 3] -> float [3, out, out] normalised.
 
@@ -63,7 +50,7 @@ def augment(img: np.ndarray, rng: np.random.Generator, out_size: int) -> torch.T
     y0 = int(rng.integers(0, S0 - h + 1))
     x0 = int(rng.integers(0, S1 - w + 1))
     crop = torch.from_numpy(np.array(img[y0 : y0 + h, x0 : x0 + w]))[None]  # [1, h, w, 3]
-    x = normalize(crop, out_size)[0]  # [3, out, out]
+    x = to_tensor(crop, out_size)[0]  # [3, out, out]
     if rng.random() < 0.5:
         x = x.flip(-1)
     return x

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from expmae.io import atomic_path  # noqa: E402
 
-from .data import denormalize, normalize  # noqa: E402
+from expmae.imaging import denormalize, to_tensor  # noqa: E402
 from .model import MAE  # noqa: E402
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def reconstruct(model: MAE, crops: torch.Tensor, seed: int) -> tuple[np.ndarray,
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    x = normalize(crops, model.cfg.img_size).to(device)  # [k, 3, H, W]
+    x = to_tensor(crops, model.cfg.img_size).to(device)  # [k, 3, H, W]
     noise = torch.rand(x.shape[0], model.cfg.num_patches, generator=torch.Generator().manual_seed(seed)).to(device)
     _, pred, mask = model(x, noise=noise, full_pred=True)  # [k, L, p*p*3], [k, L]
     pred = pred.float()
