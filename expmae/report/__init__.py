@@ -28,11 +28,12 @@ from expmae.train.plan import is_subcombination
 Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> its metrics.json
 
 
-def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str], Path], list[dict]]:
-    """Every training output's metrics (by round and name, from its identity), its folder, and the label
-    issues (the same in every metrics.json); writes each model's submission CSV."""
+def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str], str], list[dict]]:
+    """Every training output's metrics (by round and name, from its identity), its submission CSV text
+    (also written to <out>/submission/round<r>_<name>.csv), and the label issues (the same in every
+    metrics.json)."""
     rounds: Rounds = {}
-    where: dict[tuple[str, str], Path] = {}
+    subs: dict[tuple[str, str], str] = {}
     label_issues: list[dict] = []
     for d in map(Path, dirs):
         m = json.loads((d / "metrics.json").read_text())
@@ -43,9 +44,9 @@ def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str
         label_issues = label_issues or issues
         r, name = str(m["round"]), m["name"]
         rounds.setdefault(r, {})[name] = m
-        where[r, name] = d
-        write_text(out / "submission" / f"round{r}_{name}.csv", submission(pd.read_parquet(d / "probs.parquet")).to_csv(index=False))
-    return rounds, where, label_issues
+        subs[r, name] = submission(pd.read_parquet(d / "probs.parquet")).to_csv(index=False)
+        write_text(out / "submission" / f"round{r}_{name}.csv", subs[r, name])
+    return rounds, subs, label_issues
 
 
 def best(models: dict[str, dict], kind: str) -> str | None:
@@ -112,11 +113,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     out, classes = Path(a.out), a.classes.split(",")
-    rounds, where, label_issues = load_models(a.classify, out)
+    rounds, subs, label_issues = load_models(a.classify, out)
     pseudo = pseudo_summary(a.pseudo)
     final = choose_final(rounds)
-    final_dir = where[str(final["round"]), final["model"]]
-    write_text(out / "submission" / "final.csv", submission(pd.read_parquet(final_dir / "probs.parquet")).to_csv(index=False))
+    write_text(out / "submission" / "final.csv", subs[str(final["round"]), final["model"]])
     qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.ingest_issues, label_issues, a.asr)
     write_text(out / "qc" / "summary.tsv", qc.to_csv(sep="\t", index=False))
     wide, long = tables(rounds)

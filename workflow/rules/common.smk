@@ -2,6 +2,7 @@
 # Parse time stays O(videos) in plain Python (one scandir + one registry read); the DAG is O(shards).
 import json
 import re
+import shlex as _shlex
 from pathlib import Path
 
 from expmae import ingest as _ingest
@@ -71,13 +72,11 @@ _EXTRACT_FLAGS = {"features": "--out", "frames": "--frames-out"}  # any other na
 def extract_args(input, output, **more):
     """Named inputs / outputs (+ more) of an extract job -> its CLI flags, quoted
     (--manifest m --faces f --encoder e --out o ...); an empty input list gives no flag."""
-    import shlex
-
     args = []
     for name, value in [*input.items(), *output.items(), *more.items()]:
         paths = [value] if isinstance(value, str) else list(value)
         if paths:
-            args += [_EXTRACT_FLAGS.get(name, f"--{name}"), *map(shlex.quote, paths)]
+            args += [_EXTRACT_FLAGS.get(name, f"--{name}"), *map(_shlex.quote, paths)]
     return " ".join(args)
 
 
@@ -122,8 +121,6 @@ def launcher(resources):
 # What each round trains (expmae/train/plan.py): one classifier per feature set, and per modality
 # combination x fusion head. Training settings are the rule params; which feature sets, combinations
 # and rounds exist are not, so adding a feature set or raising pseudolabel.rounds reruns no existing job.
-import shlex as _shlex
-
 from expmae.train import plan as _plan
 
 MODALITIES = _plan.modalities(config)

@@ -64,8 +64,6 @@ use rule extract_audio as extract_visual with:
         frames=f"{RES}/features/{{fset}}/{{shard}}.frames.npy",
     wildcard_constraints:
         fset=only_names(FEATURE_NAMES["visual"]),
-    resources:
-        gpu=lambda w: _fcfg.gpu(FEATURES[w.fset]),
 
 
 rule asr:
