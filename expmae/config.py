@@ -44,6 +44,11 @@ def _defaults_of(node: Mapping[str, Any]) -> Any:
     return own
 
 
+def default(key: str) -> Any:
+    """The schema default of one top-level key (`seed`, `device`, ...) or section."""
+    return _defaults_of(section_schema(key))
+
+
 def defaults(section: str) -> dict[str, Any]:
     """The schema defaults of one config section (`classify`, `faces`, ...), as a fresh dict."""
     return _defaults_of(section_schema(section)) or {}

@@ -81,13 +81,17 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
     """Probe the pretrained encoder and its random init on the labeled set; write `out` (JSON)."""
     import torch
 
+    from expmae import config
     from expmae.device import resolve_device
     from expmae.io import file_sha256, write_json
 
     from .checkpoint import load_encoder
     from .pretrain import PretrainConfig, build_model
 
-    p = {"folds": 5, "seed": 0, "repeats": 3, "device": "auto", "batch_size": 256, **(params or {})}
+    # a direct call gets the workflow's defaults (schema): classify.folds, seed, mae.probe_repeats, device
+    p = {"folds": config.defaults("classify")["folds"], "seed": config.default("seed"),
+         "repeats": config.defaults("mae")["probe_repeats"], "device": config.default("device"), "batch_size": 256,
+         **(params or {})}
     t0 = time.time()
     device = resolve_device(str(p["device"]))
     pre, info = load_encoder(encoder, device)

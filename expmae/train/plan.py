@@ -103,7 +103,7 @@ def train_params(given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     `python -m expmae.train.cv` thus trains exactly as the workflow's job does; an unknown or invalid
     key is an error naming it."""
     given = dict(given or {})
-    seed = given.pop("seed", config.schema()["properties"]["seed"].get("default", 0))
+    seed = given.pop("seed", config.default("seed"))
     fuse_keys = set(config.section_schema("fuse")["properties"]) - set(PLAN_KEYS["fuse"])
     out: dict[str, Any] = {}
     for section, part in (("classify", {k: v for k, v in given.items() if k not in fuse_keys}),
