@@ -84,6 +84,24 @@ def scan(dirs: Sequence[str | os.PathLike], exts: Iterable[str] = DEFAULT_EXTS) 
     return Scan(df.astype({"size": "int64", "mtime_ns": "int64"}), issues)
 
 
+def check_data(data: dict) -> list[str]:
+    """Errors in the config's data: section, each naming its key (empty = fine). A configured folder or
+    file that does not exist is an error, not a silent skip; unset optional files ("") are fine."""
+    errors = []
+    if not data.get("videos"):
+        errors.append("config key data.videos is not set: list your video folders "
+                      "(or pass --configfile workflow/presets/demo.yaml for the demo data)")
+    for d in data.get("videos") or []:
+        if not Path(d).is_dir():
+            errors.append(f"config key data.videos: folder {d!r} does not exist")
+    if not data.get("labels"):
+        errors.append("config key data.labels is not set: the label CSV (name,discrete[,valence])")
+    for key in ("labels", "transcripts", "test", "test_labels"):
+        if data.get(key) and not Path(data[key]).is_file():
+            errors.append(f"config key data.{key}: file {data[key]!r} does not exist")
+    return errors
+
+
 def assign(registry: pd.DataFrame, found: pd.DataFrame, shard_size: int) -> pd.DataFrame:
     """Return the new registry: known ids keep their shard (path/size/mtime refreshed),
     unknown ids go to new shards numbered after the highest existing one."""

@@ -11,6 +11,10 @@ from expmae.features import media as _text
 
 RES = config["results"]
 DATA = config["data"]
+# A user's data section never mixes with the demo's (data.* defaults are empty): an unset or missing
+# folder/file is an error naming its key, also for -n.
+if _data_errors := _ingest.check_data(DATA):
+    raise WorkflowError("\n".join(_data_errors))
 CLASSES = ",".join(config["classes"])
 ENV = "../../envs/expmae.yaml"
 
