@@ -5,6 +5,8 @@ import sys
 
 from snakemake.utils import min_version, validate
 
+from expmae.config import data_paths
+
 min_version("9.0")
 
 
@@ -15,6 +17,8 @@ report: "workflow/report/workflow.rst"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+# A preset names the release's files relative to data.root (the one key a user sets).
+config["data"] = data_paths(config["data"])
 
 # Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv),
 # also when the venv is not activated.

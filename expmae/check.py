@@ -1,0 +1,232 @@
+"""Preflight: read the config and the data, run nothing, print one table of what a run would meet.
+
+    python -m expmae check --configfile workflow/presets/mer2023.yaml my.yaml      (make check: the demo)
+
+Videos per folder and split, labels per class (and whether classify.folds fits), names in the label and
+test files without a video, transcript coverage and encoding, duplicate ids, models present or missing
+(with the config key), the GPU, and Snakemake's job count per rule with a rough time. Exit code 1 when
+anything would make the run wrong (an `error` row), 2 when the config itself does not load; warnings
+(`warn`) are worth reading but a run goes on through them. Writes nothing under results/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Per-video cost of the per-video stages (faces + features), core-seconds, measured on the demo's small
+# clips by benchmarks/bench_incremental.py (67.3 s for 340 videos on 2 cores). Real 720p-1080p clips cost
+# several times more (benchmarks/bench_faces.py measures them): the estimate is a floor, not a promise.
+DEMO_CORE_S_PER_VIDEO = 0.4
+
+
+@dataclass
+class Row:
+    level: str   # ok | warn | error | info
+    item: str
+    value: str
+
+
+def _read(path: str, key: str, rows: list[Row], need: tuple[str, ...], encoding: str = "") -> pd.DataFrame | None:
+    """A CSV of the data: section, its encoding and columns checked; None when unusable."""
+    from expmae.labels import decode, read_csv
+
+    if not Path(path).is_file():  # ingest.check_data has a row for it already
+        return None
+    _, used, exact = decode(Path(path).read_bytes(), encoding)
+    df, issues = read_csv(path, encoding, key)
+    if not exact:
+        rows.append(Row("error", key, f"{path}: no encoding tried decodes it (bytes would be replaced); "
+                        "save it as UTF-8 or set data.encoding"))
+    elif used not in ("utf-8", "utf-8-sig"):
+        rows.append(Row("info", key, f"{Path(path).name}: decoded as {used}"))
+    for i in issues:
+        if "bytes replaced" not in i["reason"]:
+            rows.append(Row("error", key, i["reason"]))
+    if not len(df.columns):
+        return None
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        rows.append(Row("error", key, f"{path}: no column {missing} (columns: {list(df.columns)[:8]})"))
+        return None
+    return df
+
+
+def check_videos(data: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
+    from expmae import ingest
+
+    dirs = [d for d in data.get("videos") or [] if Path(d).is_dir()]
+    found = ingest.scan(dirs, data.get("extensions") or ingest.DEFAULT_EXTS) if dirs else None
+    df = found.videos if found is not None else pd.DataFrame(columns=["name", "path"])
+    for d in data.get("videos") or []:
+        if not Path(d).is_dir():
+            continue
+        prefix = os.path.join(str(d), "")
+        n = int(df["path"].astype(str).str.startswith(prefix).sum()) if len(df) else 0
+        rows.append(Row("ok" if n else "warn", "data.videos", f"{d}: {n} videos"))
+    issues = [" ".join(map(str, i)) for i in (found.issues if found is not None else [])]  # (name, path, reason)
+    dup = [i for i in issues if "duplicate" in i.lower()]
+    if dup:
+        rows.append(Row("warn", "duplicate ids", f"{len(dup)} (first: {dup[0][:150]}); the first path wins"))
+    if len(issues) > len(dup):
+        rows.append(Row("warn", "ingest", f"{len(issues) - len(dup)} other file issues (first: {issues[0][:150]})"))
+    return df
+
+
+def check_labels(cfg: dict[str, Any], names: set[str], rows: list[Row]) -> set[str]:
+    data, classes, folds = cfg["data"], list(cfg["classes"]), int(cfg["classify"]["folds"])
+    enc = str(data.get("encoding") or "")
+    lab = _read(data["labels"], "data.labels", rows, ("name", "discrete"), enc) if data.get("labels") else None
+    if lab is None:
+        return set()
+    lab = lab.drop_duplicates("name")
+    unknown = lab[~lab["discrete"].isin(classes)]
+    if len(unknown):
+        rows.append(Row("warn", "data.labels", f"{len(unknown)} rows with a label not in classes "
+                        f"({sorted(unknown['discrete'].unique())[:5]}): left out"))
+    lab = lab[lab["discrete"].isin(classes)]
+    no_video = lab[~lab["name"].isin(names)]
+    if len(no_video):
+        rows.append(Row("warn" if len(no_video) < len(lab) else "error", "labels without a video",
+                        f"{len(no_video)} of {len(lab)} (first: {', '.join(no_video['name'].head(3))})"))
+    used = lab[lab["name"].isin(names)]
+    counts = used["discrete"].value_counts().reindex(classes, fill_value=0)
+    rows.append(Row("info", "labels per class", ", ".join(f"{c} {n}" for c, n in counts.items())))
+    present = counts[counts > 0]
+    if len(present) < 2:
+        rows.append(Row("error", "classify.folds", "fewer than 2 classes have labeled videos: nothing to train"))
+    elif int(present.min()) < folds:
+        rows.append(Row("error", "classify.folds", f"{folds} folds need >= {folds} labeled videos per class; "
+                        f"smallest: {present.idxmin()} {int(present.min())}. Lower classify.folds or add labels"))
+    else:
+        rows.append(Row("ok", "classify.folds", f"{folds} folds fit (smallest class: {int(present.min())})"))
+    return set(used["name"])
+
+
+def check_test(data: dict[str, Any], names: set[str], rows: list[Row]) -> set[str]:
+    if not data.get("test"):
+        rows.append(Row("info", "data.test", "no test split configured"))
+        return set()
+    enc = str(data.get("encoding") or "")
+    test = _read(data["test"], "data.test", rows, ("name",), enc)
+    if test is None:
+        return set()
+    tnames = set(test["name"])
+    missing = sorted(tnames - names)
+    rows.append(Row("warn" if missing else "ok", "test names without a video",
+                    f"{len(missing)} of {len(tnames)}" + (f" (first: {', '.join(missing[:3])}); "
+                                                          "they get flagged submission rows" if missing else "")))
+    if data.get("test_labels"):
+        _read(data["test_labels"], "data.test_labels", rows, ("name", "discrete"), enc)
+    return tnames & names
+
+
+def check_transcripts(data: dict[str, Any], splits: dict[str, set[str]], rows: list[Row]) -> None:
+    if not data.get("transcripts"):
+        rows.append(Row("info", "data.transcripts", "none: text features come from ASR (asr.enabled) only"))
+        return
+    col = data["transcript_column"]
+    tr = _read(data["transcripts"], "data.transcripts", rows, ("name",), str(data.get("encoding") or ""))
+    if tr is None:
+        return
+    if col not in tr.columns:
+        rows.append(Row("error", "data.transcript_column", f"{col!r} is not a column of {data['transcripts']} "
+                        f"(columns: {list(tr.columns)[:8]})"))
+        return
+    have = set(tr.loc[tr[col].astype(str).str.strip() != "", "name"])
+    parts = [f"{k} {len(v & have)}/{len(v)}" for k, v in splits.items() if v]
+    rows.append(Row("ok", "transcript coverage", ", ".join(parts) + " (the rest: ASR, or no text)"))
+
+
+def check_models(cfg: dict[str, Any], rows: list[Row]) -> None:
+    from expmae.models import references
+
+    for r in references(cfg):
+        rows.append(Row("ok" if r.present else "error", r.key, f"{r.ref}: " + (r.kind if r.present else
+                        f"MISSING ({r.hint})")))
+
+
+def check_gpu(cfg: dict[str, Any], rows: list[Row]) -> None:
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    want = str(cfg.get("device", "auto"))
+    level = "error" if want.startswith("cuda") and not n else "info"
+    rows.append(Row(level, "GPU", f"{n} visible" + (f" ({torch.cuda.get_device_name(0)})" if n else
+                                                    f"; device {want}: every stage on the CPU" if want == "auto" else "")))
+
+
+def check_jobs(configfiles: list[str], n_videos: int, rows: list[Row]) -> None:
+    """Snakemake's own dry run (it writes nothing: see workflow/rules/common.smk) -> jobs per rule."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1"]
+    if configfiles:
+        cmd += ["--configfile", *configfiles]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = p.stdout + p.stderr
+    if p.returncode != 0:
+        last = [ln for ln in out.strip().splitlines() if ln.strip()][-3:]
+        rows.append(Row("error", "snakemake -n", " / ".join(last)[:300]))
+        return
+    jobs: dict[str, int] = {}
+    for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M):  # Snakemake prints its job table twice
+        jobs.setdefault(rule, int(n))
+    total = jobs.pop("total", sum(jobs.values()))
+    rows.append(Row("info", "jobs", ", ".join(f"{r} {n}" for r, n in jobs.items()) or "nothing to do"))
+    core_s = n_videos * DEMO_CORE_S_PER_VIDEO
+    rough = f"{core_s / 3600:.1f} core-hours" if core_s >= 3600 else f"{core_s / 60:.1f} core-minutes"
+    rows.append(Row("info", "rough time", f"{total} jobs; per-video stages >= {rough} at demo-clip cost "
+                    "(real clips cost more: benchmarks/bench_faces.py; training steps extra)"))
+
+
+def run_checks(cfg: dict[str, Any], configfiles: list[str], dag: bool = True) -> list[Row]:
+    from expmae import ingest
+
+    rows = [Row("error", "config", e) for e in ingest.check_data(cfg["data"])]
+    vids = check_videos(cfg["data"], rows)
+    names = set(vids["name"].astype(str))
+    labeled = check_labels(cfg, names, rows)
+    test = check_test(cfg["data"], names, rows)
+    unlabeled = names - labeled - test
+    rows.append(Row("info", "splits", f"{len(names)} videos: {len(labeled)} labeled, {len(test)} test, "
+                    f"{len(unlabeled)} unlabeled (MAE pretraining + pseudo-label pool)"))
+    check_transcripts(cfg["data"], {"labeled": labeled, "test": test, "unlabeled": unlabeled}, rows)
+    check_models(cfg, rows)
+    check_gpu(cfg, rows)
+    if dag and not any(r.level == "error" for r in rows):
+        check_jobs(configfiles, len(names), rows)
+    return rows
+
+
+def render(rows: list[Row]) -> str:
+    w = max(len(r.item) for r in rows)
+    return "\n".join(f"{r.level:<5}  {r.item:<{w}}  {r.value}" for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m expmae check", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configfile", nargs="*", default=[], help="config overlays, as given to snakemake")
+    ap.add_argument("--no-dag", action="store_true", help="skip Snakemake's dry run (jobs per rule)")
+    args = ap.parse_args(argv)
+    from expmae.config import load
+
+    try:
+        cfg = load(args.configfile)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error  config  {err}")
+        return 2
+    rows = run_checks(cfg, args.configfile, dag=not args.no_dag)
+    print(render(rows))
+    n_err, n_warn = sum(r.level == "error" for r in rows), sum(r.level == "warn" for r in rows)
+    print(f"\n{n_err} error(s), {n_warn} warning(s)" + (": fix the errors before running" if n_err else ""))
+    return 1 if n_err else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""From a MER release folder to a submission: the presets, `python -m expmae check` and `expmae.models`.
+
+The preflight tests run on a miniature release of empty placeholder files (check never decodes);
+the end-to-end test runs the MER 2023 preset on the real clips of ../shared/data (skipped without them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from fixtures.mer_release import build_release
+from fixtures.workflow import ROOT, copy_workflow
+
+from expmae import check
+from expmae.config import load
+
+PRESET = ROOT / "workflow" / "presets" / "mer2023.yaml"
+
+# What a CPU test can afford over the preset: the shipped models instead of its hub ids, tiny MAE, 2 folds.
+TINY = {
+    "faces": {"fps": 1, "max_frames": 4, "crop_size": 112},
+    "asr": {"enabled": False},
+    "classify": {"feature_sets": ["egemaps", "minilm", "expmae"], "folds": 2, "epochs": 30},
+    "mae": {"embed_dim": 64, "depth": 2, "num_heads": 4, "decoder_dim": 64, "decoder_depth": 1, "epochs": 1,
+            "batch_size": 32, "frames_per_video": 4},
+    "mae_video": {"enabled": False},
+    "pseudolabel": {"rounds": 0},  # the pseudo-label round is tested elsewhere: here, release -> submission
+    "fuse": {"combinations": [], "heads": ["fbp", "late"]},
+    "ingest": {"shard_size": 16},
+}
+
+
+def overlay(tmp: Path, root: Path, **extra) -> Path:
+    cfg = {"data": {"root": str(root)}, **extra}
+    p = tmp / "my.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def run_check(tmp: Path, root: Path, **extra) -> tuple[int, str]:
+    """`python -m expmae check` in-process, from the repository root (its config.yaml), without the dry run."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        cfg = load([PRESET, overlay(tmp, root, **extra)])
+        rows = check.run_checks(cfg, [], dag=False)
+    finally:
+        os.chdir(cwd)
+    return int(any(r.level == "error" for r in rows)), check.render(rows)
+
+
+@pytest.fixture
+def release(tmp_path):
+    root = tmp_path / "dataset-release"
+    build_release(root)
+    return root
+
+
+def test_preset_maps_the_release_layout(release, tmp_path):
+    rc, out = run_check(tmp_path, release, classify={"folds": 2})
+    assert "train: 12 videos" in out and "test3: 17 videos" in out
+    assert "12 labeled, 6 test, 11 unlabeled" in out
+    assert "labeled 12/12, test 6/6, unlabeled 0/11" in out
+    # the preset's hub ids are not in this machine's cache: each is an error naming its key
+    assert rc == 1 and "features.hubert.model" in out and "MISSING" in out
+
+
+@pytest.mark.parametrize("broken, expect", [
+    ("missing split folder", "config key data.videos: folder"),
+    ("wrong column name", "data.labels"),
+    ("too few labels", "classify.folds"),
+])
+def test_check_names_what_is_wrong(release, tmp_path, broken, expect):
+    extra = {"classify": {"feature_sets": ["egemaps"], "folds": 2}}
+    if broken == "missing split folder":
+        (release / "test3").rename(release / "test_3")
+    elif broken == "wrong column name":
+        df = pd.read_csv(release / "train-label.csv").rename(columns={"discrete": "label"})
+        df.to_csv(release / "train-label.csv", index=False)
+    else:
+        extra["classify"]["folds"] = 5
+    rc, out = run_check(tmp_path, release, **extra)
+    assert rc == 1, out
+    line = next(ln for ln in out.splitlines() if expect in ln)
+    assert line.startswith("error"), out
+    if broken == "wrong column name":
+        assert "'discrete'" in line and "label" in line
+    if broken == "too few labels":
+        assert ">= 5 labeled videos per class" in line and "smallest" in line
+
+
+def test_check_reads_a_gbk_transcript(release, tmp_path):
+    tr = release / "transcription-engchi-polish.csv"
+    df = pd.read_csv(tr)
+    df["chinese"] = "我真的没想到会这样"
+    tr.write_bytes(df.to_csv(index=False).encode("gb18030"))
+    rc, out = run_check(tmp_path, release, classify={"feature_sets": ["egemaps"], "folds": 2}, asr={"enabled": False})
+    assert rc == 0, out
+    assert "transcription-engchi-polish.csv: decoded as gb18030" in out
+    assert "transcript coverage" in out and "labeled 12/12" in out
+
+
+def test_models_offline_lists_what_is_missing(release, tmp_path):
+    my = overlay(tmp_path, release)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # an empty cache
+    p = subprocess.run([sys.executable, "-m", "expmae", "models", "list", "--configfile", str(PRESET), str(my)],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    for key in ("features.hubert.model", "features.clip.model", "features.macbert.model", "asr.model"):
+        assert any(ln.startswith(key) and "MISSING" in ln for ln in p.stdout.splitlines()), p.stdout
+    assert "python -m expmae.models fetch --configfile" in p.stderr
+    # fetch with the hub out of reach: it says so and fails, it never pretends
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    env.pop("HF_HUB_OFFLINE")
+    my.write_text(yaml.safe_dump({"data": {"root": str(release)}, "classify": {"feature_sets": ["hubert"]},
+                                  "asr": {"enabled": False}}))
+    p = subprocess.run([sys.executable, "-m", "expmae.models", "fetch", "--configfile", str(PRESET), str(my)],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 1 and "download(s) failed" in p.stderr, p.stdout + p.stderr
+
+
+def test_mer2023_preset_end_to_end(shared_data, tmp_path):
+    release = tmp_path / "dataset-release"
+    names = build_release(release, shared_data)
+    wd = copy_workflow(tmp_path / "wf")
+    my = overlay(tmp_path, release, **TINY)
+    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(PRESET), str(my)],
+                       cwd=wd, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
+    sub = pd.read_csv(wd / "results" / "submission" / "final.csv", dtype={"name": str})
+    assert list(sub.columns) == ["name", "discrete", "valence"]
+    labels = pd.read_csv(release / "test3-label.csv")
+    # the official MER-SEMI scoring (MERTools MER2023 main-release.py): every labeled test3 name predicted,
+    # sklearn weighted F1 over those names only
+    assert set(labels["name"]) <= set(sub["name"])
+    assert set(sub["discrete"]) <= {"neutral", "angry", "happy", "sad", "worried", "surprise"}
+    from sklearn.metrics import f1_score
+
+    pred = sub.set_index("name").loc[labels["name"], "discrete"]
+    official = f1_score(labels["discrete"], pred, average="weighted")
+    final = json.loads((wd / "results" / "metrics.json").read_text())["final"]
+    ours = final.get("test_weighted_f1")
+    ours = ours.get("mean", ours) if isinstance(ours, dict) else ours
+    assert ours is not None and abs(official - ours) < 1e-4, (official, final)
+    assert set(names["train"]).isdisjoint(sub["name"])
