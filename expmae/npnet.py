@@ -129,7 +129,7 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> np.ndarr
 
 class MAEImageEncoder:
     """expMAE image encoder on numpy: same math as mae.model.MAE.encode (all patches, no mask,
-    mean of patch tokens after the final norm)."""
+    after the final norm: mean of the patch tokens or the cls token)."""
 
     def __init__(self, weights: Weights, cfg: Mapping) -> None:
         self.w = prepare(weights)
@@ -138,7 +138,9 @@ class MAEImageEncoder:
         pw = self.w["patch_embed.proj.weight"]  # conv [D, C, p, p] == linear on (p, q, c)-ordered patches
         self.w["patch_embed.lin.wT"] = np.ascontiguousarray(pw.transpose(0, 2, 3, 1).reshape(pw.shape[0], -1).T)
         self.w["patch_embed.lin.bias"] = self.w["patch_embed.proj.bias"]
-        self.pos = sincos_pos_embed_2d(self.dim, self.size // self.patch).astype(np.float32)  # [1+L, D]
+        # [1+L, D]: an init checkpoint's (interpolated) table when the file stores one, else fixed sin-cos
+        self.pos = self.w["pos_embed"][0] if "pos_embed" in self.w else \
+            sincos_pos_embed_2d(self.dim, self.size // self.patch).astype(np.float32)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "MAEImageEncoder | None":
@@ -157,21 +159,22 @@ class MAEImageEncoder:
         x = (crops.astype(np.float32) / np.float32(255.0) - IMAGENET_MEAN) / IMAGENET_STD
         return x.reshape(B, h, p, h, p, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, h * h, p * p * C)
 
-    def encode(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 crops [B, S, S, 3] RGB -> float32 [B, D]."""
+    def encode(self, crops: np.ndarray, pool: str = "mean") -> np.ndarray:
+        """uint8 crops [B, S, S, 3] RGB -> float32 [B, D] (pool: mean of patch tokens | cls token)."""
         if crops.shape[1] != self.size or crops.shape[2] != self.size:
             raise ValueError(f"numpy expMAE encoder needs {self.size}px crops, got {crops.shape[1:3]}")
         n_tok = 1 + (self.size // self.patch) ** 2
-        out = [self._encode(crops[c]) for c in chunks(len(crops), n_tok)]
+        out = [self._encode(crops[c], pool) for c in chunks(len(crops), n_tok)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
-    def _encode(self, crops: np.ndarray) -> np.ndarray:
+    def _encode(self, crops: np.ndarray, pool: str) -> np.ndarray:
         x = linear(self.patchify(crops), self.w, "patch_embed.lin") + self.pos[1:]  # [B, L, D]
         cls = np.broadcast_to(self.w["cls_token"][0] + self.pos[:1], (len(x), 1, self.dim))
         x = np.concatenate([cls, x], axis=1)  # [B, 1+L, D]
         for i in range(self.depth):
             x = vit_block(x, self.w, f"blocks.{i}", self.heads)
-        return layer_norm(x, self.w, "norm", 1e-6)[:, 1:].mean(1)
+        x = layer_norm(x, self.w, "norm", 1e-6)
+        return x[:, 0] if pool == "cls" else x[:, 1:].mean(1)
 
 
 # ---------------------------------------------------------------------------- MiniLM (BERT)

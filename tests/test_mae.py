@@ -142,7 +142,7 @@ def test_registry_config_and_encode() -> None:
     m = create_mae("mae_tiny", img_size=32, patch_size=8)
     assert (m.cfg.embed_dim, m.cfg.depth, m.cfg.num_heads) == (192, 12, 3)
     with pytest.raises(KeyError):
-        create_mae("mae_huge")
+        create_mae("mae_giant")
     m2 = MAE.from_config({**TINY, "epochs": 5, "lr": 1.0})  # training keys are ignored
     z = m2.eval().encode(torch.randn(3, 3, S, S))
     assert z.shape == (3, 32) and torch.isfinite(z).all()
@@ -529,3 +529,28 @@ def test_cpu_features_run_on_numpy_without_torch_and_match_torch(shards, tmp_pat
                        capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert p.returncode == 0 and "no torch" in p.stdout, p.stderr[-2000:]
     np.testing.assert_allclose(read_features([tmp_path / "sub.parquet"])[1], outs["torch_X"], atol=1e-5)
+
+
+def test_pretrain_from_init_records_the_source(shards, tmp_path) -> None:
+    """mae.init end to end: a facebookresearch-layout .pth (encoder only) -> pretraining starts from
+    it (decoder fresh), meta.json, the encoder file and the feature table name the source."""
+    torch.manual_seed(5)
+    src = MAE(MAEConfig.from_dict(TINY))
+    torch.save({"model": {**src.encoder_state_dict(), "pos_embed": src.pos_embed.clone()}}, tmp_path / "init.pth")
+    c = cfg(epochs=0, init=str(tmp_path / "init.pth"), embed_dim=None, depth=None, decoder_dim=None)
+    assert (c.model.embed_dim, c.model.depth, c.model.decoder_dim) == (32, 2, 96)  # from the checkpoint; micro decoder
+    res = train(c, shards, tmp_path / "mae")
+    x = torch.randn(2, 3, S, S)
+    with torch.no_grad():  # 0 epochs: the encoder is the checkpoint's
+        torch.testing.assert_close(res.model.eval().encode(x), src.eval().encode(x), rtol=0, atol=1e-6)
+    meta = json.loads((tmp_path / "mae" / "meta.json").read_text())
+    init = meta["init"]
+    assert init["format"] == "facebookresearch-mae" and init["sha256"] == file_sha256(tmp_path / "init.pth")
+    assert "decoder_blocks" in init["fresh"] and "blocks" in init["mapped"] and not init["interpolated"]
+    manifest = tmp_path / "s00001.parquet"
+    pd.DataFrame({"name": ["v3", "v5"], "path": ["/x/v3.mp4", "/x/v5.mp4"], "size": [1, 1],
+                  "mtime_ns": [0, 0]}).to_parquet(manifest)
+    out = tmp_path / "feat.parquet"
+    extract(shards[1], manifest, tmp_path / "mae" / "encoder.safetensors", out, params={"device": "cpu", "pool": "cls"})
+    fmeta = read_meta(out)
+    assert fmeta["init_source"] == {k: init[k] for k in ("path", "format", "sha256")} and fmeta["pool"] == "cls"

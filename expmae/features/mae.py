@@ -84,18 +84,38 @@ class _MAEEncoder(Extractor):
         return self
 
     def info(self) -> dict[str, Any]:
-        return {"encoder_sha256": self.sha, "encoder_meta": self.enc_meta, "level": self.level}
+        """Table metadata: the encoder file's sha256 and training metadata, and where its weights
+        started (init_source: path, format, sha256 of a public checkpoint; null = random init)."""
+        init = (getattr(self, "enc_meta", None) or {}).get("init") or None
+        source = {k: init.get(k) for k in ("path", "format", "sha256")} if init else None
+        return {"encoder_sha256": getattr(self, "sha", None), "encoder_meta": getattr(self, "enc_meta", None),
+                "init_source": source, "level": self.level, **self.pool_info()}
+
+    def pool_info(self) -> dict[str, Any]:
+        return {}
 
 
 @register("expmae_image")
 class ExpmaeImage(_MAEEncoder):
-    """expMAE image encoder (this workflow's results/mae/encoder.safetensors) on every crop, mean per video."""
+    """expMAE image encoder (this workflow's results/mae/encoder.safetensors) on every crop (after the
+    final norm: mean of the patch tokens, or the cls token with pool: cls), mean per video."""
 
     needs = "face crops + mae encoder"
     kind = "image"
     set_name = "expmae"
     encoder_section = "mae"
     level = "video (mean of frame features)"
+    defaults = {**_MAEEncoder.defaults, "pool": "mean"}  # per crop: mean of patch tokens | cls token
+
+    def pool_info(self) -> dict[str, Any]:
+        return {"pool": self.pool}
+
+    @property
+    def pool(self) -> str:
+        pool = str(self.p.get("pool", "mean"))
+        if pool not in ("mean", "cls"):
+            raise ValueError(f"config key {self.key}.pool: mean | cls, got {pool!r}")
+        return pool
 
     def load(self) -> None:
         """backend auto: numpy on CPU when the crops are at the encoder's img_size; torch | numpy force one."""
@@ -114,7 +134,7 @@ class ExpmaeImage(_MAEEncoder):
     def encode(self, items: np.ndarray) -> np.ndarray:
         """uint8 crops [B, S, S, 3] -> float32 [B, D] (bf16 autocast on GPU)."""
         if isinstance(self.model, MAEImageEncoder):
-            return self.model.encode(np.ascontiguousarray(items))
+            return self.model.encode(np.ascontiguousarray(items), self.pool)
         import torch
 
         from expmae.imaging import to_tensor
@@ -122,7 +142,7 @@ class ExpmaeImage(_MAEEncoder):
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(items)).to(self.device)
             with self.autocast():
-                z = self.model.encode(to_tensor(x, int(self.cfg["img_size"])))  # [B, D]
+                z = self.model.encode(to_tensor(x, int(self.cfg["img_size"])), self.pool)  # [B, D]
         return z.float().cpu().numpy()
 
 

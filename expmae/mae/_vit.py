@@ -60,6 +60,7 @@ class MAEBackbone(nn.Module):
     """
 
     encoder_prefixes: tuple[str, ...] = ()  # the encoder's parameters; everything else is the decoder
+    pos_embed_stored = False  # True once an init checkpoint's table replaced the fixed sin-cos one
 
     def build_encoder(self, dim: int, heads: int, mlp_ratio: float, depth: int) -> None:
         self.blocks = vit_blocks(dim, heads, mlp_ratio, depth)
@@ -98,12 +99,27 @@ class MAEBackbone(nn.Module):
             x = blk(x)
         return x
 
+    def set_pos_embed(self, table: torch.Tensor) -> None:
+        """Replace the fixed sin-cos position table (same shape) by a checkpoint's; it is then
+        stored with the encoder ("pos_embed", see format.py)."""
+        if table.shape != self.pos_embed.shape:
+            raise ValueError(f"position table {list(table.shape)} does not fit the model's {list(self.pos_embed.shape)}")
+        self.pos_embed = table.detach().to(self.pos_embed)  # still the non-persistent buffer
+        self.pos_embed_stored = True
+
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if k.startswith(self.encoder_prefixes)}
+        sd = {k: v for k, v in self.state_dict().items() if k.startswith(self.encoder_prefixes)}
+        if self.pos_embed_stored:
+            sd["pos_embed"] = self.pos_embed
+        return sd
 
     def load_encoder_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
-        """Load encoder-only weights; anything missing must belong to the decoder."""
-        missing, unexpected = self.load_state_dict(dict(sd), strict=False)
+        """Load encoder-only weights (+ a stored position table); anything missing must belong
+        to the decoder."""
+        sd = dict(sd)
+        if "pos_embed" in sd:
+            self.set_pos_embed(sd.pop("pos_embed"))
+        missing, unexpected = self.load_state_dict(sd, strict=False)
         bad = [k for k in missing if k.startswith(self.encoder_prefixes)]
         if bad or unexpected:
             raise ValueError(f"{type(self).__name__} encoder weights do not match the model: "

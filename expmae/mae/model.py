@@ -23,6 +23,7 @@ from timm.layers import PatchEmbed
 from expmae import npnet
 from expmae.config import defaults
 
+from . import sizes
 from ._vit import MAEBackbone, masked_patch_loss, take
 from .format import IMAGE_ENCODER_PREFIXES
 
@@ -30,8 +31,12 @@ from .format import IMAGE_ENCODER_PREFIXES
 @dataclass(frozen=True, kw_only=True)
 class MAEConfig:
     """Image MAE architecture. The keys of config section `mae` have no defaults here: from_dict
-    fills missing ones from the config schema (expmae.config), the one source of defaults.
-    in_chans, decoder_num_heads and mlp_ratio are not config keys: architecture constants."""
+    fills missing ones from the config schema (expmae.config), the one source of defaults, and
+    the architecture from `size` / the `init` checkpoint (sizes.resolve). in_chans,
+    decoder_num_heads and mlp_ratio are not config keys: architecture constants (or the
+    checkpoint's). init / init_sha256: where the weights start (init.apply_init); not
+    architecture, so not in to_dict (the encoder file's model_config), but in the pretraining
+    fingerprint (a changed init file retrains)."""
     _section: ClassVar[str] = "mae"  # config.yaml section: named in errors, source of defaults
     img_size: int
     patch_size: int
@@ -45,6 +50,8 @@ class MAEConfig:
     mlp_ratio: float = 4.0
     mask_ratio: float
     norm_pix_loss: bool
+    init: str | None = None
+    init_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.img_size % self.patch_size:
@@ -61,12 +68,24 @@ class MAEConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MAEConfig":
         """Build from a config section (`mae:`; video: `mae_video:`): missing keys get the schema's
-        defaults, training keys such as epochs are ignored."""
+        defaults, the architecture comes from size < init checkpoint < explicit keys (a conflict
+        with the checkpoint raises ValueError naming the key), training keys such as epochs are
+        ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in {**defaults(cls._section), **d}.items() if k in names})
+        merged = {**defaults(cls._section), **d}
+        ckpt = None
+        if merged.get("init"):
+            from .init import checkpoint_arch
+
+            ckpt = checkpoint_arch(merged["init"], cls._section)
+            merged["init_sha256"] = ckpt["sha256"]
+        arch = sizes.resolve(cls._section, merged, ckpt)
+        return cls(**{k: v for k, v in {**merged, **arch}.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d.pop("init"), d.pop("init_sha256")
+        return d
 
     @property
     def num_patches(self) -> int:
@@ -80,13 +99,8 @@ def _default_heads(dim: int) -> int:
     return 1
 
 
-# Named sizes, like timm.create_model names. Widths/depths follow the ViT family; the decoder
-# is the MAE paper's "lightweight" choice scaled down with the encoder.
-MAE_SIZES: dict[str, dict[str, Any]] = {
-    "mae_tiny": dict(embed_dim=192, depth=12, num_heads=3, decoder_dim=128, decoder_depth=4, decoder_num_heads=4),
-    "mae_small": dict(embed_dim=384, depth=12, num_heads=6, decoder_dim=256, decoder_depth=4, decoder_num_heads=8),
-    "mae_base": dict(embed_dim=768, depth=12, num_heads=12, decoder_dim=512, decoder_depth=8, decoder_num_heads=16),
-}
+# Named sizes, like timm.create_model names (config: mae.size; sizes.py has the table).
+MAE_SIZES: dict[str, dict[str, Any]] = {f"mae_{k}": v for k, v in sizes.IMAGE_SIZES.items()}
 
 
 def create_mae(name: str, **overrides: Any) -> "MAE":
@@ -100,6 +114,9 @@ def create_mae(name: str, **overrides: Any) -> "MAE":
 def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:
     """Fixed 2D sin-cos position embedding -> [1, (1+)grid*grid, dim] (row 0 zeros for the cls token)."""
     return torch.from_numpy(npnet.sincos_pos_embed_2d(dim, grid, cls_token)).float().unsqueeze(0)
+
+
+POOLS = ("mean", "cls")
 
 
 class MAE(MAEBackbone):
@@ -239,9 +256,12 @@ class MAE(MAEBackbone):
         return loss, (self.decoder_pred(dec) if full_pred else None), mask
 
     # ------------------------------------------------------------------ features
-    def encode(self, imgs: torch.Tensor) -> torch.Tensor:
-        """All patches, no masking: [B, C, H, W] -> mean of patch tokens after the final norm [B, D]."""
+    def encode(self, imgs: torch.Tensor, pool: str = "mean") -> torch.Tensor:
+        """All patches, no masking: [B, C, H, W] -> [B, D] after the final norm: pool "mean" =
+        mean of the patch tokens, "cls" = the cls token."""
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        return self.norm(self.run_blocks(x, self.blocks))[:, 1:].mean(dim=1)
+        x = self.norm(self.run_blocks(torch.cat([cls, x], dim=1), self.blocks))
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        return x[:, 0] if pool == "cls" else x[:, 1:].mean(dim=1)

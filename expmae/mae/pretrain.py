@@ -273,7 +273,8 @@ def finish(run: Run) -> list[float]:
             "device": str(run.device), "epoch_losses": epoch_losses, "step_losses": run.step_losses,
             "final_loss": epoch_losses[-1] if epoch_losses else None,
             "wall_time_s": run.wall_before + time.time() - run.t0, "resumed_from_step": run.resumed_from,
-            "warnings": run.warnings, "untrained": untrained}
+            "warnings": run.warnings, "untrained": untrained,
+            "init": run.model.init_report}  # None: random init; else source path/format/sha256, mapped, fresh
     write_json(run.out / "meta.json", meta)
     plots.loss_plot(run.out / "loss.png", run.step_losses, run.steps_per_epoch)
     if cfg.kind == "video":
@@ -283,7 +284,7 @@ def finish(run: Run) -> list[float]:
     save_encoder(run.out / "encoder.safetensors", run.model, {
         "shards": run.shards, "step": run.step, "epochs": cfg.epochs, "final_loss": meta["final_loss"],
         "n_samples": n, "seed": cfg.seed, "untrained": untrained, "warnings": run.warnings,
-        "config_hash": run.fp})
+        "config_hash": run.fp, "init": run.model.init_report})
     return epoch_losses
 
 
@@ -300,7 +301,13 @@ def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max
 
 
 def build_model(cfg: PretrainConfig) -> MAE | VideoMAE:
-    return VideoMAE(cfg.model) if cfg.kind == "video" else MAE(cfg.model)  # type: ignore[arg-type]
+    """The model of cfg.model (seeded by the caller), with the weights of its init checkpoint
+    when `init` is set (mae/init.py); what was mapped, interpolated or fresh: model.init_report."""
+    from .init import apply_init
+
+    model = VideoMAE(cfg.model) if cfg.kind == "video" else MAE(cfg.model)  # type: ignore[arg-type]
+    model.init_report = apply_init(model, cfg.model) if cfg.model.init else None
+    return model
 
 
 def _recon_clips(dataset: FaceClipDataset, k: int = 2) -> torch.Tensor | None:

@@ -118,10 +118,7 @@ class VideoMAE(MAEBackbone):
         B, L, P = tubes.shape
         noise = torch.rand(B, self.cfg.grid[1], device=clips.device) if noise is None else noise
         ids_shuffle, ids_restore, mask, K = self.tube_mask_ids(noise, ratio)
-        ids_keep = ids_shuffle[:, :K]
-        x = self.tube_embed(take(tubes, ids_keep))  # [B, K, D]
-        x = x + self.pos_embed[0].index_select(0, ids_keep.reshape(-1)).view_as(x)
-        x = self.decoder_embed(self.norm(self.run_blocks(x, self.blocks)))  # [B, K, Dd]
+        x = self.decoder_embed(self.forward_encoder(tubes, ids_shuffle[:, :K]))  # [B, K, Dd]
         x = torch.cat([x, self.mask_token.expand(B, L - K, -1)], dim=1)
         x = self.run_blocks(take(x, ids_restore) + self.decoder_pos_embed, self.decoder_blocks)  # [B, L, Dd] clip order
         ids_masked = ids_shuffle[:, K:]
@@ -133,6 +130,12 @@ class VideoMAE(MAEBackbone):
             full = None
             pred = self.decoder_pred(self.decoder_norm(take(x, ids_masked)))  # [B, L-K, P]
         return masked_patch_loss(pred, take(tubes, ids_masked), self.cfg.norm_pix_loss), full, mask
+
+    def forward_encoder(self, tubes: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """Visible tubes only: tubes [B, L, P], ids_keep [B, K] -> latent [B, K, D] after the final norm."""
+        x = self.tube_embed(take(tubes, ids_keep))  # [B, K, D]
+        x = x + self.pos_embed[0].index_select(0, ids_keep.reshape(-1)).view_as(x)
+        return self.norm(self.run_blocks(x, self.blocks))
 
     def encode(self, clips: torch.Tensor) -> torch.Tensor:
         """All tubes, no masking: [B, C, T, H, W] -> mean of tube tokens after the final norm [B, D]."""

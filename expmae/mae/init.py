@@ -1,0 +1,183 @@
+"""Start MAE pretraining from a public checkpoint (config `mae.init` / `mae_video.init`).
+
+    arch = checkpoint_arch("/models/mae_pretrain_vit_large.pth", "mae")   # what the weights say
+    cfg = MAEConfig.from_dict({"init": ..., "img_size": 112})              # uses it (sizes.resolve)
+    report = apply_init(MAE(cfg), cfg)                                     # loads the weights
+
+The checkpoint's layout is mapped onto ours (keymap.py); its position table is interpolated
+(bicubic, as facebookresearch/mae's interpolate_pos_embed) when the model's grid differs, and
+stored with the encoder then; a table equal to the model's own fixed sin-cos is not stored. A
+missing or differently sized decoder is initialised fresh. A mismatch that cannot be mapped
+(kind, patch size, width, depth, channels, a missing encoder weight) raises ValueError naming the
+config key and both shapes. The report (source path, format, sha256; mapped, interpolated,
+fresh, ignored) goes to results/<section>/meta.json and the encoder file's metadata.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from expmae.io import file_sha256
+
+from .keymap import Mapped, map_checkpoint, weights_file
+
+_CACHE: dict[tuple[str, int, int], tuple[Mapped, bool, str]] = {}
+
+
+def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str]:
+    """The mapped checkpoint at `path` and its sha256 (cached per file version); checks its kind."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"config key {section}.init: {p} not found (a local file or folder; runs never download)")
+    f = weights_file(p)
+    key = (str(p.resolve()), f.stat().st_mtime_ns, f.stat().st_size)
+    if key not in _CACHE:
+        try:
+            m, video = map_checkpoint(p)
+        except (ValueError, KeyError, RuntimeError) as e:  # layout or unpickling: name the key
+            raise ValueError(f"config key {section}.init: {p}: {e}") from None
+        _CACHE.clear()  # one checkpoint at a time (a ViT-L is 1.2 GB, memory-mapped)
+        _CACHE[key] = (m, video, file_sha256(f))
+    m, video, sha = _CACHE[key]
+    want = section == "mae_video"
+    if video != want:
+        raise ValueError(f"config key {section}.init: {p} is {'a video' if video else 'an image'} checkpoint "
+                         f"({m.format}, patch projection {list(m.embed_shape)}); {section} needs "
+                         f"{'a video' if want else 'an image'} one")
+    return m, sha
+
+
+def _count(state: dict[str, torch.Tensor], prefix: str) -> int:
+    return len({k.split(".")[1] for k in state if k.startswith(prefix + ".") and k.endswith("norm1.weight")})
+
+
+def checkpoint_arch(path: str | Path, section: str) -> dict[str, Any]:
+    """Architecture keys the checkpoint fixes (None where it does not say), plus sha256 and, for
+    error messages, `_shapes` (which tensor said what)."""
+    m, sha = load_mapped(path, section)
+    if m.format == "expmae-encoder":
+        from .format import read_encoder_info
+
+        return {**read_encoder_info(weights_file(Path(path)))["model_config"], "sha256": sha, "_shapes": {}}
+    st, cfg = m.state, m.config
+    video = section == "mae_video"
+    D, C = m.embed_shape[0], m.embed_shape[1]
+    if C != 3:
+        raise ValueError(f"config key {section}.init: the checkpoint's patch projection {list(m.embed_shape)} takes "
+                         f"{C} channels; the model takes 3 (RGB)")
+    proj = "tube_embed.weight" if video else "patch_embed.proj.weight"
+    arch: dict[str, Any] = {"embed_dim": D, "patch_size": m.embed_shape[-1], "depth": _count(st, "blocks"),
+                            "mlp_ratio": st["blocks.0.mlp.fc1.weight"].shape[0] / D if "blocks.0.mlp.fc1.weight" in st
+                            else None, "num_heads": cfg.get("num_attention_heads") or cfg.get("num_heads")}
+    shape = f"{proj} {list(m.embed_shape)}"
+    arch["_shapes"] = {"embed_dim": shape, "patch_size": shape, "tubelet": shape,
+                       "depth": f"{arch['depth']} blocks", "num_heads": "its config", "mlp_ratio": "blocks.0.mlp.fc1"}
+    if video:
+        arch["tubelet"] = m.embed_shape[2]
+    if "decoder_embed.weight" in st:
+        arch["decoder_dim"] = st["decoder_embed.weight"].shape[0]
+        arch["decoder_depth"] = _count(st, "decoder_blocks")
+        arch["decoder_num_heads"] = cfg.get("decoder_num_attention_heads") or cfg.get("decoder_num_heads") \
+            or _decoder_heads(section, arch)
+    return {**arch, "sha256": sha}
+
+
+def _decoder_heads(section: str, arch: dict[str, Any]) -> int:
+    """A decoder's heads when the checkpoint does not say: the named size's (same decoder width),
+    else the MAE convention (32-wide heads: 512 -> 16) or VideoMAE's (64-wide: 384 -> 6)."""
+    from .sizes import match_size, sizes_for
+
+    named = match_size(section, arch)
+    if named and sizes_for(section)[named]["decoder_dim"] == arch["decoder_dim"]:
+        return int(sizes_for(section)[named]["decoder_num_heads"])
+    width = 64 if section == "mae_video" else 32
+    return max(1, arch["decoder_dim"] // width) if arch["decoder_dim"] % width == 0 else 1
+
+
+# ---------------------------------------------------------------------------- position tables
+def interpolate_pos(table: torch.Tensor, g: int) -> torch.Tensor:
+    """Image table [1, 1+g0*g0, D] -> [1, 1+g*g, D]: cls row kept, bicubic over the grid (as MAE)."""
+    D, g0 = table.shape[-1], math.isqrt(table.shape[1] - 1)
+    grid = table[:, 1:].reshape(1, g0, g0, D).permute(0, 3, 1, 2).float()
+    out = F.interpolate(grid, size=(g, g), mode="bicubic", align_corners=False)
+    return torch.cat([table[:, :1].float(), out.permute(0, 2, 3, 1).reshape(1, g * g, D)], dim=1)
+
+
+def interpolate_pos_video(table: torch.Tensor, T0: int, T: int, g: int) -> torch.Tensor:
+    """Video table [1, T0*g0*g0, D] -> [1, T*g*g, D]: trilinear over (time slot, row, col)."""
+    D = table.shape[-1]
+    g0 = math.isqrt(table.shape[1] // T0)
+    if T0 * g0 * g0 != table.shape[1]:
+        raise ValueError(f"a video position table of {table.shape[1]} tokens does not split into {T0} time slots")
+    grid = table.reshape(1, T0, g0, g0, D).permute(0, 4, 1, 2, 3).float()
+    out = F.interpolate(grid, size=(T, g, g), mode="trilinear", align_corners=False)
+    return out.permute(0, 2, 3, 4, 1).reshape(1, T * g * g, D)
+
+
+# ---------------------------------------------------------------------------- loading
+def _prefixes(keys: Any) -> list[str]:
+    return sorted({k.split(".")[0] for k in keys})
+
+
+def apply_init(model: Any, cfg: Any) -> dict[str, Any]:
+    """Load cfg.init into `model` (an MAE / VideoMAE built from cfg) -> the init report."""
+    section = cfg._section
+    video = section == "mae_video"
+    m, sha = load_mapped(cfg.init, section)
+    target = model.state_dict()
+    enc = model.encoder_prefixes
+    bad = [(k, list(v.shape), list(target[k].shape)) for k, v in m.state.items()
+           if k in target and k.startswith(enc) and v.shape != target[k].shape]
+    if bad:
+        k, a, b = bad[0]
+        raise ValueError(f"config key {section}.init: {k} has shape {a} in the checkpoint, {b} in the model "
+                         f"({len(bad)} tensors differ)")
+    missing = [k for k in target if k.startswith(enc) and k not in m.state]
+    if missing:
+        raise ValueError(f"config key {section}.init: the checkpoint ({m.format}) lacks encoder weights {missing[:4]}")
+    dec = {k: v for k, v in m.state.items() if k in target and not k.startswith(enc)}
+    dec_ok = bool(dec) and all(k in dec and dec[k].shape == target[k].shape for k in target if not k.startswith(enc))
+    load = {k: v for k, v in m.state.items() if k.startswith(enc) and k in target}
+    notes = list(m.notes)
+    if dec_ok:
+        load.update(dec)
+    elif dec:
+        notes.append("the checkpoint's decoder does not match the configured one: decoder initialised fresh")
+    model.load_state_dict({**target, **{k: v.to(target[k].dtype) for k, v in load.items()}}, strict=True)
+    interpolated = _load_pos(model, m, cfg, video, notes)
+    unused = sorted(k for k in m.state if k not in load)
+    return {"path": str(cfg.init), "format": m.format, "sha256": sha, "mapped": _prefixes(load), "n_mapped": len(load),
+            "fresh": _prefixes(k for k in target if k not in load), "interpolated": interpolated,
+            "ignored": (m.ignored + unused)[:20], "n_ignored": len(m.ignored) + len(unused), "notes": notes}
+
+
+def _load_pos(model: Any, m: Mapped, cfg: Any, video: bool, notes: list[str]) -> list[str]:
+    ours = model.pos_embed
+    if m.pos_embed is None:
+        notes.append("position table not in the checkpoint: the model's fixed sin-cos")
+        return []
+    table = m.pos_embed.float()
+    if not video and table.shape[1] == ours.shape[1] and table.shape[-1] == ours.shape[-1]:
+        if torch.allclose(table, ours, atol=1e-4):
+            notes.append("position table: the checkpoint's equals the model's fixed sin-cos (not stored)")
+            return []
+        model.set_pos_embed(table)
+        return ["pos_embed: the checkpoint's table (same grid) replaces the fixed sin-cos"]
+    if video and table.shape == ours.shape:
+        model.set_pos_embed(table)
+        return ["pos_embed: the checkpoint's table (same grid)"]
+    if video:
+        frames0 = m.config.get("num_frames")
+        T0 = int(frames0) // cfg.tubelet if frames0 else cfg.grid[0]
+        new = interpolate_pos_video(table, T0, cfg.grid[0], cfg.img_size // cfg.patch_size)
+        what = f"{table.shape[1]} -> {new.shape[1]} tokens (trilinear)"
+    else:
+        new = interpolate_pos(table, cfg.img_size // cfg.patch_size)
+        g0, g = math.isqrt(table.shape[1] - 1), math.isqrt(ours.shape[1] - 1)
+        what = f"{g0}x{g0} -> {g}x{g} (bicubic)"
+    model.set_pos_embed(new)
+    return [f"pos_embed: {what}"]
