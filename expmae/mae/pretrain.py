@@ -4,8 +4,11 @@
         --out results/mae --params '{"img_size": 112, ..., "seed": 0, "device": "auto"}'
 
 AdamW (betas 0.9/0.95, no decay on norms/biases/tokens), linear warmup then cosine LR per
-optimizer step, gradient accumulation, bf16 autocast on CUDA only, optional torch.compile,
-DDP under torchrun (WORLD_SIZE>1; gloo on CPU, nccl on GPU; only rank 0 writes).
+optimizer step from the job's first step, optional layer-wise lr decay, a shorter continued
+run on new videos (schedule.py), gradient accumulation, bf16 autocast on CUDA only, optional
+torch.compile, DDP under torchrun (WORLD_SIZE>1; gloo on CPU, nccl on GPU; only rank 0 writes;
+several nodes: launch.py). Log lines carry samples/s and an ETA; TensorBoard events go to
+<out>/tensorboard (monitor.py).
 
 Exact resume: the data order and augmentations are a pure function of (seed, epoch) (see
 data.EpochBatches) and the mask noise of (seed, step, rank, micro-batch), so restarting from
@@ -25,16 +28,14 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from expmae.config import resolve, section_schema
@@ -46,7 +47,10 @@ from .checkpoint import load_checkpoint, read_checkpoint_state, save_encoder
 from .clips import FaceClipDataset, build_clip_samples
 from .data import EpochBatches, FaceCropDataset, build_samples, epoch_plan
 from .model import MAE, MAEConfig
-from .state import Run, TrainingDiverged
+from .monitor import Monitor, grad_norm
+from .schedule import (BETAS, Schedule, can_continue, continued_schedule, full_schedule, lr_at, mask_noise,
+                       param_groups)
+from .state import Run, TrainingDiverged, finish_dist, setup_dist
 from .video import VideoMAE, VideoMAEConfig
 
 log = logging.getLogger("expmae.mae.pretrain")
@@ -74,7 +78,12 @@ class PretrainConfig:
     checkpoint_every_steps: int  # 0 = only at the end of each epoch
     compile: bool
     bf16: bool  # autocast on CUDA only; CPU always runs fp32
-    retrain_on_new_videos: bool  # read by the workflow, recorded here
+    retrain_on_new_videos: bool  # read by the workflow (which shards), and by schedule.can_continue
+    retrain_fraction: float  # < 1: new shards continue the previous weights for this share of the steps
+    layer_decay: float  # 1.0 = off; < 1: lr_scale layer_decay**(depth+1-layer) (schedule.param_groups)
+    log_every_steps: int  # 0 = four log lines per epoch
+    tensorboard: bool  # event files under <out>/tensorboard (rank 0)
+    recon_every_steps: int  # TensorBoard reconstruction image every N steps (0 = at epoch ends only)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "PretrainConfig":
@@ -100,12 +109,17 @@ class PretrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, shards: list[str], n_samples: int) -> str:
-        """Hash of everything that changes the trained weights (not device/workers/compile)."""
+    def fingerprint(self, shards: list[str], n_samples: int, continued_from: str | None = None) -> str:
+        """Hash of everything that changes the trained weights (not device/workers/compile/logging);
+        a run continuing an earlier one (retrain_fraction) adds that run's fingerprint."""
         d = self.to_dict()
-        for k in ("device", "num_workers", "checkpoint_every_steps", "compile", "retrain_on_new_videos"):
+        for k in ("device", "num_workers", "checkpoint_every_steps", "compile", "retrain_on_new_videos",
+                  "retrain_fraction", "log_every_steps", "tensorboard", "recon_every_steps"):
             d.pop(k)
-        return config_hash({"cfg": d, "shards": shards, "n_samples": n_samples})
+        if d["layer_decay"] == 1.0:  # off: the fingerprint of runs from before the key existed
+            d.pop("layer_decay")
+        extra = {"continued_from": continued_from} if continued_from else {}
+        return config_hash({"cfg": d, "shards": shards, "n_samples": n_samples, **extra})
 
 
 @dataclass
@@ -117,46 +131,12 @@ class TrainResult:
     finished: bool
 
 
-def lr_at(step: int, total: int, warmup: int, cfg: PretrainConfig) -> float:
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-
-def mask_noise(seed: int, step: int, rank: int, micro: int, shape: tuple[int, int]) -> torch.Tensor:
-    """Masking noise [B, L] as a pure function of its position in training (CPU generator)."""
-    key = int(np.random.SeedSequence([seed, step, rank, micro]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.rand(shape, generator=torch.Generator().manual_seed(key))
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)  # norms, biases, cls/mask tokens: no decay
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _setup_dist() -> tuple[int, int, int, bool]:
-    """-> (rank, world size, local rank, whether we created the process group)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0, False
-    created = False
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-        created = True
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created
-
-
 def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> Run:
     """Process group, device, samples, model and optimizer (same seeded init on every rank),
     resume from out/checkpoint.safetensors when it is from the same run, then the training
     forward (compile, DDP) and the dataset."""
     t0 = time.time()
-    rank, world, local_rank, created = _setup_dist()
+    rank, world, local_rank, created = setup_dist()
     device = resolve_device(cfg.device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -174,7 +154,7 @@ def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> 
 
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = build_model(cfg).to(device)
-    optim = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    optim = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, betas=BETAS)
     run = Run(cfg=cfg, out=Path(out), faces=faces, shards=[Path(f).name for f in faces], rank=rank, world=world,
               created=created, device=device, frames=frames, samples=samples, warnings=warnings, batch=batch,
               steps_per_epoch=steps_per_epoch, model=model, optim=optim, t0=t0)
@@ -186,6 +166,7 @@ def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> 
                                                         else None)
     run.fwd = fwd
     run.dataset = (FaceClipDataset if cfg.kind == "video" else FaceCropDataset)(faces, samples, cfg.model.img_size)
+    run.monitor = Monitor(run.out, rank, run.total, batch, run.step, cfg.tensorboard)
     model.train()
     return run
 
@@ -195,12 +176,25 @@ def _resume(run: Run) -> None:
         for stale in run.out.glob(".*.safetensors.*"):
             stale.unlink(missing_ok=True)
     prev = read_checkpoint_state(run.ckpt)
+    if prev is not None and prev.get("schedule", {}).get("continued_from"):  # maybe this job, cut short
+        run.set_schedule(Schedule(**prev["schedule"]))
     if prev is not None and prev.get("fingerprint") == run.fp:
         st = load_checkpoint(run.ckpt, run.model, run.optim)
         run.step, run.step_losses, run.wall_before = st["step"], st["step_losses"], st["wall_time_s"]
         run.resumed_from = run.step
         if run.rank == 0:
             log.info("resuming from %s at step %d/%d", run.ckpt, run.step, run.total)
+        return
+    run.set_schedule(full_schedule(run.cfg, run.steps_per_epoch))
+    if can_continue(run.cfg, prev, run.shards):  # new shards: the earlier weights, a fraction of the steps
+        assert prev is not None
+        weights = load_file(str(run.ckpt))
+        run.model.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model/")}, strict=True)
+        run.set_schedule(continued_schedule(run.cfg, run.steps_per_epoch, prev, prev["fingerprint"]))
+        if run.rank == 0:
+            log.info("new shards %s: continuing the weights of the run on %s (step %d) for %d steps "
+                     "(%s.retrain_fraction %s)", sorted(set(run.shards) - set(prev["shards"])), prev["shards"],
+                     prev["step"], run.total, run.cfg.section, run.cfg.retrain_fraction)
     elif prev is not None and run.rank == 0:
         log.info("checkpoint %s is from another config or shard set; starting afresh", run.ckpt)
 
@@ -208,25 +202,29 @@ def _resume(run: Run) -> None:
 def _train_step(run: Run, batches: Iterator[torch.Tensor]) -> None:
     """One optimizer step over grad_accum micro-batches; its (rank-mean) loss goes to run.pending."""
     cfg, device = run.cfg, run.device
+    lr = lr_at(run.step, run.sched, cfg.lr, cfg.min_lr)
     for g in run.optim.param_groups:
-        g["lr"] = lr_at(run.step, run.total, run.warmup, cfg)
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+    noise_step = run.step + run.sched.epoch_offset * run.steps_per_epoch  # a continued run draws new masks
     loss_sum = torch.zeros((), device=device)
     L = run.model.noise_len  # masking noise per sample: patches (image) or spatial tube positions (video)
     for micro in range(cfg.grad_accum):
         x = next(batches).to(device, non_blocking=True)
-        noise = mask_noise(cfg.seed, run.step, run.rank, micro, (x.shape[0], L)).to(device, non_blocking=True)
+        noise = mask_noise(cfg.seed, noise_step, run.rank, micro, (x.shape[0], L)).to(device, non_blocking=True)
         sync = run.world > 1 and micro < cfg.grad_accum - 1
         with run.fwd.no_sync() if sync else contextlib.nullcontext():  # all-reduce on the last micro-batch only
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.bf16):
                 loss, _, _ = run.fwd(x, noise=noise)
             (loss / cfg.grad_accum).backward()
         loss_sum += loss.detach().float()
+    gn = grad_norm(run.model).to(device)  # after DDP's all-reduce: the same on every rank
     run.optim.step()
     run.optim.zero_grad(set_to_none=True)
     if run.world > 1:  # for logging only: the mean loss over ranks
         dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
         loss_sum /= run.world
     run.pending.append(loss_sum)
+    run.pending_norms.append(gn)
 
 
 def run_epoch(run: Run, max_steps: int | None = None) -> bool:
@@ -234,21 +232,26 @@ def run_epoch(run: Run, max_steps: int | None = None) -> bool:
     stopped right after step `max_steps` without writing anything more (as a kill would)."""
     cfg, spe = run.cfg, run.steps_per_epoch
     epoch, start = divmod(run.step, spe)
-    sampler = EpochBatches(run.n, cfg.seed, epoch, run.batch, spe, run.rank, run.world, cfg.grad_accum, start)
+    sampler = EpochBatches(run.n, cfg.seed, epoch + run.sched.epoch_offset, run.batch, spe, run.rank, run.world,
+                           cfg.grad_accum, start)
     loader = DataLoader(run.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                         pin_memory=run.device.type == "cuda")
     batches = iter(loader)
-    for _ in range(start, spe):
+    every = cfg.log_every_steps or max(1, spe // 4)
+    for _ in range(start, min(spe, run.total - epoch * spe)):  # a continued run may end mid-epoch
         _train_step(run, batches)
         run.step += 1
         step = run.step
-        log_now = step % max(1, spe // 4) == 0 or step == run.total
-        ckpt_now = step % spe == 0 or (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
+        log_now = step % every == 0 or step == run.total
+        end_now = step % spe == 0 or step == run.total
+        ckpt_now = end_now or (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
         if log_now or ckpt_now or step == max_steps:
             run.flush()
-        if run.rank == 0 and log_now:
-            log.info("step %d/%d epoch %d loss %.4f lr %.2e", step, run.total, epoch, run.step_losses[-1],
-                     run.optim.param_groups[0]["lr"])
+        if log_now:
+            run.monitor.line(step, epoch, run.step_losses[-1], lr_at(step - 1, run.sched, cfg.lr, cfg.min_lr),
+                             run.grad_norms[-1])
+        if end_now or (cfg.recon_every_steps and step % cfg.recon_every_steps == 0):
+            run.monitor.recon(step, run.model, cfg.kind, run.recon_samples(), cfg.seed)
         if ckpt_now:
             run.checkpoint()
         if max_steps is not None and step >= max_steps:
@@ -264,6 +267,7 @@ def finish(run: Run) -> list[float]:
         return epoch_losses
     from . import plots  # matplotlib only where figures are drawn
 
+    run.monitor.close()
     cfg, n, untrained = run.cfg, run.n, run.total == 0
     if untrained:
         run.checkpoint()
@@ -273,14 +277,14 @@ def finish(run: Run) -> list[float]:
             "device": str(run.device), "epoch_losses": epoch_losses, "step_losses": run.step_losses,
             "final_loss": epoch_losses[-1] if epoch_losses else None,
             "wall_time_s": run.wall_before + time.time() - run.t0, "resumed_from_step": run.resumed_from,
-            "warnings": run.warnings, "untrained": untrained,
+            "warnings": run.warnings, "untrained": untrained, "schedule": run.sched.to_dict(),
             "init": run.model.init_report}  # None: random init; else source path/format/sha256, mapped, fresh
     write_json(run.out / "meta.json", meta)
     plots.loss_plot(run.out / "loss.png", run.step_losses, run.steps_per_epoch)
     if cfg.kind == "video":
-        plots.video_recon_plot(run.out / "recon.png", run.model, _recon_clips(run.dataset), cfg.seed)  # type: ignore[arg-type]
+        plots.video_recon_plot(run.out / "recon.png", run.model, run.recon_samples(), cfg.seed)  # type: ignore[arg-type]
     else:
-        plots.recon_plot(run.out / "recon.png", run.model, _recon_batch(run.faces, run.samples), cfg.seed)  # type: ignore[arg-type]
+        plots.recon_plot(run.out / "recon.png", run.model, run.recon_samples(), cfg.seed)  # type: ignore[arg-type]
     save_encoder(run.out / "encoder.safetensors", run.model, {
         "shards": run.shards, "step": run.step, "epochs": cfg.epochs, "final_loss": meta["final_loss"],
         "n_samples": n, "seed": cfg.seed, "untrained": untrained, "warnings": run.warnings,
@@ -295,9 +299,9 @@ def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max
     while run.step < run.total:
         if not run_epoch(run, max_steps):
             res = TrainResult(run.model, run.step, run.step_losses, run.epoch_losses(), False)
-            return _finish_dist(res, run.created)
+            return finish_dist(res, run.created)
     epoch_losses = finish(run)
-    return _finish_dist(TrainResult(run.model, run.step, run.step_losses, epoch_losses, True), run.created)
+    return finish_dist(TrainResult(run.model, run.step, run.step_losses, epoch_losses, True), run.created)
 
 
 def build_model(cfg: PretrainConfig) -> MAE | VideoMAE:
@@ -308,30 +312,6 @@ def build_model(cfg: PretrainConfig) -> MAE | VideoMAE:
     model = VideoMAE(cfg.model) if cfg.kind == "video" else MAE(cfg.model)  # type: ignore[arg-type]
     model.init_report = apply_init(model, cfg.model) if cfg.model.init else None
     return model
-
-
-def _recon_clips(dataset: FaceClipDataset, k: int = 2) -> torch.Tensor | None:
-    """Up to k un-augmented clips spread over the clip list, uint8 [k, T, S, S, 3]."""
-    if len(dataset) == 0:
-        return None
-    pick = np.unique(np.linspace(0, len(dataset) - 1, min(k, len(dataset))).astype(int))
-    return torch.from_numpy(np.stack([dataset.clip(int(i)) for i in pick]))
-
-
-def _recon_batch(faces: Sequence[str | Path], samples: np.ndarray, k: int = 8) -> torch.Tensor | None:
-    """Up to k un-augmented crops spread over the sample list, uint8 [k, S, S, 3]."""
-    if len(samples) == 0:
-        return None
-    pick = samples[np.unique(np.linspace(0, len(samples) - 1, min(k, len(samples))).astype(int))]
-    crops = [load_face_shard(f)[0] for f in faces]
-    return torch.from_numpy(np.stack([np.asarray(crops[s][r]) for s, r in pick]))  # type: ignore[index]
-
-
-def _finish_dist(res: TrainResult, created: bool) -> TrainResult:
-    if created:
-        dist.barrier()
-        dist.destroy_process_group()
-    return res
 
 
 def main(argv: Sequence[str] | None = None) -> None:

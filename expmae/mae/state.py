@@ -8,6 +8,7 @@ TrainingDiverged before a checkpoint or an encoder of the broken weights is writ
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .checkpoint import save_checkpoint
+from .monitor import recon_batch, recon_clips
+from .schedule import Schedule, full_schedule
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,12 +53,26 @@ class Run:
     fwd: Any = None  # the model as called in training: compiled and/or DDP-wrapped
     dataset: Any = None  # FaceCropDataset | FaceClipDataset
     pending: list[torch.Tensor] = field(default_factory=list)  # step losses still on the device
+    pending_norms: list[torch.Tensor] = field(default_factory=list)  # their gradient norms
+    grad_norms: list[float] = field(default_factory=list)
+    monitor: Any = None  # monitor.Monitor: log lines and TensorBoard
 
     def __post_init__(self) -> None:  # derived, fixed for the whole run
         self.n, self.ckpt = len(self.samples), self.out / "checkpoint.safetensors"
-        self.total = self.steps_per_epoch * self.cfg.epochs
-        self.warmup = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
-        self.fp = self.cfg.fingerprint(self.shards, self.n)
+        self.set_schedule(full_schedule(self.cfg, self.steps_per_epoch))
+        self._recon: Any = False  # not picked yet
+
+    def set_schedule(self, sched: Schedule) -> None:
+        """The steps of this job (the full schedule, or a continued run's share) and its fingerprint."""
+        self.sched, self.total, self.warmup = sched, sched.total, sched.warmup
+        self.fp = self.cfg.fingerprint(self.shards, self.n, sched.continued_from)
+
+    def recon_samples(self) -> Any:
+        """The fixed un-augmented crops (image) or clips (video) of the reconstruction figures."""
+        if self._recon is False:
+            self._recon = (recon_clips(self.dataset) if self.cfg.kind == "video"
+                           else recon_batch(self.faces, self.samples))
+        return self._recon
 
     def flush(self) -> None:
         """Move pending step losses to step_losses (one device->host sync per flush, not per step);
@@ -62,9 +80,14 @@ class Run:
         if not self.pending:
             return
         new = torch.stack(self.pending).div_(self.cfg.grad_accum).tolist()
+        norms = torch.stack(self.pending_norms).tolist() if self.pending_norms else [float("nan")] * len(new)
         first = self.step - len(new) + 1  # 1-based step of new[0]
         self.pending.clear()
+        self.pending_norms.clear()
         self.step_losses.extend(new)
+        self.grad_norms.extend(norms)
+        if self.monitor is not None:
+            self.monitor.steps(first, new, norms)
         for i, v in enumerate(new):
             if not math.isfinite(v):
                 epoch = (first + i - 1) // max(1, self.steps_per_epoch) + 1
@@ -97,5 +120,26 @@ class Run:
             state = {"step": self.step, "epoch": self.step // max(1, self.steps_per_epoch),
                      "step_losses": self.step_losses, "fingerprint": self.fp,
                      "config": self.cfg.to_dict(), "shards": self.shards, "n_samples": self.n,
+                     "schedule": self.sched.to_dict(),
                      "wall_time_s": self.wall_before + time.time() - self.t0}
             save_checkpoint(self.ckpt, self.model, self.optim, state)
+
+
+def setup_dist() -> tuple[int, int, int, bool]:
+    """-> (rank, world size, local rank, whether we created the process group)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, False
+    created = False
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+        created = True
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created
+
+
+def finish_dist(res: Any, created: bool) -> Any:
+    if created:
+        dist.barrier()
+        dist.destroy_process_group()
+    return res

@@ -4,10 +4,13 @@
 # walltime kill continues. Figures and probe scores go into `snakemake --report` (category expMAE).
 # The features of the encoders are extract_visual jobs (feature sets expmae / expmae_video,
 # extract.smk); a feature set needing a disabled mae_video is a config error (features/config.py).
+# One process, torchrun per GPU, or srun + torchrun on several nodes (expmae/mae/launch.py).
+from expmae.mae import launch as mae_launch
+
 MAE_VIDEO_ON = bool(config.get("mae_video", {}).get("enabled", False))
 # What rule all asks for besides the classifiers: the probe(s), which pull in pretraining.
 MAE_TARGETS = [f"{RES}/mae/probe.json"] + ([f"{RES}/mae_video/probe.json"] if MAE_VIDEO_ON else [])
-_NOT_TRAINING = ("enabled", "probe_repeats")  # settings that must not rerun pretraining
+_NOT_TRAINING = ("enabled", "probe_repeats", "gpus", "nodes")  # settings that must not rerun pretraining
 # --params of the pretraining / probe jobs per config section (JSON, so a change reruns the rule).
 MAE_PARAMS = {
     sec: js(
@@ -21,6 +24,7 @@ MAE_PARAMS = {
     for sec, kind in (("mae", "image"), ("mae_video", "video"))
     if sec in config
 }
+
 PROBE_PARAMS = {
     sec: js(
         {
@@ -62,10 +66,12 @@ rule mae_pretrain:
     conda:
         ENV
     threads: 8  # capped at --cores locally; cpus-per-task on SLURM (data-loader workers + torch)
+    resources:
+        **mae_launch.job_resources(config["mae"]),
     params:
         cfg=MAE_PARAMS["mae"],
         out=lambda w, output: os.path.dirname(output.encoder),
-        launch=lambda w, resources: launcher(resources),
+        launch=lambda w, resources: mae_launch.prefix(resources),
     shell:
         "{params.launch} -m expmae.mae.pretrain --faces {input:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
 
@@ -93,10 +99,12 @@ use rule mae_pretrain as mae_video_pretrain with:
         f"{RES}/logs/mae_video_pretrain.log",
     benchmark:
         f"{RES}/benchmarks/mae_video_pretrain.tsv"
+    resources:
+        **mae_launch.job_resources(config.get("mae_video", {})),
     params:
         cfg=MAE_PARAMS.get("mae_video", "{}"),
         out=lambda w, output: os.path.dirname(output.encoder),
-        launch=lambda w, resources: launcher(resources),
+        launch=lambda w, resources: mae_launch.prefix(resources),
 
 
 rule mae_probe:

@@ -1,0 +1,194 @@
+"""MAE pretraining at paper scale: schedule (warmup + cosine, layer decay, retrain fraction), the
+run monitor (samples/s + ETA lines, TensorBoard events), the multi-node launcher, the paper preset's
+DAG, and the GPU check's CPU path."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from expmae.mae import launch
+from expmae.mae.model import MAE, MAEConfig
+from expmae.mae.pretrain import PretrainConfig, train
+from expmae.mae.schedule import Schedule, layer_id, lr_at, param_groups
+from fixtures.mae_shards import write_shard
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_dim=48, decoder_depth=1,
+            mask_ratio=0.75, norm_pix_loss=True, batch_size=6, lr=1e-3, warmup_epochs=1, frames_per_video=4,
+            seed=0, device="cpu")
+
+
+def cfg(**kw) -> PretrainConfig:
+    return PretrainConfig.from_params({**TINY, "epochs": 2, **kw})
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("faces")
+    return [write_shard(root / "s00000", {"v0": 6, "v1": 4, "v2": 3}, seed=1),
+            write_shard(root / "s00001", {"v3": 5, "v5": 8}, seed=2)]
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_warmup_then_cosine_from_the_first_step() -> None:
+    s = Schedule(total=10, warmup=2)
+    lrs = [lr_at(i, s, 1.0, 0.1) for i in range(10)]
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)  # warmup from the init, not the peak
+    assert lrs[2] == pytest.approx(1.0) and all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+    assert lr_at(10, s, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def test_layer_decay_groups() -> None:
+    model = MAE(MAEConfig.from_dict(TINY))  # depth 2: layers 0 (embeddings), 1, 2 (blocks), 3 (norm, decoder)
+    assert [layer_id(n, 2) for n in ("cls_token", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight",
+                                     "blocks.1.mlp.fc1.bias", "norm.weight", "decoder_blocks.0.norm1.weight")] \
+        == [0, 0, 1, 2, 3, 3]
+    off = param_groups(model, 0.05)  # layer_decay 1.0: the two groups of before (matrices decay, rest not)
+    assert [(g["weight_decay"], g["lr_scale"]) for g in off] == [(0.05, 1.0), (0.0, 1.0)]
+    groups = param_groups(model, 0.05, layer_decay=0.5)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert scale[id(named["cls_token"])] == 0.125 and scale[id(named["blocks.0.attn.qkv.weight"])] == 0.25
+    assert scale[id(named["blocks.1.attn.qkv.weight"])] == 0.5 and scale[id(named["decoder_pred.weight"])] == 1.0
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_layer_decay_trains_and_scales_the_lr(shards, tmp_path) -> None:
+    res = train(cfg(epochs=1, layer_decay=0.75), shards, tmp_path)
+    assert res.finished and all(math.isfinite(v) for v in res.step_losses)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["config"]["layer_decay"] == 0.75
+
+
+def test_retrain_fraction_continues_the_weights_on_new_shards(shards, tmp_path) -> None:
+    kw = dict(retrain_on_new_videos=True, retrain_fraction=0.5, epochs=1)
+    first = train(cfg(**kw), shards[:1], tmp_path)
+    second = train(cfg(**kw), shards, tmp_path)  # a new shard: half the steps, from the first run's weights
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    sched = meta["schedule"]
+    full = meta["steps_per_epoch"]
+    assert second.step == sched["total"] == math.ceil(0.5 * full) < full
+    assert sched["continued_shards"] == ["s00000"] and sched["continued_step"] == first.step
+    fresh = train(cfg(retrain_on_new_videos=True, epochs=1), shards, tmp_path / "fresh")  # fraction 1.0
+    assert fresh.step == full and json.loads((tmp_path / "fresh" / "meta.json").read_text())["schedule"][
+        "continued_from"] is None
+    assert second.step_losses[0] < fresh.step_losses[0]  # it starts from trained weights
+    again = train(cfg(**kw), shards, tmp_path)  # nothing new: the finished continued run is resumed as is
+    assert again.step == second.step and again.step_losses == second.step_losses
+
+
+# ----------------------------------------------------------------------------- monitor
+def test_log_lines_have_throughput_and_eta_and_tensorboard_events(shards, tmp_path, caplog) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with caplog.at_level(logging.INFO, logger="expmae.mae.pretrain"):
+        train(cfg(epochs=1, log_every_steps=1, recon_every_steps=2), shards, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert lines and all("samples/s" in ln and "ETA" in ln and "grad_norm" in ln for ln in lines), lines
+    ev = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = ev.Tags()
+    assert {"train/loss", "train/lr", "train/samples_per_s", "train/grad_norm"} <= set(tags["scalars"])
+    assert "train/reconstruction" in tags["images"] and len(ev.Images("train/reconstruction")) >= 1
+    assert len(ev.Scalars("train/loss")) == json.loads((tmp_path / "meta.json").read_text())["steps"]
+    assert (tmp_path / "recon.png").exists() and (tmp_path / "loss.png").exists()  # the report's PNGs stay
+
+
+# ----------------------------------------------------------------------------- launcher
+def test_launch_command_for_a_slurm_allocation() -> None:
+    assert launch.first_host("gpu[003-005,9],cpu1") == "gpu003"
+    assert launch.first_host("r[1-2]-n[07-08]") == "r1-n07" and launch.first_host("node7") == "node7"
+    env = {"SLURM_JOB_NODELIST": "gpu[003-004]", "SLURM_JOB_ID": "4242", "SLURM_CPUS_PER_TASK": "16"}
+    cmd = launch.command(2, 8, ["-m", "expmae.mae.pretrain", "--out", "o"], env)
+    srun, torchrun = cmd[: cmd.index(sys.executable)], cmd[cmd.index(sys.executable):]
+    assert srun == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=16",
+                    "--kill-on-bad-exit=1"]
+    assert torchrun == [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=8",
+                        "--rdzv-backend=c10d", "--rdzv-endpoint=gpu003:29400", "--rdzv-id=4242",
+                        "-m", "expmae.mae.pretrain", "--out", "o"]
+    with pytest.raises(SystemExit, match="SLURM_JOB_NODELIST"):
+        launch.command(2, 8, ["-m", "x"], {})
+    assert launch.prefix({"gpu": 1}) == "python"
+    assert launch.prefix({"gpu": 4}) == "torchrun --standalone --nproc_per_node=4"
+    assert launch.prefix({"nodes": 2, "gres": "gpu:a100:8"}) == \
+        "python -m expmae.mae.launch --nnodes 2 --nproc-per-node 8 --"
+
+
+FAKE_SRUN = """#!{python}
+# Stand-in for srun on a machine without SLURM: start the command once per task, here, with the
+# SLURM task variables set, and exit with the first failure (as --kill-on-bad-exit).
+import os, subprocess, sys
+args = sys.argv[1:]
+n = int(next(a for a in args if a.startswith("--ntasks=")).split("=")[1])
+cmd = args[next(i for i, a in enumerate(args) if not a.startswith("--")):]
+procs = [subprocess.Popen(cmd, env={{**os.environ, "SLURM_PROCID": str(i), "SLURM_NODEID": str(i)}}) for i in range(n)]
+sys.exit(max(p.wait() for p in procs))
+"""
+
+
+def test_two_gloo_processes_through_the_multi_node_launcher(shards, tmp_path) -> None:
+    """Two 'nodes' x 1 process: the launcher's srun + torchrun command, c10d rendezvous on
+    localhost, DDP over gloo; rank 0 writes the encoder and records world size 2."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_SRUN.format(python=sys.executable))
+    (bin_dir / "srun").chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "localhost",
+           "SLURM_JOB_ID": "1", "EXPMAE_RDZV_PORT": str(port), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    params = json.dumps({**TINY, "epochs": 1, "tensorboard": False})
+    cmd = [sys.executable, "-m", "expmae.mae.launch", "--nnodes", "2", "--nproc-per-node", "1", "--",
+           "-m", "expmae.mae.pretrain", "--faces", *map(str, shards), "--out", str(tmp_path / "out"),
+           "--params", params]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert "launch: srun --nodes=2" in p.stderr and "--rdzv-endpoint=localhost:" in p.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["world_size"] == 2 and (tmp_path / "out" / "encoder.safetensors").exists()
+    torch.testing.assert_close(torch.tensor(meta["step_losses"]).isfinite().all(), torch.tensor(True))
+
+
+# ----------------------------------------------------------------------------- paper preset
+def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
+    """config.yaml + workflow/presets/paper.yaml + a data config, dry run with the slurm profile:
+    both pretraining jobs are ViT-L at 224 px and ask for 2 nodes x 8 GPUs (srun + torchrun)."""
+    import re
+    import shutil
+
+    import yaml
+
+    from fixtures.workflow import SNAKEMAKE, placeholder_workflow
+
+    wd = placeholder_workflow(tmp_path / "wf")
+    shutil.copytree(ROOT / "workflow" / "presets", wd / "workflow" / "presets", dirs_exist_ok=True)
+    data = {"videos": ["data/tiny/videos"], "labels": "data/tiny/labels.csv", "transcripts": "data/tiny/transcripts.csv"}
+    (wd / "mydata.yaml").write_text(yaml.safe_dump({"data": data}))
+    p = subprocess.run([*SNAKEMAKE, "-n", "-p", "--profile", "workflow/profiles/slurm", "--configfile", "config.yaml",
+                        "workflow/presets/paper.yaml", "mydata.yaml"], cwd=wd, capture_output=True, text=True, timeout=300)
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-4000:]
+    assert not (wd / "results").exists()  # a dry run writes nothing
+    for rule, kind in (("mae_pretrain", "image"), ("mae_video_pretrain", "video")):
+        block = re.search(rf"^rule {rule}:\n(.*?)\n\n", text, re.M | re.S).group(1)
+        resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", block).group(1).split(", "))
+        assert (resources["nodes"], resources["gres"], resources["tasks"], resources["mpi"]) == \
+            ("2", "gpu:8", "2", "srun"), resources
+        shell = re.search(r"Shell command: (.*)", block).group(1)
+        assert shell.startswith("python -m expmae.mae.launch --nnodes 2 --nproc-per-node 8 -- -m expmae.mae.pretrain")
+        params = json.loads(re.search(r"--params '(.*?)'", shell).group(1))
+        c = PretrainConfig.from_params(params)
+        assert (c.kind, c.model.embed_dim, c.model.depth, c.model.img_size) == (kind, 1024, 24, 224)
+        assert c.bf16 and c.batch_size >= 512
+        if kind == "video":  # 16 frames / tubelet 2 x (224 / 16)^2 tubes
+            assert c.model.grid[0] * c.model.grid[1] == 1568
