@@ -8,7 +8,7 @@ DEMO := data/demo
 # The demo's data paths (config.yaml leaves data: empty): every demo target passes this preset.
 DEMO_CFG := --configfile workflow/presets/demo.yaml
 
-.PHONY: venv demo run test lint dry clean report
+.PHONY: venv demo check models run test lint dry clean report
 .DEFAULT_GOAL := run
 
 venv: $(STAMP)
@@ -25,7 +25,18 @@ demo: $(DEMO)/labels.csv
 $(DEMO)/labels.csv: | $(STAMP)
 	$(BIN)/python -m expmae.demo --out $(DEMO) --force
 
-run: venv demo
+# Preflight of the config and its data (writes nothing under results/); `make run` starts with it.
+# Your data: .venv/bin/python -m expmae check --configfile workflow/presets/mer2023.yaml my.yaml
+check: venv demo
+	$(BIN)/python -m expmae check $(DEMO_CFG)
+
+# Every configured hub id into the local caches (run it where the machine is online; jobs never download).
+# Your data: make models CFG="workflow/presets/mer2023.yaml my.yaml"
+CFG ?= workflow/presets/demo.yaml
+models: venv
+	$(BIN)/python -m expmae.models fetch --configfile $(CFG)
+
+run: venv demo check
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) $(DEMO_CFG)
 	@echo "metrics: results/metrics.json  submission: results/submission/final.csv  QC: results/qc/"
 

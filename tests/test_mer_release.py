@@ -149,3 +149,12 @@ def test_mer2023_preset_end_to_end(shared_data, tmp_path):
     ours = ours.get("mean", ours) if isinstance(ours, dict) else ours
     assert ours is not None and abs(official - ours) < 1e-4, (official, final)
     assert set(names["train"]).isdisjoint(sub["name"])
+    # real footage through the face stage: faces in each of the six clips ../shared/data labels (the first six
+    # train clips), and its RAVDESS crop without an audio track (the sixth) is a QC row, not a failure
+    res = wd / "results"
+    q = pd.concat(pd.read_parquet(f / "qc.parquet") for f in sorted((res / "faces").iterdir())).set_index("name")
+    for n in names["train"][:6]:
+        assert q.loc[n, "ok"] and q.loc[n, "frames_with_face"] > 0, n
+    assert not q.loc[names["train"][5], "has_audio"]
+    summary = pd.read_csv(res / "qc" / "summary.tsv", sep="\t")
+    assert "no audio stream" in summary[(summary.name == names["train"][5]) & (summary.stage == "audio")]["reason"].tolist()
