@@ -47,3 +47,4 @@ rule all:
         f"{RES}/qc/summary.tsv",
         f"{RES}/qc/faces_summary.tsv",
         MAE_TARGETS,
+        CACHE_FILES,  # common.smk: a deleted per-shard file is rebuilt by a plain rerun

@@ -11,6 +11,8 @@ Sharding scheme (the registry, `results/ingest/registry.parquet`):
 - The registry also stores each file's size and mtime. A shard's fingerprint (hash of its
   members' name, path, size, mtime) is a Snakemake param of its ingest rule: replacing a
   video's bytes reruns that one shard only.
+- Each shard's manifest also records each file's content hash (sha256), so byte copies and
+  symlinks of one video are found (QC rows, expmae.labels), whatever their names.
 - Ids that disappear from disk stay registered (their QC rows then say "file missing");
   a duplicate id (same stem in two folders, or a.mp4 + a.avi) keeps the first path in
   folder order and is reported in `results/ingest/issues.tsv`.
@@ -28,7 +30,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from expmae.io import config_hash, write_table, write_text
+from expmae.io import config_hash, file_sha256, write_table, write_text
 
 DEFAULT_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv")
 COLUMNS = ["name", "path", "shard", "size", "mtime_ns"]
@@ -44,41 +46,73 @@ class Scan:
     issues: list[tuple[str, str, str]] = field(default_factory=list)  # (name, path, reason)
 
 
+def _utf8(s: str) -> bool:
+    """False for a name holding non-UTF-8 bytes (os gives them as surrogates: Latin-1/GBK names from zips)."""
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown(s: str) -> str:
+    """A name safe to write and print: non-UTF-8 bytes as \\xNN escapes."""
+    return os.fsencode(s).decode("utf-8", "backslashreplace")
+
+
 def scan(dirs: Sequence[str | os.PathLike], exts: Iterable[str] = DEFAULT_EXTS) -> Scan:
-    """List video files under `dirs` (recursive). os.scandir keeps 100k files well under a second."""
+    """List video files under `dirs` (recursive). os.scandir keeps 100k files well under a second.
+    Each real folder is walked once (a symlink loop or a second link to a folder is an issue row, not
+    40 levels of copies); hidden files and names that are not UTF-8 are skipped with an issue row."""
     exts = {e.lower() for e in exts}
     rows: list[tuple[str, str, int, int]] = []
     seen: dict[str, str] = {}
     issues: list[tuple[str, str, str]] = []
+    walked: dict[str, str] = {}  # real folder -> the path it was first walked as
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
             issues.append(("", str(d), "video folder missing"))
             continue
         stack = [d]
+
+        def rel(path: str, root: Path = d) -> str:  # QC rows never carry absolute paths
+            return shown(os.path.relpath(path, root.parent))
+
         found: list[tuple[str, os.DirEntry]] = []
         while stack:
             cur = stack.pop()
+            real = os.path.realpath(cur)
+            if real in walked:
+                issues.append(("", shown(str(cur)), f"folder scanned twice: already as {walked[real]} (symlink), skipped"))
+                continue
+            walked[real] = rel(str(cur))
             try:
                 with os.scandir(cur) as it:
                     for e in it:
                         if e.is_dir(follow_symlinks=True):
                             stack.append(Path(e.path))
-                        elif os.path.splitext(e.name)[1].lower() in exts and not e.name.startswith("."):
+                        elif os.path.splitext(e.name)[1].lower() in exts:
                             found.append((e.path, e))
             except OSError as err:
-                issues.append(("", str(cur), f"unreadable folder: {err}"))
+                issues.append(("", shown(str(cur)), f"unreadable folder: {err.strerror or type(err).__name__}"))
         for path, e in sorted(found, key=lambda t: t[0]):
             name = os.path.splitext(e.name)[0]
+            if not _utf8(path):
+                issues.append((shown(name), shown(path), "file name not UTF-8: skipped (rename it, e.g. convmv)"))
+                continue
+            if e.name.startswith("."):
+                issues.append((name, path, "hidden file: skipped"))
+                continue
             if name in seen:
-                issues.append((name, path, f"duplicate id (kept {seen[name]})"))
+                issues.append((name, path, f"duplicate id: kept {seen[name]}"))
                 continue
             try:
                 st = e.stat(follow_symlinks=True)
             except OSError as err:
-                issues.append((name, path, f"cannot stat: {err}"))
+                issues.append((name, path, f"cannot stat: {err.strerror or type(err).__name__}"))
                 continue
-            seen[name] = path
+            seen[name] = rel(path)
             rows.append((name, path, st.st_size, st.st_mtime_ns))
     df = pd.DataFrame(rows, columns=["name", "path", "size", "mtime_ns"])
     return Scan(df.astype({"size": "int64", "mtime_ns": "int64"}), issues)
@@ -127,7 +161,7 @@ def plan_registry(results: str | os.PathLike, dirs: Sequence[str], exts: Iterabl
     `--lint` or `--report` reads the workflow without changing results/ (save_registry persists)."""
     s = scan(dirs, exts)
     new = assign(read_registry(results), s.videos, shard_size)
-    issues = "name\tpath\treason\n" + "".join(f"{n}\t{p}\t{r}\n" for n, p, r in s.issues)
+    issues = pd.DataFrame(s.issues, columns=["name", "path", "reason"]).to_csv(sep="\t", index=False)
     return new, issues
 
 
@@ -164,12 +198,24 @@ def fingerprints(registry: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def write_shard(registry_path: str | os.PathLike, shard: str, out: str | os.PathLike) -> pd.DataFrame:
+def content_hash(path: str) -> str:
+    """sha256 of the file's bytes ("" when unreadable: the stages give that video its own QC row)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return ""
+
+
+def write_shard(registry_path: str | os.PathLike, shard: str, out: str | os.PathLike,
+                hash_content: bool = True) -> pd.DataFrame:
+    """The shard's manifest: name, path, size, mtime_ns, sha256 (content hash: a byte copy or a
+    symlink of a video registered twice is found by the inputs check; "" with hash_content=False)."""
     reg = pd.read_parquet(registry_path)
     members = reg[reg["shard"] == shard].sort_values("name", ignore_index=True)
     if members.empty:
         raise SystemExit(f"shard {shard} is not in {registry_path}")
-    write_table(out, members[["name", "path", "size", "mtime_ns"]], meta={"shard": shard})
+    members["sha256"] = [content_hash(p) if hash_content else "" for p in members["path"]]
+    write_table(out, members[["name", "path", "size", "mtime_ns", "sha256"]], meta={"shard": shard})
     return members
 
 
@@ -178,8 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--registry", required=True)
     ap.add_argument("--shard", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--no-hash", action="store_true", help="skip content hashing (no duplicate-content check)")
     a = ap.parse_args(argv)
-    m = write_shard(a.registry, a.shard, a.out)
+    m = write_shard(a.registry, a.shard, a.out, hash_content=not a.no_hash)
     print(f"{a.shard}: {len(m)} videos -> {a.out}")
 
 

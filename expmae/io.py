@@ -9,6 +9,11 @@ Feature cache (one Parquet file per shard and extractor):
     metadata b"expmae" -> JSON {extractor, model_id, dim, config_hash, ...}
 mask=False means the modality is missing for that video (no face, no audio, empty
 transcript); the feature is then a zero vector, never a dropped row.
+
+Healing: every Parquet file is written with a CRC per page (recorded at write time); `verify` reads
+a cached file back with those checks (and .npy headers against the file size), and
+`python -m expmae.io verify` (rule cache_check, one job per shard, an input of the report) removes a
+corrupt or incomplete cache file and says so, so the next run rebuilds it and everything after it.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -94,20 +100,33 @@ def write_table(path: str | os.PathLike, table: pa.Table | Any, meta: dict | Non
         md[META_KEY] = json.dumps(meta, sort_keys=True, default=_json_default).encode()
         table = table.replace_schema_metadata(md)
     with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_page_checksum=True)  # CRC per page: verify() catches a flipped byte
 
 
-def read_csv_tolerant(path: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
-    """A user CSV as strings -> (table, valid_utf8). Non-UTF-8 bytes are replaced rather than
-    failing the run; a blank file gives a table without columns."""
-    raw = Path(path).read_bytes()
-    try:
-        text, ok = raw.decode("utf-8-sig"), True
-    except UnicodeDecodeError:
-        text, ok = raw.decode("utf-8", errors="replace"), False
+ENCODINGS = ("utf-8", "utf-8-sig", "gb18030")
+
+
+def decode(raw: bytes, encoding: str = "") -> tuple[str, str, bool]:
+    """-> (text, encoding used, exact). exact=False: no candidate decoded every byte, bad bytes replaced."""
+    candidates = list(dict.fromkeys([*ENCODINGS, *([encoding] if encoding else [])]))
+    if raw.startswith(b"\xef\xbb\xbf"):
+        candidates.remove("utf-8-sig"), candidates.insert(0, "utf-8-sig")  # never keep the BOM in the header
+    for enc in candidates:
+        try:
+            return raw.decode(enc), enc, True
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return raw.decode(encoding or "utf-8", errors="replace"), encoding or "utf-8", False
+
+
+def read_csv_tolerant(path: str | os.PathLike, encoding: str = "") -> tuple[pd.DataFrame, bool]:
+    """A user CSV as strings -> (table, decoded exactly). Tries UTF-8, UTF-8-SIG, GB18030, then `encoding`
+    (decode); only then are bad bytes replaced. A blank file gives a table without columns.
+    expmae.labels.read_csv does the same and returns QC rows instead of a flag."""
+    text, _, exact = decode(Path(path).read_bytes(), encoding)
     if not text.strip():
-        return pd.DataFrame(), ok
-    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False), ok
+        return pd.DataFrame(), exact
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False), exact
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -155,6 +174,20 @@ def write_features(
     write_table(path, table, meta={**meta, "dim": dim})
 
 
+class CacheError(SystemExit):
+    """A cached per-shard file (under results/) that cannot be read. It is removed, so a plain rerun
+    rebuilds it (every per-shard file is a target of rule all), and the message names it."""
+
+    def __init__(self, path: str | os.PathLike, err: BaseException | str, remove: bool = True) -> None:
+        why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        p = Path(path)
+        if remove and p.exists():
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        super().__init__(f"unreadable cache file {path} ({why}): "
+                         f"{'removed; ' if remove else ''}rerun snakemake, which rebuilds it with the rule that "
+                         f"wrote it and reruns what was computed from it")
+
+
 def read_features(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
     """Concatenate feature shards -> (names, X [N, D] float32, mask [N] bool, meta of first shard)."""
     names: list[str] = []
@@ -162,7 +195,10 @@ def read_features(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.nda
     masks: list[np.ndarray] = []
     meta: dict = {}
     for p in paths:
-        t = pq.read_table(p)
+        try:
+            t = pq.read_table(p, page_checksum_verification=True)
+        except (OSError, pa.ArrowException) as err:
+            raise CacheError(p, err) from err
         meta = meta or read_meta(p)
         dim = t.schema.field("feature").type.list_size
         names += t.column("name").to_pylist()
@@ -172,3 +208,49 @@ def read_features(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.nda
     if not feats:
         return [], np.zeros((0, int(meta.get("dim", 0))), np.float32), np.zeros(0, bool), meta
     return names, np.concatenate(feats), np.concatenate(masks), meta
+
+
+def verify(path: str | os.PathLike) -> str:
+    """"" when the cached file (or faces folder) reads back intact, else the reason."""
+    p = Path(path)
+    if p.is_dir():  # a faces shard folder: its three files
+        return next((f"{f}: {r}" for f in ("crops.npy", "frames.parquet", "qc.parquet") if (r := verify(p / f))), "")
+    if not p.exists():
+        return "missing"
+    try:
+        if p.suffix == ".parquet":
+            pq.read_table(p, page_checksum_verification=True)
+        elif p.suffix == ".npy":
+            with open(p, "rb") as f:
+                major, _ = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+                need = f.tell() + int(np.prod(shape)) * dtype.itemsize
+            if p.stat().st_size != need:
+                return f"size {p.stat().st_size} bytes, header says {need}"
+    except (OSError, ValueError, pa.ArrowException) as err:
+        return str(err).splitlines()[0][:200] or type(err).__name__
+    return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m expmae.io verify --files a.parquet b.npy faces/s00000 --out stamp.tsv"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Verify cached per-shard files; remove the corrupt ones.")
+    ap.add_argument("cmd", choices=["verify"])
+    ap.add_argument("--files", nargs="*", default=[])
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    bad = [(f, r) for f in a.files if (r := verify(f))]
+    for f, why in bad:
+        shutil.rmtree(f) if Path(f).is_dir() else Path(f).unlink(missing_ok=True)
+        print(f"corrupt cache {f} ({why}): removed", flush=True)
+    if bad:
+        raise SystemExit(f"{len(bad)} corrupt cache file(s) removed (listed above): rerun snakemake to rebuild "
+                         "them and everything computed from them")
+    write_text(a.out, "path\n" + "".join(f"{f}\n" for f in a.files))
+
+
+if __name__ == "__main__":
+    main()

@@ -259,7 +259,8 @@ def _make_bad_inputs(d: Path) -> dict[str, Path]:
     assert fast.find(b"moov") < fast.find(b"mdat")  # index first: a cut file is partly readable
     (d / "truncated_faststart.mp4").write_bytes(fast[: len(fast) * 9 // 10])
     files["truncated_faststart"] = d / "truncated_faststart.mp4"
-    files["one_frame"] = syn.write_video(d / "one_frame.mp4", face[:1])
+    files["one_frame"] = syn.write_video(d / "one_frame.mp4", face[:1], audio=True)
+    files["still"] = syn.write_video(d / "still.mp4", face[:1])  # one frame, no audio: a picture
     files["huge"] = syn.write_video(d / "huge.mp4", syn.face_frames(3, 4000, 3000), fps=2)
     files["rotated"] = syn.write_video(d / "rotated.mp4", [np.ascontiguousarray(np.rot90(f, -1)) for f in face],
                                        rotation=90)  # stored sideways, displayed upright
@@ -339,7 +340,8 @@ def test_shard_keeps_every_video_and_writes_only_final_files(bad_shard) -> None:
     ("random", "undecodable: "),
     ("html", "undecodable: "),
     ("truncated", "undecodable: "),
-    ("audio_only", "undecodable: no video stream"),
+    ("audio_only", "no video stream"),
+    ("still", "still image (1 frame, no audio)"),
     ("no_frames", "no frames"),
     ("no_face", "no face"),
 ])
@@ -512,7 +514,7 @@ def test_report_summary_and_montage(bad_shard, tmp_path) -> None:
     row = summary.iloc[-1]
     qc = bad_shard["qc"]
     assert row["videos"] == len(qc) and row["ok"] == int(qc["ok"].sum()) and row["crops"] == len(bad_shard["frames"])
-    assert row["reason:undecodable"] == 4 and row["reason:zero-byte file"] == 1 and row["reason:no face"] == 1
+    assert row["reason:undecodable"] == 3 and row["reason:no video stream"] == 1 and row["reason:zero-byte file"] == 1 and row["reason:no face"] == 1
     png = cv2.imread(str(tmp_path / "qc" / "montage_s00000.png"))
     assert png is not None and png.shape[1] >= 8 * 112
     failures = pd.read_csv(tmp_path / "qc" / "faces_failures.tsv", sep="\t")

@@ -1,4 +1,5 @@
 """Shard registry: append-only membership, duplicates, fingerprints."""
+import hashlib
 import os
 
 import pandas as pd
@@ -81,7 +82,9 @@ def test_write_shard_manifest(tmp_path):
     update_registry(tmp_path / "res", [str(v)], [".mp4"], 2)
     m = write_shard(tmp_path / "res" / "ingest" / "registry.parquet", "s00001", tmp_path / "m.parquet")
     assert m["name"].tolist() == ["a2"]
-    assert pd.read_parquet(tmp_path / "m.parquet").columns.tolist() == ["name", "path", "size", "mtime_ns"]
+    got = pd.read_parquet(tmp_path / "m.parquet")
+    assert got.columns.tolist() == ["name", "path", "size", "mtime_ns", "sha256"]
+    assert got["sha256"].tolist() == [hashlib.sha256(b"x").hexdigest()]
 
 
 def test_assign_rejects_bad_shard_size():

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from expmae.io import atomic_path, write_table
+from expmae.io import CacheError, atomic_path, write_table
 
 _log = logging.getLogger(__name__)
 
@@ -126,20 +126,20 @@ def load_faces(out_dir: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarra
 def load_face_shard(folder: str | Path) -> tuple[np.ndarray | None, pd.DataFrame]:
     """-> (crops memmap [F, S, S, 3] uint8 or None, frames table with `name` and `crop_row`).
 
-    A missing or unreadable cache is logged and treated as a shard without faces.
+    A missing or unreadable cache is a CacheError (naming the folder), never a shard without faces.
     """
     folder = Path(folder)
     crops_p, frames_p = folder / "crops.npy", folder / "frames.parquet"
     empty = pd.DataFrame({"name": pd.Series([], dtype=str), "crop_row": pd.Series([], dtype="int64")})
+    # A missing or corrupt cache is an error naming the folder, not "no faces": that would silently
+    # mask every video of the shard. CacheError removes the folder: a plain rerun rebuilds it (rule faces).
     if not crops_p.exists() or not frames_p.exists():
-        _log.warning("face cache %s lacks crops.npy or frames.parquet; treating it as having no faces", folder)
-        return None, empty
+        raise CacheError(folder, "lacks crops.npy or frames.parquet")
     try:
         crops = np.load(crops_p, mmap_mode="r", allow_pickle=False)
         frames = pd.read_parquet(frames_p)
-    except Exception as e:  # a corrupt cache must not kill the whole run
-        _log.warning("cannot read face cache %s (%s); treating it as having no faces", folder, e)
-        return None, empty
+    except Exception as e:
+        raise CacheError(folder, e) from e
     if "crop_row" not in frames.columns:  # older layout: row i of frames.parquet is crop i
         frames = frames.assign(crop_row=np.arange(len(frames)))
     if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:

@@ -31,6 +31,9 @@ def init_worker(params: dict) -> tuple[Any, dict]:
     return (create_detector(params), onet), params
 
 
+STILL_IMAGE = "still image (1 frame, no audio)"
+
+
 def qc_row(name: str, reason: str = "", **kw: Any) -> dict:
     row = dict(name=name, ok=False, reason=reason, frames_decoded=0, frames_with_face=0, n_crops=0,
                mean_score=float("nan"), width=0, height=0, fps=float("nan"), duration_s=float("nan"),
@@ -86,9 +89,15 @@ def process_video(state: tuple[Any, dict], task: dict) -> dict:
     try:
         pr = probe(path)
     except ProbeError as e:
-        reason = "no frames" if str(e) == "no frames" else f"undecodable: {e}"
+        # an audio-only file (a .mp4 holding only sound) is readable, just not a video: say so
+        reason = str(e) if str(e) in ("no frames", "no video stream") else f"undecodable: {e}"
         return {"qc": qc_row(name, reason, seconds=time.perf_counter() - t_start), "frames": [], "crops": empty}
     info = dict(width=pr.width, height=pr.height, fps=pr.fps, duration_s=pr.duration_s, has_audio=pr.has_audio)
+    if len(pr.pts) == 1 and not pr.has_audio:
+        # a picture renamed .mp4: no expression dynamics, no audio; not ok, so every modality is masked
+        # and it never joins the pseudo-label pool as a confident "video"
+        return {"qc": qc_row(name, STILL_IMAGE, seconds=time.perf_counter() - t_start, **info),
+                "frames": [], "crops": empty}
     status: dict = {}
 
     def run(decoder: str) -> list[tuple[int, float, Detections, list]]:

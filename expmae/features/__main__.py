@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--frames-out", default=None, help="visual: per-crop features npy (float16)")
     ex.add_argument("--encoder", default=None, help="expmae_image / expmae_video: results/<section>/encoder.safetensors")
     ex.add_argument("--transcripts", default="", help="text: transcript CSV")
+    ex.add_argument("--encoding", default="", help="text: the CSV's encoding when not UTF-8/GB18030 (data.encoding)")
     ex.add_argument("--asr", nargs="*", default=[], help="text: ASR parquet(s), used where the CSV has no row")
     ex.add_argument("--no-reuse", action="store_true", help="recompute even if --out holds the same features")
     asr = sub.add_parser("asr", help="transcribe one shard (faster-whisper)")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         from .run import extract
 
         meta = extract(a.name, json.loads(a.params), a.manifest, a.out, faces=a.faces, transcripts=a.transcripts,
-                       asr=a.asr, qc_out=a.qc, frames_out=a.frames_out, encoder=a.encoder,
+                       asr=a.asr, encoding=a.encoding, qc_out=a.qc, frames_out=a.frames_out, encoder=a.encoder,
                        reuse=not a.no_reuse)
         print(f"{a.name}: {a.out} ({'reused' if meta.get('reused') else 'computed'})")
     else:

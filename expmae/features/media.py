@@ -2,17 +2,19 @@
 
 Decoding uses PyAV (FFmpeg): a missing audio stream or a broken file is a Python exception,
 so one bad video becomes a QC row (mask False) instead of killing the shard job.
-The transcript CSV is tolerant: missing file, non-UTF-8 bytes and empty cells never stop a run.
+The transcript CSV is tolerant: missing file, other encodings and empty cells never stop a run.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from expmae.io import config_hash, read_csv_tolerant
+from expmae.io import config_hash
+from expmae.labels import transcript_table
 
 
 class AudioProblem(ValueError):
@@ -49,39 +51,20 @@ def load_audio(path: str, sample_rate: int = 16000, max_seconds: float = 0.0) ->
 
 
 def audio_reason(err: Exception) -> str:
-    """Short QC reason of a decode failure."""
-    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """Short QC reason of a decode failure, without the file's path (PyAV appends it; QC rows name the
+    video, and the table is shared, so it never carries absolute paths)."""
+    msg = getattr(err, "strerror", None) or str(err).strip()
+    msg = msg.splitlines()[0] if msg else type(err).__name__
+    msg = re.sub(r"""[:\s]*['"]?(/|[A-Za-z]:\\)[^'"]*['"]?$""", "", msg) or type(err).__name__
     return msg if isinstance(err, AudioProblem) else f"undecodable audio: {msg[:160]}"
 
 
-def read_transcripts(path: str | os.PathLike | None, column: str = "english") -> tuple[dict[str, str], list[str]]:
-    """name -> transcript. Tolerates a missing file, non-UTF-8 bytes, empty cells; returns (map, warnings)."""
-    warnings: list[str] = []
-    if not path:
-        return {}, warnings
-    p = Path(path)
-    if not p.exists():
-        return {}, [f"transcript file {p} not found (config key data.transcripts)"]
-    df, utf8 = read_csv_tolerant(p)
-    if not utf8:
-        warnings.append(f"{p} is not valid UTF-8; undecodable bytes replaced")
-    if not len(df.columns):
-        return {}, warnings + [f"{p} is empty"]
-    if "name" not in df.columns:
-        raise SystemExit(f"{p}: needs a 'name' column (config key data.transcripts)")
-    if column not in df.columns:
-        others = [c for c in df.columns if c != "name"]
-        if not others:
-            raise SystemExit(f"{p}: no transcript column (config key data.transcript_column={column!r})")
-        warnings.append(f"{p}: column {column!r} missing, using {others[0]!r} (config key data.transcript_column)")
-        column = others[0]
-    out: dict[str, str] = {}
-    for name, t in zip(df["name"], df[column]):
-        if name in out:
-            warnings.append(f"duplicate transcript row for {name}; keeping the first")
-            continue
-        out[name] = " ".join(str(t).split())
-    return out, warnings
+def read_transcripts(path: str | os.PathLike | None, column: str = "english",
+                     encoding: str = "") -> tuple[dict[str, str], list[str]]:
+    """name -> transcript. Tolerates a missing file, other encodings (expmae.labels.decode), empty cells;
+    returns (map, warnings). The same problems are QC rows of the inputs check (expmae.labels.transcript_table)."""
+    out, issues = transcript_table(path, column, encoding)
+    return out, [f"{i['name']}: {i['reason']}" for i in issues]
 
 
 def shard_hashes(transcripts: dict[str, str], registry: pd.DataFrame) -> dict[str, str]:

@@ -154,7 +154,7 @@ def _input_hash(modality: str, manifest: pd.DataFrame, texts: list[str] | None, 
 
 
 def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, faces: str | None = None,
-            transcripts: str | None = None, asr: Sequence[str] = (), qc_out: str | None = None,
+            transcripts: str | None = None, asr: Sequence[str] = (), encoding: str = "", qc_out: str | None = None,
             frames_out: str | None = None, encoder: str | None = None, reuse: bool = True) -> dict[str, Any]:
     """Run instance `name` (params = its config entry + device/column) on one shard; returns the meta written.
     `encoder`: the encoder file of an extractor with an encoder_section (expmae_image / expmae_video)."""
@@ -171,7 +171,7 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
     cls, _ = spec(reg_name, f"{key}.extractor")
     texts = source = None
     if cls.modality == "text":
-        csv, warns = media.read_transcripts(transcripts, column)
+        csv, warns = media.read_transcripts(transcripts, column, encoding)
         for w in warns:
             log.warning(w)
         texts, source = media.shard_texts(names, csv, media.read_asr(list(asr)))

@@ -8,7 +8,7 @@ is read from the identity its training job recorded in its metrics.json.
 
     python -m expmae.report --classify results/classify/round0/expmae ... results/fuse/round1/all/fbp ... \
         --pseudo results/pseudo/round0.parquet --classes neutral,... --faces-qc ... --audio-qc ... --text ... \
-        --ingest-issues ... --out results
+        --inputs-qc results/qc/inputs.tsv --test data/test.csv --out results
 Writes <out>/metrics.json, <out>/submission/{final,round<r>_<name>}.csv, <out>/qc/summary.tsv and
 <out>/report/{f1_table.html,f1_table.tsv,pseudo.tsv,confusion.png,pseudo.png,curves.png}.
 """
@@ -22,7 +22,9 @@ import pandas as pd
 
 from expmae.io import read_meta, write_json, write_text
 from expmae.report import figures
-from expmae.report.tables import SCORES, html_report, pseudo_table, qc_table, round4, submission, tables
+from expmae.labels import read_names
+from expmae.report.qc import complete_submission, qc_table
+from expmae.report.tables import SCORES, html_report, pseudo_table, round4, submission, tables
 from expmae.train.plan import is_subcombination
 
 Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> its metrics.json
@@ -105,7 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--audio-qc", nargs="*", default=[])
     ap.add_argument("--text", nargs="*", default=[])
     ap.add_argument("--asr", nargs="*", default=[])
-    ap.add_argument("--ingest-issues", default="")
+    ap.add_argument("--inputs-qc", default="", help="the inputs check's QC rows (results/qc/inputs.tsv)")
+    ap.add_argument("--test", default="", help="the test list: final.csv gets a (flagged) row for every name")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
@@ -116,8 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     rounds, subs, label_issues = load_models(a.classify, out)
     pseudo = pseudo_summary(a.pseudo)
     final = choose_final(rounds)
-    write_text(out / "submission" / "final.csv", subs[str(final["round"]), final["model"]])
-    qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.ingest_issues, label_issues, a.asr)
+    final_csv, no_video = complete_submission(subs[str(final["round"]), final["model"]], read_names(a.test)[0],
+                                              classes)
+    write_text(out / "submission" / "final.csv", final_csv)
+    if no_video:
+        print(f"final.csv: {len(no_video)} test names without a video got a guessed row (QC stage test)")
+    qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.inputs_qc, label_issues, a.asr)
     write_text(out / "qc" / "summary.tsv", qc.to_csv(sep="\t", index=False))
     wide, long = tables(rounds)
     rep = out / "report"

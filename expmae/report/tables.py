@@ -1,16 +1,13 @@
-"""The report's tables: MER submissions, the QC table, the weighted-F1 tables (wide and long, TSV and
+"""The report's tables: MER submissions, the weighted-F1 tables (wide and long, TSV and
 HTML) and the pseudo-label pool table. Column names of the F1 tables are the models' names
 ('egemaps', 'fbp', 'fbp[audio+text]', from each training output's identity)."""
 from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from expmae.io import read_meta
 
 SCORES = ("weighted_f1", "accuracy", "valence_mse", "mer_combined", "test_weighted_f1", "test_accuracy",
           "test_valence_mse", "test_mer_combined")
@@ -21,28 +18,6 @@ def submission(probs: pd.DataFrame) -> pd.DataFrame:
     t = probs[probs["split"] == "test"]
     v = t["valence"].to_numpy(float) if "valence" in t else np.zeros(len(t))
     return pd.DataFrame({"name": t["name"], "discrete": t["pred"], "valence": np.round(np.nan_to_num(v), 4)})
-
-
-def qc_table(faces_qc: list[str], audio_qc: list[str], text: list[str], ingest_issues: str | None,
-             label_issues: list[dict], asr: list[str] = ()) -> pd.DataFrame:
-    """One row per (video, stage) problem: name, stage, reason."""
-    rows: list[dict] = []
-    for p in faces_qc:
-        q = pd.read_parquet(p)
-        rows += [{"name": r.name, "stage": "faces", "reason": r.reason} for r in q.itertuples() if not r.ok]
-    for p in audio_qc:
-        q = pd.read_parquet(p)
-        rows += [{"name": r.name, "stage": "audio", "reason": r.reason} for r in q.itertuples() if not r.ok]
-    for p in asr:  # videos the ASR stage could not transcribe (no audio, undecodable)
-        q = pd.read_parquet(p)
-        rows += [{"name": r.name, "stage": "asr", "reason": r.reason} for r in q.itertuples() if not r.ok]
-    for p in text:
-        rows += [{"name": n, "stage": "text", "reason": "no transcript"} for n in read_meta(p).get("missing", [])]
-    if ingest_issues and Path(ingest_issues).exists():
-        q = pd.read_csv(ingest_issues, sep="\t", dtype=str, keep_default_na=False)
-        rows += [{"name": r.name or r.path, "stage": "ingest", "reason": r.reason} for r in q.itertuples()]
-    rows += label_issues
-    return pd.DataFrame(rows, columns=["name", "stage", "reason"]).drop_duplicates(ignore_index=True)
 
 
 def round4(x: float | None) -> float | None:

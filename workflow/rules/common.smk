@@ -6,6 +6,7 @@ import shlex as _shlex
 from pathlib import Path
 
 from expmae import ingest as _ingest
+from expmae.io import config_hash as _fingerprint_of
 from expmae.features import config as _fcfg
 from expmae.features import media as _text
 
@@ -29,6 +30,8 @@ if workflow.is_main_process:
         raise WorkflowError(f"no videos found under config key data.videos = {DATA['videos']}")
 else:
     REGISTRY, _INGEST_ISSUES = _ingest.read_registry(RES), None
+# A param of the inputs_qc rule, so an ingest issue appearing or going away reruns it (and the report)
+INGEST_DIGEST = _fingerprint_of(_INGEST_ISSUES) if _INGEST_ISSUES is not None else ""
 
 
 onstart:
@@ -38,7 +41,7 @@ onstart:
 
 SHARDS = sorted(REGISTRY["shard"].unique())
 FINGERPRINT = _ingest.fingerprints(REGISTRY)
-_TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"])
+_TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"], DATA["encoding"])
 TEXT_HASH = _text.shard_hashes(_TRANSCRIPTS, REGISTRY)
 
 # Feature extractors (expmae/features): config `features:` names instances (the expMAE sets
@@ -51,6 +54,23 @@ except ValueError as _err:
     raise WorkflowError(str(_err))
 ASR = config.get("asr") or {}
 ASR_TODO = _fcfg.asr_plan(ASR, _TRANSCRIPTS, REGISTRY)  # shard -> hash of videos to transcribe (only those)
+
+
+def shard_cache(w):
+    """Every cached per-shard file of one shard that the report depends on (rule cache_check)."""
+    return shard_files(w.shard)
+
+
+def shard_files(s):
+    files = [f"{RES}/ingest/{s}.parquet", f"{RES}/faces/{s}"]
+    for modality, names in FEATURE_NAMES.items():
+        for n in [n for n in names if n in FEATURE_SETS]:
+            files.append(f"{RES}/features/{n}/{s}.parquet")
+            files += {
+                "audio": [f"{RES}/features/{n}/{s}.qc.parquet"],
+                "visual": [f"{RES}/features/{n}/{s}.frames.npy"],
+            }.get(modality, [])
+    return files + ([f"{RES}/asr/{s}.parquet"] if s in ASR_TODO else [])
 
 
 def only_names(names):
@@ -86,6 +106,11 @@ def extract_args(input, output, **more):
 
 ROUNDS = list(range(config["pseudolabel"]["rounds"] + 1))
 FEATURE_SETS = config["classify"]["feature_sets"]
+
+# Targets of the all rule. Snakemake never rebuilds a deleted intermediate file of an up-to-date job (it
+# treats it like a removed temp file), so every per-shard cache file is requested: a plain rerun
+# rebuilds a deleted one, and everything computed from it. O(shards) targets.
+CACHE_FILES = [f for s in SHARDS for f in shard_files(s)]
 # MODALITIES, COMBOS, FUSE_HEADS (what each round trains): the training region at the end of this file
 
 
@@ -132,7 +157,8 @@ COMBOS = _plan.combinations(config)
 FUSE_HEADS = _plan.heads(config)
 TRAINED_FUSE_HEADS = [h for h in FUSE_HEADS if h != _plan.LATE]  # rule fuse; late fusion is rule fuse_late
 TRAIN_CFG = {k: v for k, v in config["classify"].items() if k not in _plan.PLAN_KEYS["classify"]} | {
-    "seed": config["seed"]
+    "seed": config["seed"],
+    "seeds": config["seeds"],
 }
 FUSE_CFG = TRAIN_CFG | {k: v for k, v in config["fuse"].items() if k not in _plan.PLAN_KEYS["fuse"]}
 # pseudolabel.rounds is not a param: raising it adds rounds and reruns none of the existing ones.
@@ -153,6 +179,15 @@ def feature_arg(names):
     """--features name=shard0.parquet,shard1.parquet ... for expmae.train.cv."""
     paths = {name: ",".join(per_shard(f"{RES}/features/{name}/{{shard}}.parquet")) for name in names}
     return " ".join(f"--features {name}={p}" for name, p in paths.items())
+
+
+def flag_args(input, keys):
+    """--<key> 'path' for each named input of these keys that is set (optional files may be [])."""
+    out = []
+    for key in keys:
+        val = input[key]
+        out += [f"--{key.replace('_', '-')} {_shlex.quote(v)}" for v in ([val] if isinstance(val, str) else list(val))]
+    return " ".join(out)
 
 
 def label_args(input, keys=("test", "test_labels", "pseudo")):

@@ -46,7 +46,9 @@ use rule extract_audio as extract_text with:
         fset=only_names(FEATURE_NAMES["text"]),
     params:
         cfg=lambda w: fparams(w, DATA["transcript_column"]),
-        args=lambda w, input, output: extract_args(input, output, transcripts=DATA.get("transcripts") or ""),
+        args=lambda w, input, output: extract_args(
+            input, output, transcripts=DATA.get("transcripts") or "", encoding=DATA["encoding"]
+        ),
         transcripts_hash=lambda w: TEXT_HASH[w.shard],
 
 
@@ -87,3 +89,21 @@ rule asr:
     shell:
         "python -m expmae.features asr --manifest {input:q} --transcripts {params.transcripts:q}"
         " --column {params.column:q} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1"
+
+
+rule cache_check:
+    # Heals the cache: reads back every cached file of the shard (Parquet page CRCs, .npy sizes).
+    # A corrupt one is removed and the job fails saying so; the next run rebuilds it and everything
+    # computed from it. Also, being an input of the report, it makes a plain rerun rebuild a deleted
+    # per-shard file (without it Snakemake would see the report up to date: "Nothing to be done").
+    input:
+        shard_cache,
+    output:
+        f"{RES}/cache_check/{{shard}}.tsv",
+    log:
+        f"{RES}/logs/cache_check/{{shard}}.log",
+    localrule: True
+    conda:
+        ENV
+    shell:
+        "python -m expmae.io verify --files {input:q} --out {output:q} > {log:q} 2>&1"

@@ -13,3 +13,34 @@ rule ingest_shard:
         registry=f"{RES}/ingest/registry.parquet",
     shell:
         "python -m expmae.ingest --registry {params.registry:q} --shard {wildcards.shard} --out {output:q} > {log:q} 2>&1"
+
+
+rule inputs_qc:
+    # QC rows of the inputs, an input of the report (so they always reach qc/summary.tsv): the ingest
+    # issues (their digest is a param: a new or fixed problem reruns it), the CSVs' problems (encoding,
+    # duplicate or conflicting rows, bad values), test names without a video, identical content under
+    # two names (the manifests' sha256; across the test split: leakage).
+    input:
+        manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),
+        labels=DATA["labels"],
+        transcripts=optional(DATA.get("transcripts")),
+        test=optional(DATA.get("test")),
+        test_labels=optional(DATA.get("test_labels")),
+    output:
+        f"{RES}/qc/inputs.tsv",
+    log:
+        f"{RES}/logs/inputs_qc.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        issues=f"{RES}/ingest/issues.tsv",
+        issues_digest=INGEST_DIGEST,
+        classes=CLASSES,
+        column=DATA["transcript_column"],
+        encoding=DATA["encoding"],
+        files=lambda w, input: flag_args(input, ("labels", "transcripts", "test", "test_labels")),
+    shell:
+        "python -m expmae.labels --manifests {input.manifests:q} {params.files} --classes {params.classes}"
+        " --column {params.column:q} --encoding={params.encoding:q} --ingest-issues {params.issues:q}"
+        " --out {output:q} > {log:q} 2>&1"

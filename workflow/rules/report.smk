@@ -9,6 +9,9 @@ rule report:
         audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in _QC_SETS["audio"] for s in SHARDS],
         text=[f"{RES}/features/{fs}/{s}.parquet" for fs in _QC_SETS["text"] for s in SHARDS],
         asr=[f"{RES}/asr/{s}.parquet" for s in ASR_TODO],
+        inputs_qc=f"{RES}/qc/inputs.tsv",
+        cache=per_shard(f"{RES}/cache_check/{{shard}}.tsv"),
+        test=optional(DATA.get("test")),
     output:
         metrics=f"{RES}/metrics.json",
         submission=f"{RES}/submission/final.csv",
@@ -60,10 +63,10 @@ rule report:
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input.classify + input.fuse],
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
-        issues=f"{RES}/ingest/issues.tsv",
+        test=lambda w, input: flag_args(input, ("test",)),
         classes=CLASSES,
         res=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
-        " --ingest-issues {params.issues:q} --out {params.res:q} > {log:q} 2>&1"
+        " --inputs-qc {input.inputs_qc:q} {params.test} --out {params.res:q} > {log:q} 2>&1"
