@@ -1,26 +1,33 @@
-"""Training throughput of expMAE's image MAE vs transformers' ViTMAEForPreTraining, side by side.
+"""MAE pretraining throughput at paper widths: expMAE vs transformers, side by side, in one run.
 
-Both models get the same size (width, depth, heads, MLP ratio 4, decoder width/depth/heads, patch,
-image size, mask ratio, normalised-pixel loss), the same batch, and the same AdamW step; timed
-rounds alternate between the two so a busy shared machine slows both alike.
+For ViT-B and ViT-L (named sizes, expmae/mae/sizes.py) it times one AdamW training step of
+  image: expmae MAE           vs transformers ViTMAEForPreTraining   (75 % masking)
+  video: expmae VideoMAE      vs transformers VideoMAEForPreTraining (90 % tube masking)
+with the same architecture, batch, optimizer and masking ratio, rounds alternating between the
+two so a busy shared machine slows both alike. Per row: samples/s (median and best round), the
+ratio to transformers, peak memory (CPU: max RSS of a separate 2-step process; GPU: the
+allocator's peak), FLOPs per sample (counted by torch's FlopCounterMode on one step of that
+model, forward + backward) and the achieved FLOP/s as a share of a matmul peak this run
+measures itself (fp32 torch.mm on CPU, bf16 on GPU; on a GPU also against the card's nominal
+dense bf16 peak when the card is known: MFU).
 
-    python benchmarks/bench_mae.py                       # config.yaml mae: size, CPU
-    python benchmarks/bench_mae.py --size mae_base --img 224 --batch 32
-    python benchmarks/bench_mae.py --device cuda --bf16  # GPU, bf16 autocast
+    python benchmarks/bench_mae.py                           # CPU, 2 threads, ViT-B + ViT-L, 112 px
+    python benchmarks/bench_mae.py --sizes base --kinds image --img 224 --batch 32
+    python benchmarks/bench_mae.py --device cuda --bf16 --img 224 --batch 128 --video-batch 16 [--compile]
     python benchmarks/bench_mae.py --probe               # + linear-probe F1: pretrained vs random init
-    python benchmarks/bench_mae.py --video               # + video MAE (config.yaml mae_video:) clips/s
     python benchmarks/bench_mae.py --encode              # only: CPU feature encoding, torch vs numpy
 
-Goal: ours >= 1.2x the samples/s of the transformers reference. Where the gain comes from: the
-patch projection runs on the visible 25 % only, the pixel head on the masked patches only,
-token gathers are row copies, qkv is one matmul (timm). The transformer blocks themselves cost
-the same in both, so for deep models (mae_tiny/base: 12 blocks) the ratio falls towards ~1.05x.
+Goals: never slower than transformers; >= 80 % of the measured matmul peak on CPU; >= 45 % of the
+card's bf16 peak on a GPU. Where ours saves work: the patch projection runs on the visible
+patches only, the pixel head on the masked ones only, token gathers are row copies; the blocks
+(fused qkv, F.scaled_dot_product_attention) cost the same in both.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,127 +38,206 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from expmae.mae.model import MAE, MAE_SIZES, MAEConfig  # noqa: E402
+from expmae.mae.model import MAE, MAEConfig  # noqa: E402
+from expmae.mae.video import VideoMAE, VideoMAEConfig  # noqa: E402
+
+# Nominal dense bf16 tensor-core peaks (FLOP/s, no sparsity) of cards an MFU is quoted against.
+NOMINAL_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
 
 
-def hf_model(c: MAEConfig) -> torch.nn.Module:
+def hf_image(c: MAEConfig) -> torch.nn.Module:
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
-    hc = ViTMAEConfig(
+    return ViTMAEForPreTraining(ViTMAEConfig(
         hidden_size=c.embed_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
         intermediate_size=int(c.embed_dim * c.mlp_ratio), decoder_hidden_size=c.decoder_dim,
         decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
         decoder_intermediate_size=int(c.decoder_dim * c.mlp_ratio), image_size=c.img_size, patch_size=c.patch_size,
         mask_ratio=c.mask_ratio, norm_pix_loss=c.norm_pix_loss, qkv_bias=True, layer_norm_eps=1e-6,
-    )
-    m = ViTMAEForPreTraining(hc)
-    print(f"transformers ViTMAE attention implementation: {m.config._attn_implementation}")
-    return m
+        attn_implementation="sdpa"))
 
 
-def step_fn(model: torch.nn.Module, ours: bool, x: torch.Tensor, bf16: bool):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    dev = x.device.type
+def hf_video(c: VideoMAEConfig) -> torch.nn.Module:
+    from transformers import VideoMAEConfig as HFVideoConfig, VideoMAEForPreTraining
 
-    def step() -> float:
-        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(x)[0] if ours else model(pixel_values=x).loss
+    return VideoMAEForPreTraining(HFVideoConfig(
+        image_size=c.img_size, patch_size=c.patch_size, num_frames=c.num_frames, tubelet_size=c.tubelet,
+        hidden_size=c.embed_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
+        intermediate_size=int(c.embed_dim * c.mlp_ratio), decoder_hidden_size=c.decoder_dim,
+        decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
+        decoder_intermediate_size=int(c.decoder_dim * c.mlp_ratio), norm_pix_loss=c.norm_pix_loss,
+        qkv_bias=True, use_mean_pooling=False, layer_norm_eps=1e-6, attn_implementation="sdpa"))
+
+
+def tube_mask(c: VideoMAEConfig, batch: int, device: torch.device) -> torch.Tensor:
+    """transformers' bool_masked_pos [B, T'*N]: the same spatial positions masked in every time slot."""
+    T, N = c.grid
+    n_mask = N - max(1, int(round(N * (1.0 - c.mask_ratio))))
+    ids = torch.rand(batch, N).argsort(dim=1)[:, :n_mask]
+    m = torch.zeros(batch, N, dtype=torch.bool).scatter_(1, ids, True)
+    return m.repeat(1, T).to(device)
+
+
+def build(kind: str, size: str, impl: str, args: argparse.Namespace, device: torch.device):
+    """-> (model, loss function of the model, samples per step)."""
+    torch.manual_seed(0)
+    if kind == "image":
+        c = MAEConfig.from_dict({"size": size, "img_size": args.img, "patch_size": 16})
+        B = args.batch
+        x = torch.randn(B, 3, c.img_size, c.img_size, device=device)
+        if impl == "expmae":
+            m = MAE(c)
+            return m.to(device).train(), lambda: m(x)[0], B, c
+        m = hf_image(c)
+        return m.to(device).train(), lambda: m(pixel_values=x).loss, B, c
+    c = VideoMAEConfig.from_dict({"size": size, "img_size": args.img, "patch_size": 16, "num_frames": 16,
+                                  "tubelet": 2})
+    B = args.video_batch
+    x = torch.randn(B, 3, c.num_frames, c.img_size, c.img_size, device=device)  # ours: [B, C, T, H, W]
+    if impl == "expmae":
+        m = VideoMAE(c)
+        return m.to(device).train(), lambda: m(x)[0], B, c
+    m = hf_video(c)
+    xt = x.transpose(1, 2).contiguous()  # transformers: [B, T, C, H, W]
+    return m.to(device).train(), lambda: m(pixel_values=xt, bool_masked_pos=tube_mask(c, B, device)).loss, B, c
+
+
+def step_fn(model: torch.nn.Module, loss_fn, device: torch.device, bf16: bool):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
 
     return step
 
 
-def bench(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    if args.size == "config":
-        mae_cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["mae"]
-        c = MAEConfig.from_dict(mae_cfg)
-    else:
-        c = MAEConfig.from_dict({**MAE_SIZES[args.size], "img_size": args.img, "patch_size": args.patch})
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    ours = MAE(c).to(device).train()
-    ref = hf_model(c).to(device).train()
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_ref = sum(p.numel() for p in ref.parameters())
-    print(f"size: {json.dumps(c.to_dict())}\nparams: ours {n_ours:,}  transformers {n_ref:,}")
-    if args.compile:
-        ours = torch.compile(ours)
-    x = torch.randn(args.batch, 3, c.img_size, c.img_size, device=device)
-    steps = {"expmae": step_fn(ours, True, x, args.bf16), "transformers": step_fn(ref, False, x, args.bf16)}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for fn in steps.values():  # warm-up (allocators, oneDNN/cuBLAS plans, compile)
-        for _ in range(args.warmup):
-            fn()
+def count_flops(model: torch.nn.Module, loss_fn, device: torch.device, bf16: bool) -> float:
+    """FLOPs of one forward + backward (matmuls, convolutions, attention), by torch's counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn()
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(fc.get_total_flops())
+
+
+def mm_rate(n: int, device: torch.device, dtype: torch.dtype, sync, reps: int) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    torch.mm(a, b)
     sync()
-    # Rounds alternate between the models; each round's wall time gives one throughput sample.
-    # On a shared machine other jobs inflate some rounds, so the median and the best round
-    # (as timeit does) are both reported; CPU time counts only this process's work.
-    wall = {k: [] for k in steps}
-    cpu = {k: 0.0 for k in steps}
-    for _ in range(args.rounds):
-        for k, fn in steps.items():
-            t, c0 = time.perf_counter(), time.process_time()
-            for _ in range(args.iters):
-                fn()
-            sync()
-            wall[k].append(time.perf_counter() - t)
-            cpu[k] += time.process_time() - c0
-    n = args.iters * args.batch
-    med = {k: n / statistics.median(v) for k, v in wall.items()}
-    best = {k: n / min(v) for k, v in wall.items()}
-    per_cpu = {k: n * args.rounds / v for k, v in cpu.items()}
-    print(f"device {device} bf16={args.bf16} batch {args.batch} threads {torch.get_num_threads()} "
-          f"rounds {args.rounds} x {args.iters} steps")
-    for k in steps:
-        print(f"  {k:13s} {med[k]:8.1f} samples/s median  {best[k]:8.1f} best  {per_cpu[k]:8.1f} per CPU-second")
-    r = lambda d: d["expmae"] / d["transformers"]  # noqa: E731
-    print(f"  ratio expmae / transformers = {r(med):.2f}x median, {r(best):.2f}x best, "
-          f"{r(per_cpu):.2f}x CPU time (goal >= 1.2x)")
-    if device.type == "cuda":  # peak memory of the whole run (both models resident)
-        print(f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+    t = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(a, b)
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def bench_video(args: argparse.Namespace) -> None:
-    """Video MAE (config.yaml mae_video:) training clips/s next to the image MAE (mae:) on the same
-    frames: a clip is num_frames crops, so frames/s compares the two per face crop seen."""
-    from expmae.mae.video import VideoMAE, VideoMAEConfig
+def matmul_peak(device: torch.device, bf16: bool, sync) -> tuple[float, str, int]:
+    """Best FLOP/s of a plain square torch.mm over a few sizes (what this machine's BLAS reaches)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    ns = (4096, 8192) if device.type == "cuda" else (1024, 2048, 3072)
+    best, at = 0.0, 0
+    for n in ns:
+        for _ in range(3):
+            rate = mm_rate(n, device, dtype, sync, 20 if device.type == "cuda" else max(2, int(3e10 / (2 * n**3))))
+            if rate > best:
+                best, at = rate, n
+    return best, f"{str(dtype).replace('torch.', '')} torch.mm {at}x{at}", at
 
+
+def peak_rss_mib(kind: str, size: str, impl: str, args: argparse.Namespace) -> float:
+    """CPU peak memory of 2 training steps of one model, in a fresh process (max RSS - after imports)."""
+    code = (f"import sys, resource, torch; sys.argv = {sys.argv[:1]!r}; sys.path.insert(0, {str(ROOT)!r});"
+            f"import benchmarks.bench_mae as b; torch.set_num_threads({args.threads});"
+            f"a = b.parse_args({_argv(args)!r}); base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+            f"m, f, n, c = b.build({kind!r}, {size!r}, {impl!r}, a, torch.device('cpu')); s = b.step_fn(m, f, torch.device('cpu'), False);"
+            "s(); s(); print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    return ["--img", str(args.img), "--batch", str(args.batch), "--video-batch", str(args.video_batch)]
+
+
+def bench(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    vc, ic = VideoMAEConfig.from_dict(cfg["mae_video"]), MAEConfig.from_dict(cfg["mae"])
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    B = args.video_batch
-    models = {"video MAE": VideoMAE(vc).to(device).train(), "image MAE": MAE(ic).to(device).train()}
-    xs = {"video MAE": torch.randn(B, 3, vc.num_frames, vc.img_size, vc.img_size, device=device),
-          "image MAE": torch.randn(B * vc.num_frames, 3, ic.img_size, ic.img_size, device=device)}
-    frames = {"video MAE": B * vc.num_frames, "image MAE": B * vc.num_frames}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    print(f"\nvideo: {json.dumps(vc.to_dict())}")
-    print(f"device {device} bf16={args.bf16} batch {B} clips = {B * vc.num_frames} frames, "
-          f"{vc.grid[0] * vc.grid[1]} tubes/clip, mask {vc.mask_ratio}")
-    for k, m in models.items():
-        step = step_fn(m, True, xs[k], args.bf16)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(args.warmup):
-            step()
-        sync()
-        times = []
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            for _ in range(args.iters):
-                step()
-            sync()
-            times.append(time.perf_counter() - t)
-        per_s = args.iters / statistics.median(times)
-        mem = f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB" if device.type == "cuda" else ""
-        unit = f"{per_s * B:8.1f} clips/s" if k == "video MAE" else f"{per_s * B * vc.num_frames:8.1f} images/s"
-        print(f"  {k:10s} {unit}  {per_s * frames[k]:8.1f} frames/s (median){mem}")
+    peak, how, n_mm = matmul_peak(device, args.bf16, sync)
+    dtype, reps = (torch.bfloat16 if args.bf16 else torch.float32), (20 if device.type == "cuda" else 4)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    nominal = next((v for k, v in NOMINAL_BF16.items() if k in name), None) if device.type == "cuda" else None
+    print(f"device {name}, threads {torch.get_num_threads()}, bf16={args.bf16}, compile={args.compile}, "
+          f"image batch {args.batch}, video batch {args.video_batch} clips, {args.img} px, "
+          f"{args.rounds} rounds x {args.iters} steps")
+    print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s ({how})"
+          + (f"; nominal bf16 peak of the card {nominal / 1e12:.0f} TFLOP/s" if nominal else ""))
+    rows = []
+    for size in args.sizes.split(","):
+        for kind in args.kinds.split(","):
+            steps, info = {}, {}
+            for impl in args.impls.split(","):
+                model, loss_fn, n, cfg = build(kind, size, impl, args, device)
+                flops = count_flops(model, loss_fn, device, args.bf16) / n
+                if args.compile and impl == "expmae":
+                    model.forward = torch.compile(model.forward)
+                steps[impl] = step_fn(model, loss_fn, device, args.bf16)
+                info[impl] = {"n": n, "flops": flops, "params": sum(p.numel() for p in model.parameters())}
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                for _ in range(args.warmup):
+                    steps[impl]()
+                sync()
+                if device.type == "cuda":
+                    info[impl]["mem"] = torch.cuda.max_memory_allocated(device) / 2**20
+            wall, peaks = {k: [] for k in steps}, []
+            for _ in range(args.rounds):  # alternate: a busy machine slows both alike
+                peaks.append(mm_rate(n_mm, device, dtype, sync, reps))  # the peak under this round's load
+                for k, fn in steps.items():
+                    t = time.perf_counter()
+                    for _ in range(args.iters):
+                        fn()
+                    sync()
+                    wall[k].append(time.perf_counter() - t)
+            for impl in steps:
+                n = info[impl]["n"] * args.iters
+                med, best = n / statistics.median(wall[impl]), n / min(wall[impl])
+                mem = info[impl].get("mem") if device.type == "cuda" else (
+                    peak_rss_mib(kind, size, impl, args) if args.memory else float("nan"))
+                shares = [n * info[impl]["flops"] / w / p for w, p in zip(wall[impl], peaks)]
+                rows.append({"size": size, "kind": kind, "impl": impl, "samples_s": med, "best": best,
+                             "gflop": info[impl]["flops"] / 1e9, "share": statistics.median(shares),
+                             "share_best": best * info[impl]["flops"] / peak,
+                             "mfu": med * info[impl]["flops"] / nominal if nominal else None, "mem": mem,
+                             "params": info[impl]["params"]})
+            del steps
+    print_table(rows, peak)
+    return rows
+
+
+def print_table(rows: list[dict], peak: float) -> None:
+    hdr = (f"{'size':6s} {'kind':6s} {'impl':13s} {'samples/s':>10s} {'best':>8s} {'ratio':>6s} {'GFLOP/smp':>10s} "
+           f"{'GFLOP/s':>8s} {'%peak':>6s} {'%best':>6s} {'MFU':>6s} {'peak MiB':>9s}")
+    print(hdr + "\n" + "-" * len(hdr))
+    ref = {(r["size"], r["kind"]): r["samples_s"] for r in rows if r["impl"] == "transformers"}
+    for r in rows:
+        key = (r["size"], r["kind"])
+        ratio = f"{r['samples_s'] / ref[key]:5.2f}x" if key in ref else "     -"
+        mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "     -"
+        print(f"{r['size']:6s} {r['kind']:6s} {r['impl']:13s} {r['samples_s']:10.2f} {r['best']:8.2f} {ratio} "
+              f"{r['gflop']:10.1f} {r['samples_s'] * r['gflop']:8.1f} {100 * r['share']:5.1f}% "
+              f"{100 * r['share_best']:5.1f}% {mfu} {r['mem']:9.0f}")
+    print(f"(%peak: median over rounds of achieved FLOP/s / the matmul rate measured in that round (same "
+          f"size, under the same load); %best: best round / the best matmul peak {peak / 1e9:.1f} GFLOP/s; "
+          "FLOPs are each model's own count, so a model that computes less for the same result scores "
+          "a lower share at the same speed)")
 
 
 # ----------------------------------------------------------------------------- linear probe
@@ -327,32 +413,38 @@ def encode(threads: int, n: int = 1024) -> None:
           f"{(imports['torch'] - imports['numpy']) / (1 / rates['numpy'] - 1 / rates['torch']):.0f} crops")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", default="config", choices=["config", *MAE_SIZES])
+    ap.add_argument("--sizes", default="base,large", help="named sizes, comma-separated (expmae/mae/sizes.py)")
+    ap.add_argument("--kinds", default="image,video", help="image, video or both")
+    ap.add_argument("--impls", default="expmae,transformers", help="expmae, transformers or both")
     ap.add_argument("--img", type=int, default=112)
-    ap.add_argument("--patch", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16, help="images per image-MAE step")
+    ap.add_argument("--video-batch", type=int, default=2, help="16-frame clips per video-MAE step")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile our model")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--probe", action="store_true", help="also run the linear-probe comparison")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-memory", dest="memory", action="store_false", help="CPU: skip the peak-RSS processes")
+    ap.add_argument("--json", default="", help="also write the rows to this JSON file")
+    ap.add_argument("--probe", action="store_true", help="only: the linear-probe comparison")
     ap.add_argument("--probe-epochs", type=int, default=30)
-    ap.add_argument("--video", action="store_true", help="also time the video MAE (config.yaml mae_video:)")
-    ap.add_argument("--video-batch", type=int, default=8, help="clips per video-MAE step")
     ap.add_argument("--encode", action="store_true", help="only: CPU feature encoding, torch vs numpy")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.encode:
         return encode(args.threads)
-    bench(args)
-    if args.video:
-        bench_video(args)
     if args.probe:
-        probe(args.probe_epochs, args.threads)
+        return probe(args.probe_epochs, args.threads)
+    rows = bench(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

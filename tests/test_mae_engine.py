@@ -192,3 +192,16 @@ def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
         assert c.bf16 and c.batch_size >= 512
         if kind == "video":  # 16 frames / tubelet 2 x (224 / 16)^2 tubes
             assert c.model.grid[0] * c.model.grid[1] == 1568
+
+
+# ----------------------------------------------------------------------------- GPU check
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path: a CUDA machine runs the real rows")
+def test_gpu_check_skips_every_gpu_row_cleanly_on_cpu() -> None:
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PY": sys.executable})
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("| check")]
+    checks = [r.split("|")[1].strip() for r in rows]
+    assert checks == ["pretrain step (bf16 autocast)", "pretrain step (torch.compile + bf16)", "DDP via launcher",
+                      "extractor batching", "GPU video decode"], p.stdout
+    assert all("skipped: no CUDA device" in r for r in rows), p.stdout
