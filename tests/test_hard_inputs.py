@@ -228,11 +228,18 @@ def test_deleted_shard_output_is_rebuilt_by_a_plain_rerun(tmp_path):
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
-    assert run("--touch").returncode == 0
-    assert "Nothing to be done" in run("-n").stdout + run("-n").stderr
+    assert run("--touch", "--forceall").returncode == 0  # --forceall records the params provenance
+    p = run("-n")
+    assert "Nothing to be done" in p.stdout + p.stderr
     victim = next(o for o in outputs if o.startswith("results/features/egemaps/") and o.endswith(".parquet")
                   and ".qc." not in o)
     (wd / victim).unlink()
     jobs = run("-n", "--quiet", "rules").stdout
     for rule in ("extract_audio", "cache_check", "classify", "report"):
         assert rule in jobs, jobs
+    # Defect 3: a new ingest problem (here a dot-file) reruns the inputs check and so the report
+    (wd / victim).touch()
+    assert run("--touch", "--forceall").returncode == 0  # --forceall records the params provenance
+    (wd / "data" / "tiny" / "videos" / ".v000.mp4").write_bytes(b"")
+    jobs = run("-n", "--quiet", "rules").stdout
+    assert "inputs_qc" in jobs and "report" in jobs and "extract_audio" not in jobs, jobs

@@ -8,8 +8,8 @@ import pytest
 from expmae import demo
 from fixtures.workflow import copy_workflow, dry_run_jobs, smk
 
-PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual"}
-GLOBAL = {"faces_report", "classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}
+PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "cache_check"}
+GLOBAL = {"faces_report", "inputs_qc", "classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}
 
 pytestmark = pytest.mark.e2e
 
