@@ -13,8 +13,9 @@ from expmae.train.late import late_fuse
 from expmae.train.pseudo import choose_source, select
 
 CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
-# The tests' training settings: the schema defaults, without early stopping unless a test asks for it.
-P0 = plan.train_params({"early_stop": 0.0})
+# The tests' training settings: the schema defaults, without early stopping unless a test asks for it,
+# one seed unless a test asks for more (tests/test_trust.py checks the seed ensemble).
+P0 = plan.train_params({"early_stop": 0.0, "seeds": 1})
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +91,7 @@ def make_ds(tmp_path, n=120, noise=1.0, seed=0):
         centers = rng.normal(size=(6, dim)) * 2
         X = centers[y] + rng.normal(size=(n, dim)) * noise
         mask = np.ones(n, bool)
-        mask[3] = False  # a missing modality row must stay, zeroed
+        mask[3] = False  # a missing modality row must stay, zeroed (v003 has no modality at all)
         write_features(tmp_path / f"{m}.parquet", names, X, mask, {"extractor": m})
         paths[m] = [str(tmp_path / f"{m}.parquet")]
     valence = y * 0.5 - 1.0 + rng.normal(size=n) * 0.1  # valence follows the class here
@@ -113,15 +114,19 @@ def test_cross_validation_learns_and_fbp_fuses(tmp_path):
     p = {**P0, "epochs": 60}
     df, m, states = cv.cross_validate(ds, "fbp", CLASSES, p)
     assert m["weighted_f1"] > 0.6 and m["test_weighted_f1"] > 0.6
-    assert set(df.loc[df.split == "labeled", "fold"]) == set(range(5))
+    # v003 (labeled, no modality at all) is no training or scored row: fold -1, flagged, the class prior
+    assert set(df.loc[(df.split == "labeled") & (df.name != "v003"), "fold"]) == set(range(5))
+    v3 = df.set_index("name").loc["v003"]
+    assert v3["fold"] == -1 and v3["no_data"] == scoring.NO_DATA and m["n_labeled"] == 58
+    assert m["n_labeled_without_data"] == 1
     df2, m2, _ = cv.cross_validate(ds, "fbp", CLASSES, p)
     pd.testing.assert_frame_equal(df, df2)  # deterministic given the seed
-    assert any(k.startswith("fold4.") for k in states)
+    assert any(k.startswith("seed0.fold4.") for k in states)
     # valence (posterior x class means, per fold), scored out-of-fold; better than predicting the mean
     lab = ds.split == "labeled"
     assert m["valence_mse"] < 0.75 * np.nanvar(ds.valence[lab]) and m["test_valence_mse"] < 1.0
     _, mr, st = cv.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "ridge", "epochs": 5})
-    assert mr["valence_mse"] < 0.5 * np.nanvar(ds.valence[lab]) and "fold0.valence.coef" in st
+    assert mr["valence_mse"] < 0.5 * np.nanvar(ds.valence[lab]) and "seed0.fold0.valence.coef" in st
     _, mn, _ = cv.cross_validate(ds, "mlp", CLASSES, {**p, "valence": "none", "epochs": 5})
     assert "valence_mse" not in mn
     assert m["mer_combined"] == pytest.approx(m["weighted_f1"] - 0.25 * m["valence_mse"])
@@ -255,10 +260,10 @@ def test_soft_pseudo_labels_become_training_targets(tmp_path):
     ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     unl = [n for n, s in zip(ds.names, ds.split) if s == "unlabeled"][:4]
     hard = pd.DataFrame({"name": unl, "y": [1, 2, 3, 4]})
-    idx, T, w = cv.pseudo_rows(ds, hard, CLASSES)
+    idx, T, w = cv.pseudo_rows(ds, hard, CLASSES, ds.mask.any(1))
     np.testing.assert_array_equal(T, np.eye(6)[[1, 2, 3, 4]]) and np.testing.assert_array_equal(w, 1.0)
     soft = hard.assign(**{f"prob_{c}": 0.5 if c == "sad" else 0.1 for c in CLASSES})
-    idx, T, w = cv.pseudo_rows(ds, soft, CLASSES)
+    idx, T, w = cv.pseudo_rows(ds, soft, CLASSES, ds.mask.any(1))
     np.testing.assert_allclose(T[:, 3], 0.5) and np.testing.assert_allclose(T.sum(1), 1.0)
     _, m, _ = cv.cross_validate(ds, "mlp", CLASSES, {**P0, "epochs": 3}, soft)
     assert m["n_pseudo"] == 4 and m["soft_pseudo"]
@@ -299,7 +304,7 @@ def test_train_params_are_the_schema_defaults():
     """A direct `python -m expmae.train.cv` trains with exactly the workflow's settings."""
     p = plan.train_params({})
     cls, fuse = config.defaults("classify"), config.defaults("fuse")
-    assert p == {**{k: v for k, v in cls.items() if k != "feature_sets"}, "seed": 0,
+    assert p == {**{k: v for k, v in cls.items() if k != "feature_sets"}, "seed": 0, "seeds": 3,
                  **{k: fuse[k] for k in ("modality_dropout", "fbp_dim", "fbp_factor")}}
     assert p["early_stop"] == 0.2 and p["folds"] == 5 and p["batch_size"] == 256
     assert plan.train_params({"epochs": 3, "seed": 4, "fbp_dim": 8}) == {**p, "epochs": 3, "seed": 4, "fbp_dim": 8}

@@ -163,8 +163,9 @@ def test_report_picks_final_fused_and_compares_with_single(tmp_path):
     assert qc["reason"].str.contains("unknown label").any()
 
 
-def test_report_without_oof_scores_falls_back_to_fbp(tmp_path):
-    """Too few labels to cross-validate (F1 NaN everywhere): the report still picks FBP and writes all."""
+def test_report_never_names_an_unscored_model_final(tmp_path):
+    """F1 NaN everywhere (no valid out-of-fold score): no final model, an error saying why; a NaN model
+    beside scored ones is never chosen."""
     import json
 
     import numpy as np
@@ -182,15 +183,13 @@ def test_report_without_oof_scores_falls_back_to_fbp(tmp_path):
         m.update(weighted_f1=None, accuracy=None)  # as written for NaN (strict JSON)
         (tmp_path / d / "metrics.json").write_text(json.dumps(m))
         dirs.append(str(tmp_path / d))
-    report.main(["--classify", *dirs, "--classes", ",".join(classes), "--out", str(tmp_path / "res")])
-    final = json.loads((tmp_path / "res" / "metrics.json").read_text())["final"]
-    assert final["model"] == "fbp" and final["fused_ge_single"] is None
-    assert (tmp_path / "res" / "report" / "confusion.png").exists()
+    with pytest.raises(SystemExit, match="no model has a valid out-of-fold score"):
+        report.main(["--classify", *dirs, "--classes", ",".join(classes), "--out", str(tmp_path / "res")])
 
 
 def test_choose_final_is_the_best_all_modality_fused_model_of_the_last_round():
-    """A pure function of the models' metrics: sub-combinations are no candidates; NaN scores and ties
-    fall back to FBP; the best single feature set is named beside it."""
+    """A pure function of the models' metrics: sub-combinations are no candidates; ties fall back to
+    FBP; a NaN score is never a candidate; the best single feature set is named beside it."""
     from expmae import report
 
     def model(kind, name, f1, combo=None, head="mlp"):
@@ -207,7 +206,11 @@ def test_choose_final_is_the_best_all_modality_fused_model_of_the_last_round():
     tie = {"1": {**last, "fbp": model("fused", "fbp", 0.58, "all", "fbp")}}
     assert report.choose_final(tie)["model"] == "fbp"
     nan = {"1": {n: {**m, "weighted_f1": float("nan")} for n, m in last.items()}}
-    assert report.choose_final(nan)["model"] == "fbp" and report.choose_final(nan)["fused_ge_single"] is None
+    with pytest.raises(SystemExit, match="no model has a valid out-of-fold score"):
+        report.choose_final(nan)
+    late_nan = {"1": {**last, "late": {**last["late"], "weighted_f1": float("nan")}}}
+    assert report.choose_final(late_nan)["model"] == "fbp" and report.choose_final(late_nan)["runner_up"] is None
+    assert report.choose_final(rounds)["runner_up"] == "fbp"
     singles = {"1": {n: m for n, m in last.items() if m["kind"] == "single"}}
     assert report.choose_final(singles)["model"] == "minilm" and report.choose_final(singles)["fused_ge_single"]
 

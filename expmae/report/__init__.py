@@ -1,16 +1,21 @@
 """Gather every stage's outputs: metrics.json, MER submissions, one QC table and the report figures.
 
 The final model is the fusion head over all modalities of the last round with the best out-of-fold
-weighted F1 (the sub-combinations are reported, not candidates: the max of many noisy scores would
-inflate it); metrics.json also names the best single feature set, so the fused-vs-single comparison
-is explicit (`final.fused_ge_single`). Which model a folder holds (round, kind, combo, head, name)
+weighted F1, mean over seeds (the sub-combinations are reported, not candidates: the max of many
+noisy scores would inflate it; a model without a valid score is never a candidate). metrics.json also
+names the best single feature set and compares the two on the same videos (paired bootstrap,
+`final.fused_minus_single`, `final.fused_vs_single`), and the final model with the runner-up
+(`final.choice_within_noise`); see expmae.report.noise. The headline of those numbers is
+<out>/report/headline.txt (printed at the end of `make run`). Submissions keep the MER columns
+name,discrete,valence for every test-list name; <name>.flags.csv beside each says which rows were
+predicted without data (column no_data: '' = had data, else why). Which model a folder holds (round, kind, combo, head, name)
 is read from the identity its training job recorded in its metrics.json.
 
     python -m expmae.report --classify results/classify/round0/expmae ... results/fuse/round1/all/fbp ... \
         --pseudo results/pseudo/round0.parquet --classes neutral,... --faces-qc ... --audio-qc ... --text ... \
         --inputs-qc results/qc/inputs.tsv --test data/test.csv --out results
 Writes <out>/metrics.json, <out>/submission/{final,round<r>_<name>}.csv, <out>/qc/summary.tsv and
-<out>/report/{f1_table.html,f1_table.tsv,pseudo.tsv,confusion.png,pseudo.png,curves.png}.
+<out>/report/{f1_table.html,f1_table.tsv,pseudo.tsv,confusion.png,pseudo.png,curves.png,intervals.png,headline.txt}.
 """
 from __future__ import annotations
 
@@ -21,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from expmae.io import read_meta, write_json, write_text
-from expmae.report import figures
 from expmae.labels import read_names
+from expmae.report import figures, noise
 from expmae.report.qc import complete_submission, qc_table
-from expmae.report.tables import SCORES, html_report, pseudo_table, round4, submission, tables
+from expmae.report.tables import SCORES, flags, html_report, pseudo_table, round4, submission, tables
 from expmae.train.plan import is_subcombination
 
 Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> its metrics.json
@@ -32,8 +37,8 @@ Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> it
 
 def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str], str], list[dict]]:
     """Every training output's metrics (by round and name, from its identity), its submission CSV text
-    (also written to <out>/submission/round<r>_<name>.csv), and the label issues (the same in every
-    metrics.json)."""
+    (also written to <out>/submission/round<r>_<name>.csv, its flags beside it), and the QC issues the
+    training jobs recorded (label problems, videos without any usable modality; merged)."""
     rounds: Rounds = {}
     subs: dict[tuple[str, str], str] = {}
     label_issues: list[dict] = []
@@ -43,33 +48,58 @@ def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str
             raise SystemExit(f"{d}/metrics.json records no identity (round, kind, name): written by an older expmae; rerun it")
         issues = m.pop("issues", [])
         m.update({k: float("nan") for k in SCORES if k in m and m[k] is None})  # strict JSON wrote NaN as null
-        label_issues = label_issues or issues
+        label_issues += [i for i in issues if i not in label_issues]
         r, name = str(m["round"]), m["name"]
+        m["dir"] = str(d)
         rounds.setdefault(r, {})[name] = m
-        subs[r, name] = submission(pd.read_parquet(d / "probs.parquet")).to_csv(index=False)
+        probs = pd.read_parquet(d / "probs.parquet")
+        subs[r, name] = submission(probs).to_csv(index=False)
+        subs[r, name, "flags"] = flags(probs).to_csv(index=False)
         write_text(out / "submission" / f"round{r}_{name}.csv", subs[r, name])
+        write_text(out / "submission" / f"round{r}_{name}.flags.csv", subs[r, name, "flags"])
     return rounds, subs, label_issues
 
 
-def best(models: dict[str, dict], kind: str) -> str | None:
-    """The best-scoring model of one kind (single | fused) among one round's models."""
+def ranked(models: dict[str, dict], kind: str) -> list[str]:
+    """One round's models of one kind (single | fused) with a valid OOF score, best first (the
+    weighted F1 is the mean over seeds)."""
     # fused candidates: the heads over ALL modalities only; the sub-combinations are for analysis
     # (picking the max of many noisy OOF scores would inflate the final model's score)
-    c = {n: m["weighted_f1"] for n, m in models.items() if m["kind"] == kind and not is_subcombination(m)}
-    # ties and unscored runs (too few labels to cross-validate: F1 NaN): prefer FBP, the paper's head
-    return max(c, key=lambda n: (c[n] if c[n] == c[n] else -1.0, n == "fbp")) if c else None
+    c = {n: m.get("weighted_f1") for n, m in models.items() if m["kind"] == kind and not is_subcombination(m)}
+    c = {n: v for n, v in c.items() if v is not None and v == v}  # a model without a valid score is no candidate
+    # ties: prefer FBP, the paper's head
+    return sorted(c, key=lambda n: (c[n], n == "fbp"), reverse=True)
+
+
+def best(models: dict[str, dict], kind: str) -> str | None:
+    """The best-scoring model of one kind among one round's models (None: none has a valid score)."""
+    return (ranked(models, kind) or [None])[0]
+
+
+def final_round(rounds: Rounds) -> int:
+    return max(map(int, rounds))
 
 
 def choose_final(rounds: Rounds) -> dict:
     """The final model of the last round (best all-modality fused model, else the best single one),
-    its scores and the comparison with the best single feature set."""
-    last = max(rounds, key=int)
+    its identity (round, kind, combo, head, model = name, seeds, dir: the folder with its probs,
+    metrics and model.safetensors of every seed x fold member), its scores, the runner-up candidate
+    and the best single feature set. No model with a valid OOF score: an error saying why."""
+    last = str(final_round(rounds))
     models = rounds[last]
-    final_name = best(models, "fused") or best(models, "single")
+    cands = ranked(models, "fused") or ranked(models, "single")
+    if not cands:
+        raise SystemExit(f"round {last}: no model has a valid out-of-fold score ({sorted(models)}); there is no final "
+                         "model. Too few labeled videos per class for classify.folds?")
+    final_name = cands[0]
     single = best(models, "single")
     fm = models[final_name]
-    return {"round": int(last), "model": final_name, "head": fm.get("head"),
+    return {"round": int(last), "model": final_name, "head": fm.get("head"), "kind": fm.get("kind"),
+            "combo": fm.get("combo"), "seeds": fm.get("seeds"), "dir": fm.get("dir"),
+            "runner_up": cands[1] if len(cands) > 1 else None,
             **{k: round4(fm.get(k)) for k in SCORES if k in fm},
+            **{k: fm[k] for k in ("weighted_f1_std", "weighted_f1_ci", "test_weighted_f1_std", "test_weighted_f1_ci")
+               if fm.get(k) is not None},
             "best_single": single, "best_single_weighted_f1": round4(models[single]["weighted_f1"]) if single else None,
             "best_single_test_weighted_f1": round4(models[single].get("test_weighted_f1")) if single else None,
             "fused_ge_single": bool(single is None or fm["weighted_f1"] >= models[single]["weighted_f1"])
@@ -118,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     out, classes = Path(a.out), a.classes.split(",")
     rounds, subs, label_issues = load_models(a.classify, out)
     pseudo = pseudo_summary(a.pseudo)
-    final = choose_final(rounds)
+    final = noise.compare(choose_final(rounds), rounds[str(final_round(rounds))], classes)
+    write_text(out / "submission" / "final.flags.csv", subs[str(final["round"]), final["model"], "flags"])
     final_csv, no_video = complete_submission(subs[str(final["round"]), final["model"]], read_names(a.test)[0],
                                               classes)
     write_text(out / "submission" / "final.csv", final_csv)
@@ -132,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     write_text(rep / "f1_table.html", html_report(wide, long, final))
     write_text(rep / "pseudo.tsv", pseudo_table(pseudo, classes).to_csv(sep="\t", index=False))
     write_figures(rep, rounds, final, pseudo, classes)
+    figures.intervals_png(rounds, rep / "intervals.png")
+    head = noise.headline(final, rounds[str(final["round"])])
+    write_text(rep / "headline.txt", head)
     for ms in rounds.values():  # curves and confusions live in each model's metrics.json
         for m in ms.values():
             m.pop("curves", None)
@@ -141,3 +175,4 @@ def main(argv: list[str] | None = None) -> None:
     write_json(out / "metrics.json", metrics)
     print(wide.round(3).to_string())
     print("final:", json.dumps(final))
+    print(head, end="")

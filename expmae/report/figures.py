@@ -1,4 +1,5 @@
-"""PNG figures for the Snakemake report: confusion matrix, pseudo-label pool per round, training curves.
+"""PNG figures for the Snakemake report: confusion matrix, pseudo-label pool per round, training curves,
+weighted F1 with its interval bars and seed spread.
 matplotlib is imported only inside figure() (Agg backend) to keep job start-up low."""
 from __future__ import annotations
 
@@ -94,3 +95,28 @@ def _curve_panel(ax, name: str, folds: list[dict]) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
     ax.legend(fontsize=6)
+
+
+def intervals_png(rounds: dict[str, dict[str, dict]], path: str | os.PathLike) -> None:
+    """One panel per round: each model's out-of-fold weighted F1 (mean over seeds, the dot), its 95%
+    bootstrap interval over videos (the bar) and every seed's own score (the small ticks)."""
+    order = sorted(rounds, key=int)
+    n = max(len(ms) for ms in rounds.values())
+    with figure(path, (4.2 * len(order), 0.9 + 0.32 * n), 1, len(order), tight=True) as (_, axes):
+        for ax, r in zip(axes.flat, order):
+            names = sorted(rounds[r], key=lambda k: (rounds[r][k]["kind"] != "single", k))
+            for i, name in enumerate(names):
+                m = rounds[r][name]
+                v, ci = m.get("weighted_f1"), m.get("weighted_f1_ci")
+                if v is None or v != v:
+                    continue
+                color = "tab:blue" if m["kind"] == "single" else "tab:orange"
+                if ci:
+                    ax.plot(ci, [i, i], color=color, lw=2, alpha=0.6)
+                ax.plot([v], [i], "o", color=color)
+                seeds = [s.get("weighted_f1") for s in m.get("per_seed") or []]
+                ax.plot([x for x in seeds if x is not None], [i] * len([x for x in seeds if x is not None]), "|",
+                        color="black", ms=8)
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+            ax.set_xlabel("weighted F1 (out-of-fold)")
+            ax.set_title(f"round {r}: mean over seeds, 95% interval, seeds", fontsize=8)

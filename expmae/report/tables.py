@@ -20,35 +20,73 @@ def submission(probs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"name": t["name"], "discrete": t["pred"], "valence": np.round(np.nan_to_num(v), 4)})
 
 
+def flags(probs: pd.DataFrame) -> pd.DataFrame:
+    """The sidecar of a submission (<stem>.flags.csv): name, no_data ('' = predicted from data, else why
+    it was predicted without: no usable data for the model's inputs, no video). The MER columns stay
+    as scored; this says which rows are guesses."""
+    t = probs[probs["split"] == "test"]
+    nd = t["no_data"].fillna("").to_numpy(object) if "no_data" in t else np.full(len(t), "", object)
+    return pd.DataFrame({"name": t["name"].to_numpy(), "no_data": nd})
+
+
 def round4(x: float | None) -> float | None:
     return None if x is None or x != x else round(float(x), 4)
 
 
+def spread(m: dict) -> dict:
+    """Seed spread and bootstrap intervals of the (test) weighted F1, as long-table columns."""
+    out = {"n_seeds": len(m.get("per_seed") or [1])}
+    for k in ("weighted_f1", "test_weighted_f1"):
+        ci = m.get(f"{k}_ci") or [None, None]
+        out.update({f"{k}_std": round4(m.get(f"{k}_std")), f"{k}_lo": round4(ci[0]), f"{k}_hi": round4(ci[1])})
+    return out
+
+
 def tables(rounds: dict[str, dict[str, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> wide weighted-F1 table (round x model) and the long table of every score."""
+    """-> wide weighted-F1 table (round x model, mean over seeds) and the long table of every score
+    with its seed std and 95% interval (weighted_f1_lo/_hi, test_weighted_f1_lo/_hi)."""
     long = pd.DataFrame([{"round": int(r), "model": n, "kind": m["kind"], **{k: round4(m.get(k)) for k in SCORES},
-                          "n_pseudo": m.get("n_pseudo", 0)} for r, ms in rounds.items() for n, m in ms.items()])
+                          **spread(m), "n_pseudo": m.get("n_pseudo", 0)} for r, ms in rounds.items() for n, m in ms.items()])
     long = long.sort_values(["round", "kind", "model"], ascending=[True, False, True], ignore_index=True)
     order = list(dict.fromkeys(long["model"]))
     wide = long.pivot(index="round", columns="model", values="weighted_f1")[order]
     return wide, long
 
 
+def interval_text(row, key: str = "weighted_f1") -> str:
+    """'0.612 ± 0.020 [0.520, 0.700]' from a long-table row ('' when not scored)."""
+    v = row.get(key)
+    if v is None or v != v:
+        return ""
+    sd, lo, hi = row.get(f"{key}_std"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    s = f"{v:.3f}" + (f" ± {sd:.3f}" if sd is not None and sd == sd else "")
+    return s + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and lo == lo else "")
+
+
 def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict) -> str:
-    def cell(v, best):
-        s = "" if v is None or v != v else f"{v:.3f}"
+    cells = {(r.round, r.model): interval_text(r._asdict()) for r in long.itertuples(index=False)}
+
+    def cell(r, c, v, best):
+        s = cells.get((r, c), "")
         return f"<td><b>{s}</b></td>" if best and s else f"<td>{s}</td>"
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in wide.columns)
-    rows = "".join(f"<tr><th>{r}</th>" + "".join(cell(v, v == row.max()) for v in row) + "</tr>" for r, row in wide.iterrows())
+    rows = "".join(f"<tr><th>{r}</th>" + "".join(cell(r, c, v, v == row.max()) for c, v in row.items()) + "</tr>"
+                   for r, row in wide.iterrows())
     lhead = "".join(f"<th>{html.escape(c)}</th>" for c in long.columns)
     lrows = "".join("<tr>" + "".join(f"<td>{'' if v is None or v != v else html.escape(str(v))}</td>" for v in row) + "</tr>"
                     for row in long.itertuples(index=False))
+    noise_note = html.escape(str(final.get("fused_vs_single", "")))
+    choice = final.get("choice_within_noise")
+    choice_note = "" if choice is None else (" The choice over the runner-up is within the noise." if choice else
+                                             " The choice over the runner-up is outside the noise.")
     summary = html.escape(json.dumps(final))
     return ("<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font:13px sans-serif}"
             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}</style></head><body>"
-            "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model (best per round in bold)</h3>"
+            "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: mean ± std over seeds"
+            " [95% bootstrap interval over videos] (best mean per round in bold)</h3>"
             f"<table><tr><th>round</th>{head}</tr>{rows}</table>"
+            f"<p>Final model vs best single feature set (paired bootstrap): {noise_note}.{html.escape(choice_note)}</p>"
             f"<h3>Final model</h3><pre>{summary}</pre><h3>All scores</h3>"
             f"<table><tr>{lhead}</tr>{lrows}</table></body></html>")
 

@@ -3,53 +3,29 @@
 Splits: a video listed in the label CSV with a known class is `labeled`; one in the test
 list is `test`; every other registered video is `unlabeled`. Problems (unknown class,
 label for a video that does not exist, a name both labeled and test) become QC rows and
-never stop training.
+never stop training. A test-list name with no registered video still gets a row (no data in any
+modality; meta['no_video'] lists them) so the submission has a prediction for every test name.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from expmae.io import read_csv_tolerant, read_features
+from expmae import labels as labels_csv
+from expmae.io import read_features
 
 
-def read_labels(path: str | os.PathLike | None, classes: list[str]) -> tuple[pd.DataFrame, list[dict]]:
-    """-> DataFrame(name, y int, valence float|nan), QC issues."""
-    issues: list[dict] = []
-    if not path or not Path(path).exists():
-        return pd.DataFrame(columns=["name", "y", "valence"]), issues
-    df, _ = read_csv_tolerant(path)
-    if "name" not in df.columns or "discrete" not in df.columns:
-        raise SystemExit(f"{path}: label CSV needs columns name,discrete[,valence] (config key data.labels)")
-    idx = {c: i for i, c in enumerate(classes)}
-    rows = []
-    seen = set()
-    for r in df.itertuples(index=False):
-        name, lab = r.name.strip(), str(r.discrete).strip().lower()
-        if name in seen:
-            issues.append({"name": name, "stage": "labels", "reason": "duplicate label row (kept first)"})
-            continue
-        seen.add(name)
-        if lab not in idx:
-            issues.append({"name": name, "stage": "labels", "reason": f"unknown label {r.discrete!r} (treated as unlabeled)"})
-            continue
-        try:
-            val = float(getattr(r, "valence", "") or "nan")
-        except ValueError:
-            val = float("nan")
-        rows.append((name, idx[lab], val))
-    return pd.DataFrame(rows, columns=["name", "y", "valence"]), issues
+def read_labels(path: str | os.PathLike | None, classes: list[str], encoding: str = "") -> tuple[pd.DataFrame, list[dict]]:
+    """-> DataFrame(name, y int, valence float|nan), QC issues (expmae.labels: decoding, duplicates, valence)."""
+    return labels_csv.read_labels(path, classes, encoding)
 
 
-def read_names(path: str | os.PathLike | None) -> list[str]:
-    if not path or not Path(path).exists():
-        return []
-    df, _ = read_csv_tolerant(path)
-    return [n.strip() for n in df["name"]] if "name" in df.columns else []
+def read_names(path: str | os.PathLike | None, encoding: str = "") -> list[str]:
+    """The test list's names (expmae.labels.read_names; its QC rows come from the inputs check)."""
+    return labels_csv.read_names(path, encoding)[0]
 
 
 @dataclass
@@ -85,8 +61,14 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
         metas[m] = meta
     base = base or []
     lab, issues = read_labels(labels, classes)
-    test_names = set(read_names(test))
-    known = set(base)
+    test_list = read_names(test)
+    test_names = set(test_list)
+    no_video = [n for n in dict.fromkeys(test_list) if n not in set(base)]
+    if no_video:  # rows without data in any modality: predicted from the class prior, flagged
+        base = base + no_video
+        Xs = [np.concatenate([X, np.zeros((len(no_video), X.shape[1]), X.dtype)]) for X in Xs]
+        masks = [np.concatenate([mk, np.zeros(len(no_video), bool)]) for mk in masks]
+    known = set(base) - set(no_video)
     for n in lab["name"]:
         if n not in known:
             issues.append({"name": n, "stage": "labels", "reason": "label for a video that was not found"})
@@ -99,6 +81,7 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
     valence = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(base, split)], np.float64)
     ds = Dataset(base, Xs, np.stack(masks, 1) if masks else np.zeros((0, 0), bool), split, y, mods, metas, issues,
                  valence)
+    ds.meta["no_video"] = no_video
     if test_labels:
         tl, _ = read_labels(test_labels, classes)
         ds.meta["test_truth"] = dict(zip(tl["name"], tl["y"]))

@@ -1,7 +1,8 @@
 """Late fusion: the geometric mean of already trained per-feature-set classifiers.
 
 No weights are fitted, so the members' out-of-fold rows stay out-of-fold and the fused OOF score
-is as honest as theirs (same stratified folds: same labels, same seed). Its inputs are the members'
+is as honest as theirs (each member's OOF prediction of a video comes from a model that never saw it,
+whatever its folds). Seed s of the fusion fuses seed s of every member. Its inputs are the members'
 outputs (expmae.train.cv folders), not features; its rule is `fuse_late`.
 
     python -m expmae.train.late --round 1 --combo all --name late \
@@ -20,29 +21,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmae.train import data, plan
-from expmae.train.scoring import evaluate, probs_frame, write_result
+from expmae.train import data, plan, scoring
+from expmae.train.scoring import probs_frame, summarize, write_result
 
 
 def late_fuse(members: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
-    """Geometric mean (mean log-probability, renormalised) of the members' probabilities, row by row
-    and fold by fold (f{f}_<class> columns, for the agreement test). Valence: the members' mean."""
-    base = members[0][["name", "split", "y", "fold"]].reset_index(drop=True)
+    """Geometric mean (mean log-probability, renormalised) of the members' probabilities, row by row,
+    fold by fold (f{f}_<class> columns, for the agreement test) and seed by seed (s{s}_<class>).
+    A member without data for a row (its no_data flag) stays out of that row's mean; a row no member
+    has data for keeps their prior and its flag. A labeled row is out-of-fold when a member with data
+    held it out. Valence: the members' mean."""
+    base = members[0][["name", "split", "y"]].reset_index(drop=True)
     al = [m.set_index("name").loc[base["name"]].reset_index() for m in members]
+    has = np.stack([(m["no_data"].fillna("") == "").to_numpy() if "no_data" in m else np.ones(len(m), bool) for m in al], 1)
+    use = np.where(has.any(1, keepdims=True), has, True).astype(np.float64)      # [N, members]
     n_f = min(sum(c.startswith("f") and c.endswith(f"_{classes[0]}") and c[1:-len(classes[0]) - 1].isdigit()
                   for c in m.columns) for m in al)
+    n_s = min(scoring.n_seeds(m, classes) for m in al)
 
     def gmean(cols: list[str]) -> np.ndarray:
-        logp = np.mean([np.log(np.clip(m[cols].to_numpy(np.float64), 1e-8, 1)) for m in al], 0)
+        logp = np.stack([np.log(np.clip(m[cols].to_numpy(np.float64), 1e-8, 1)) for m in al], 1)  # [N, members, C]
+        logp = (logp * use[..., None]).sum(1) / use.sum(1, keepdims=True)
         e = np.exp(logp - logp.max(1, keepdims=True))
         return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
+    def vmean(col: str) -> np.ndarray:
+        v = np.stack([m[col].to_numpy(float) for m in al], 1)
+        if not all(np.isfinite(v[:, i]).any() for i in range(v.shape[1])):
+            return np.full(len(base), np.nan)
+        n = (np.isfinite(v) * use).sum(1)
+        return np.where(n > 0, np.nansum(v * use, 1) / np.maximum(n, 1), np.nan)
+
     probs = gmean([f"prob_{c}" for c in classes])
     fold_probs = np.stack([gmean([f"f{f}_{c}" for c in classes]) for f in range(n_f)]) if n_f else np.zeros((0, len(base), len(classes)))
-    v_hat = np.nanmean(np.stack([m["valence"].to_numpy(float) for m in al]), 0) if all(
-        np.isfinite(m["valence"].to_numpy(float)).any() for m in al) else np.full(len(base), np.nan)
-    return probs_frame(base["name"], base["split"].to_numpy(), base["y"].to_numpy(), base["fold"].to_numpy(),
-                       probs, fold_probs, v_hat, classes)
+    seed_probs = np.stack([gmean([f"s{s}_{c}" for c in classes]) for s in range(n_s)]) if n_s else None
+    seed_v = np.stack([vmean(f"s{s}_valence") for s in range(n_s)]) if n_s else None
+    folds = np.stack([m["fold"].to_numpy() for m in al], 1)
+    fold = np.where(has, folds, -1).max(1)
+    no_data = np.where(has.any(1), "", al[0]["no_data"].to_numpy(object) if "no_data" in al[0] else "")
+    return probs_frame(base["name"], base["split"].to_numpy(), base["y"].to_numpy(), fold, probs, fold_probs,
+                       vmean("valence"), classes, seed_probs=seed_probs, seed_valence=seed_v, no_data=no_data)
 
 
 def run_late(members: list[str], labels: str, test_labels: str, classes: list[str], p: dict) -> tuple[pd.DataFrame, dict]:
@@ -52,10 +70,10 @@ def run_late(members: list[str], labels: str, test_labels: str, classes: list[st
     vmap = dict(zip(lab["name"], lab["valence"])) if p["valence"] != "none" else {}
     vals = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(df["name"], df["split"])])
     tl = data.read_labels(test_labels, classes)[0] if test_labels else pd.DataFrame(columns=["name", "y", "valence"])
-    m = evaluate(df, classes, vals, dict(zip(tl["name"], tl["y"])), {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v})
+    m = summarize(df, classes, vals, dict(zip(tl["name"], tl["y"])), {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v})
     mm = [json.loads((Path(d) / "metrics.json").read_text()) for d in members]
-    m.update(head=plan.LATE, members=[x["name"] for x in mm],
-             n_labeled=int((df["split"] == "labeled").sum()), n_pseudo=max(x.get("n_pseudo", 0) for x in mm),
+    m.update(head=plan.LATE, members=[x["name"] for x in mm], seeds=mm[0].get("seeds", []),
+             n_labeled=int(((df["split"] == "labeled") & (df["fold"] >= 0)).sum()), n_pseudo=max(x.get("n_pseudo", 0) for x in mm),
              curves=[], issues=issues)
     return df, m
 

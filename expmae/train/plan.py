@@ -104,13 +104,16 @@ def train_params(given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     key is an error naming it."""
     given = dict(given or {})
     seed = given.pop("seed", config.default("seed"))
+    seeds = given.pop("seeds", config.default("seeds"))
+    if not isinstance(seeds, int) or seeds < 1:
+        raise SystemExit(f"config key seeds: {seeds!r}, a whole number >= 1 (training runs once per seed)")
     fuse_keys = set(config.section_schema("fuse")["properties"]) - set(PLAN_KEYS["fuse"])
     out: dict[str, Any] = {}
     for section, part in (("classify", {k: v for k, v in given.items() if k not in fuse_keys}),
                           ("fuse", {k: v for k, v in given.items() if k in fuse_keys})):
         resolved = config.resolve(section, part)
         out.update({k: v for k, v in resolved.items() if k not in PLAN_KEYS[section]})
-    return {**out, "seed": seed}
+    return {**out, "seed": seed, "seeds": seeds}
 
 
 def identity(round_: int, kind: str, head: str, name: str, combo: str | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Select pseudo-labels for unlabeled videos from one round's predictions (config `pseudolabel:`).
 
-Source: the round's fusion head over all modalities with the best out-of-fold weighted F1
-(`source: best`, as for the final model), or a named
+Source: the round's fusion head over all modalities with the best out-of-fold weighted F1 (mean
+over seeds; `source: best`, as for the final model; never a model without a valid score), or a named
 one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in this order:
 - `threshold`: floor on the ensemble's top probability (both policies; 0 disables it);
 - `policy: threshold` keeps every row above the floor; `policy: topk` keeps the `top_k` most
@@ -42,7 +42,8 @@ def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_
     (+ prob_<class> with soft_labels), sorted by name."""
     if policy not in ("threshold", "topk"):
         raise SystemExit(f"config key pseudolabel.policy: unknown policy {policy!r}; one of threshold, topk")
-    pool = probs[probs["split"] == "unlabeled"]
+    # a row predicted without data (the class prior) is never a pseudo-label
+    pool = probs[(probs["split"] == "unlabeled") & (probs["no_data"].fillna("") == "" if "no_data" in probs else True)]
     cols = [f"prob_{c}" for c in classes]
     P = pool[cols].to_numpy(np.float64)
     conf, y = (P.max(1), P.argmax(1)) if len(P) else (np.zeros(0), np.zeros(0, int))
@@ -78,20 +79,32 @@ def read_identity(d: Path) -> dict:
     return m
 
 
+def valid(m: dict) -> bool:
+    """A model with a valid out-of-fold score (not NaN or missing)."""
+    v = m.get("weighted_f1")
+    return v is not None and v == v
+
+
 def choose_source(candidates: list[str], source: str = "best") -> Path:
-    """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 (first on ties)."""
+    """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 (mean
+    over seeds; first on ties). A model without a valid score is never the source: an error."""
     dirs = [Path(c) for c in candidates]
     ms = [read_identity(d) for d in dirs]
     if source != "best":
-        named = [d for d, m in zip(dirs, ms) if m["name"] == source]
+        named = [(d, m) for d, m in zip(dirs, ms) if m["name"] == source]
         if not named:
             raise SystemExit(f"config key pseudolabel.source: {source!r} is not among {[m['name'] for m in ms]}")
-        return named[0]
+        if not valid(named[0][1]):
+            raise SystemExit(f"config key pseudolabel.source: {source!r} has no valid out-of-fold score; "
+                             "it cannot select pseudo-labels")
+        return named[0][0]
     # like the final model: among the heads over all modalities when there are any
-    pool = [(d, m) for d, m in zip(dirs, ms) if not is_subcombination(m)] or list(zip(dirs, ms))
-    f1 = [m.get("weighted_f1") for _, m in pool]
-    f1 = [-1.0 if v is None or v != v else v for v in f1]
-    return pool[int(np.argmax(f1))][0]
+    pool = [(d, m) for d, m in zip(dirs, ms) if not is_subcombination(m) and valid(m)] or [
+        (d, m) for d, m in zip(dirs, ms) if valid(m)]
+    if not pool:
+        raise SystemExit(f"no candidate of {[m['name'] for m in ms]} has a valid out-of-fold score: no pseudo-labels "
+                         "can be selected (see classify.folds)")
+    return pool[int(np.argmax([m["weighted_f1"] for _, m in pool]))][0]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,11 @@ expmae.train.late both write through here).
 - the MER 2023 combined score of the official baseline (MERTools `overall_metric`):
       combined = weighted_F1 - 0.25 * valence_MSE
 NaN marks "not computable" (no rows, no valence), so a missing valence never fakes a score.
+
+With seeds (summarize): every score is the mean over the seeds' own predictions (s{s}_<class>
+columns), `<score>_std` their std, `per_seed` every seed's numbers, `ensemble` the scores of the
+written predictions (mean probabilities over seeds), and `weighted_f1_ci` / `test_weighted_f1_ci`
+the 95% bootstrap interval over videos of the seed-mean weighted F1 (expmae.train.stats).
 """
 from __future__ import annotations
 
@@ -19,8 +24,12 @@ import numpy as np
 import pandas as pd
 
 from expmae.io import config_hash, write_json, write_table
+from expmae.train import stats
 
 MSE_WEIGHT = 0.25  # MER 2023 baseline: final_score = emo_fscore - val_mse * 0.25
+# why a row was predicted without data (column no_data; '' = it had data): the class prior stands in
+NO_DATA = "no usable data"
+NO_VIDEO = "no video"
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_cls: int) -> np.ndarray:
@@ -72,9 +81,11 @@ def scores(y: np.ndarray, pred: np.ndarray, v: np.ndarray | None = None, v_hat: 
     return {prefix + k: v for k, v in out.items()}
 
 
-def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes) -> pd.DataFrame:
+def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes, seed_probs=None, seed_valence=None,
+                no_data=None) -> pd.DataFrame:
     """The probs table of a training job: name, split, y, fold, prob_<class>..., pred, confidence,
-    agree, valence, f{f}_<class>... (probs [N, C], fold_probs [k, N, C], v_hat [N])."""
+    agree, valence, no_data, f{f}_<class>..., s{s}_<class>..., s{s}_valence (probs [N, C], fold_probs
+    [k, N, C], v_hat [N], seed_probs [S, N, C], seed_valence [S, N], no_data [N] str)."""
     df = pd.DataFrame({"name": list(names), "split": split, "y": y, "fold": fold_of})
     for c, name in enumerate(classes):
         df[f"prob_{name}"] = probs[:, c]
@@ -84,10 +95,61 @@ def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes) -> 
     # share of fold models whose own top class is the ensemble's (1.0 = all agree)
     df["agree"] = (fold_probs.argmax(2) == pred[None]).mean(0) if len(fold_probs) else 1.0
     df["valence"] = v_hat
-    for f in range(len(fold_probs)):
-        for c, name in enumerate(classes):
-            df[f"f{f}_{name}"] = fold_probs[f, :, c]
-    return df
+    df["no_data"] = no_data if no_data is not None else ""
+    cols = {f"f{f}_{name}": fold_probs[f, :, c] for f in range(len(fold_probs)) for c, name in enumerate(classes)}
+    seed_probs = probs[None] if seed_probs is None else seed_probs
+    seed_valence = np.asarray(v_hat, float)[None] if seed_valence is None else seed_valence
+    for s in range(len(seed_probs)):
+        cols.update({f"s{s}_{name}": seed_probs[s, :, c] for c, name in enumerate(classes)})
+        cols[f"s{s}_valence"] = seed_valence[s]
+    return pd.concat([df, pd.DataFrame(cols, index=df.index)], axis=1)
+
+
+def n_seeds(df: pd.DataFrame, classes: list[str]) -> int:
+    """How many seeds' predictions a probs table carries (s{s}_<class> columns)."""
+    n = 0
+    while f"s{n}_{classes[0]}" in df:
+        n += 1
+    return n
+
+
+def seed_preds(df: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """[S, N] each seed's predicted class (the ensemble's when the table has no seed columns)."""
+    S = n_seeds(df, classes)
+    if not S:
+        return df[[f"prob_{c}" for c in classes]].to_numpy().argmax(1)[None]
+    return np.stack([df[[f"s{s}_{c}" for c in classes]].to_numpy().argmax(1) for s in range(S)])
+
+
+def seed_frame(df: pd.DataFrame, classes: list[str], s: int) -> pd.DataFrame:
+    """The table as seed s alone predicted it (prob_<class> and valence from its s{s}_ columns)."""
+    out = df.copy()
+    for c in classes:
+        out[f"prob_{c}"] = df[f"s{s}_{c}"]
+    out["valence"] = df[f"s{s}_valence"]
+    return out
+
+
+def summarize(df: pd.DataFrame, classes: list[str], valence: np.ndarray, test_truth: dict, test_valence: dict) -> dict:
+    """Scores of a seed ensemble: mean and std over seeds, every seed's, the ensemble's, and bootstrap
+    intervals of the (test) weighted F1 (see the module docstring)."""
+    ens = evaluate(df, classes, valence, test_truth, test_valence)
+    S = n_seeds(df, classes)
+    per_seed = [evaluate(seed_frame(df, classes, s), classes, valence, test_truth, test_valence) for s in range(S)] or [ens]
+    keys = [k for k in ens if k != "confusion"]
+    m = {k: float(np.mean([ps[k] for ps in per_seed])) for k in keys}
+    m.update({f"{k}_std": float(np.std([ps[k] for ps in per_seed], ddof=1)) if len(per_seed) > 1 else None for k in keys})
+    m["per_seed"] = [{k: ps[k] for k in keys} for ps in per_seed]
+    m["ensemble"] = {k: ens[k] for k in keys}
+    m["confusion"] = ens["confusion"]
+    preds = seed_preds(df, classes)
+    oof = np.flatnonzero((df["split"] == "labeled").to_numpy() & (df["fold"] >= 0).to_numpy())
+    m["weighted_f1_ci"] = stats.bootstrap_ci(df["y"].to_numpy()[oof], preds[:, oof], len(classes))
+    t_idx = [i for i in np.flatnonzero((df["split"] == "test").to_numpy()) if df["name"].iat[i] in test_truth]
+    if t_idx:
+        yt = np.array([test_truth[df["name"].iat[i]] for i in t_idx])
+        m["test_weighted_f1_ci"] = stats.bootstrap_ci(yt, preds[:, t_idx], len(classes))
+    return m
 
 
 def evaluate(df: pd.DataFrame, classes: list[str], valence: np.ndarray, test_truth: dict, test_valence: dict) -> dict:
@@ -114,5 +176,7 @@ def write_result(out: str | Path, df: pd.DataFrame, m: dict[str, Any], p: dict[s
     m.update(params=p, config_hash=config_hash(p), seconds=round(time.time() - t0, 2))
     write_table(Path(out) / "probs.parquet", df)
     write_json(Path(out) / "metrics.json", m)
-    print(f"{m['name']} ({m['head']}): wF1 {m['weighted_f1']:.4f} acc {m['accuracy']:.4f} valence MSE"
+    ci = m.get("weighted_f1_ci") or [float("nan")] * 2
+    print(f"{m['name']} ({m['head']}): wF1 {m['weighted_f1']:.4f} +- {m.get('weighted_f1_std') or 0:.4f}"
+          f" [{ci[0]:.3f}, {ci[1]:.3f}] over {len(m.get('per_seed', [1]))} seeds, acc {m['accuracy']:.4f} valence MSE"
           f" {m.get('valence_mse', float('nan')):.3f} (labeled {m['n_labeled']}, pseudo {m['n_pseudo']}) in {m['seconds']}s")

@@ -15,6 +15,8 @@ rule report:
     output:
         metrics=f"{RES}/metrics.json",
         submission=f"{RES}/submission/final.csv",
+        submission_flags=f"{RES}/submission/final.flags.csv",
+        headline=f"{RES}/report/headline.txt",
         qc=f"{RES}/qc/summary.tsv",
         table=report(
             f"{RES}/report/f1_table.html",
@@ -36,6 +38,13 @@ rule report:
             category="1 Results",
             subcategory="Final model",
             labels={"figure": "confusion matrix"},
+        ),
+        intervals=report(
+            f"{RES}/report/intervals.png",
+            caption="../report/intervals.rst",
+            category="1 Results",
+            subcategory="Per-round scores",
+            labels={"figure": "weighted F1 with intervals and seeds"},
         ),
         curves=report(
             f"{RES}/report/curves.png",

@@ -1,6 +1,8 @@
 # Training of every round: the per-feature-set classifiers, the fusion heads, late fusion, and the
 # pseudo-labels that feed the next round. What each round trains: common.smk's training region
 # (expmae/train/plan.py). Each job records its identity (round, kind, combo, head, name) in its metrics.json.
+# Every job trains once per seed (config seeds). A job that fails (e.g. too few labels for classify.folds)
+# prints the end of its log on the console, so the reason is on screen, not only in the log.
 
 
 rule classify:
@@ -31,7 +33,7 @@ rule classify:
     shell:
         "python -m expmae.train.cv --round {wildcards.round} --kind single --name {wildcards.fs} --head mlp"
         " {params.features} --labels {input.labels:q} {params.extra} --classes {params.classes} --out {params.out:q}"
-        " --params {params.cfg:q} > {log:q} 2>&1"
+        " --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
 
 rule fuse:
@@ -65,7 +67,7 @@ rule fuse:
     shell:
         "python -m expmae.train.cv --round {wildcards.round} --kind fused --combo {wildcards.combo}"
         " --name {params.name:q} --head {wildcards.head} {params.args} --labels {input.labels:q} {params.extra}"
-        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
 
 rule fuse_late:
@@ -96,7 +98,7 @@ rule fuse_late:
     shell:
         "python -m expmae.train.late --round {wildcards.round} --kind fused --combo {wildcards.combo}"
         " --name {params.name:q} --members {params.members:q} --labels {input.labels:q} {params.extra}"
-        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+        " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
 
 rule pseudolabel:
@@ -115,4 +117,4 @@ rule pseudolabel:
         classes=CLASSES,
     shell:
         "python -m expmae.train.pseudo --candidates {params.dirs:q} --round {wildcards.round}"
-        " --classes {params.classes} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1"
+        " --classes {params.classes} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"

@@ -1,0 +1,102 @@
+"""How far the report's comparisons can be trusted: paired bootstraps between models, the headline.
+
+Two models of one round are compared on the same videos (the labeled videos both scored out of
+fold): the seed-mean weighted F1 of A minus that of B, with the 95% paired-bootstrap interval
+(expmae.train.stats.paired_diff). A difference whose interval contains 0 is "within the noise":
+the report then says so instead of claiming a winner. The headline (a few lines, printed at the end
+of `make run` from results/report/headline.txt) names the final model, its OOF and test weighted F1
+with spread and interval, the best single feature set, and whether the difference is inside the noise.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from expmae.train import scoring, stats
+
+
+def oof_preds(d: str | Path, classes: list[str]) -> pd.DataFrame:
+    """name -> (y, each seed's predicted class) on the rows a model scored out of fold."""
+    df = pd.read_parquet(Path(d) / "probs.parquet")
+    df = df[(df["split"] == "labeled") & (df["fold"] >= 0)]
+    preds = scoring.seed_preds(df, classes)
+    return pd.DataFrame({"y": df["y"].to_numpy(), **{f"p{s}": p for s, p in enumerate(preds)}}, index=df["name"])
+
+
+def paired(dir_a: str | Path, dir_b: str | Path, classes: list[str]) -> dict | None:
+    """Paired bootstrap of A - B over the videos both scored out of fold (None without such videos)."""
+    a, b = oof_preds(dir_a, classes), oof_preds(dir_b, classes)
+    common = a.index.intersection(b.index)
+    if not len(common):
+        return None
+    a, b = a.loc[common], b.loc[common]
+    pa = a[[c for c in a if c.startswith("p")]].to_numpy().T
+    pb = b[[c for c in b if c.startswith("p")]].to_numpy().T
+    return stats.paired_diff(a["y"].to_numpy(), pa, pb, len(classes))
+
+
+def verdict(cmp: dict | None, a: str, b: str) -> str:
+    if cmp is None:
+        return "not comparable (no common out-of-fold videos)"
+    if cmp["within_noise"]:
+        return "within the noise (the interval contains 0)"
+    return f"{a} better" if cmp["diff"] > 0 else f"{b} better"
+
+
+def compare(final: dict, models: dict[str, dict], classes: list[str]) -> dict:
+    """Adds to `final` (choose_final's summary of the last round `models`, each with its `dir`): the
+    paired comparison with the best single feature set and with the runner-up candidate."""
+    fm = models[final["model"]]
+    out = dict(final)
+    single = final.get("best_single")
+    if single and single != final["model"] and "dir" in fm:
+        cmp = paired(fm["dir"], models[single]["dir"], classes)
+        out["fused_minus_single"] = cmp
+        out["fused_vs_single"] = verdict(cmp, final["model"], single)
+    runner = final.get("runner_up")
+    if runner and "dir" in fm:
+        cmp = paired(fm["dir"], models[runner]["dir"], classes)
+        out["final_minus_runner_up"] = cmp
+        out["choice_within_noise"] = None if cmp is None else cmp["within_noise"]
+    return out
+
+
+def fmt(m: dict, key: str = "weighted_f1") -> str:
+    """'0.612 +- 0.020 [0.520, 0.700]' (mean +- std over seeds [95% bootstrap interval over videos])."""
+    v = m.get(key)
+    if v is None or v != v:
+        return "n/a"
+    sd, ci = m.get(f"{key}_std"), m.get(f"{key}_ci")
+    s = f"{v:.3f}" + (f" +- {sd:.3f}" if sd is not None and sd == sd else "")
+    return s + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def headline(final: dict, models: dict[str, dict]) -> str:
+    """The few lines `make run` ends with."""
+    fm = models[final["model"]]
+    n_seeds = len(fm.get("per_seed") or [1])
+    lines = [f"final model: {final['model']} (round {final['round']}, head {final['head']}, {n_seeds} seeds; "
+             "weighted F1 mean +- std over seeds [95% bootstrap interval over videos])",
+             f"  out-of-fold {fmt(fm)}   test {fmt(fm, 'test_weighted_f1')}"]
+    single = final.get("best_single")
+    if single and single != final["model"]:
+        sm = models[single]
+        lines.append(f"best single feature set: {single}: out-of-fold {fmt(sm)}   test {fmt(sm, 'test_weighted_f1')}")
+        cmp = final.get("fused_minus_single")
+        if cmp:
+            lines.append(f"  {final['model']} - {single}: {cmp['diff']:+.3f} [{cmp['ci'][0]:+.3f}, {cmp['ci'][1]:+.3f}]"
+                         f" (paired bootstrap, {cmp['n']} videos): {final['fused_vs_single']}")
+    run = final.get("final_minus_runner_up")
+    if run:
+        lines.append(f"  choice over runner-up {final['runner_up']}: {run['diff']:+.3f} [{run['ci'][0]:+.3f},"
+                     f" {run['ci'][1]:+.3f}]: " + ("within the noise" if run["within_noise"] else "outside the noise"))
+    return "\n".join(lines) + "\n"
+
+
+def seed_values(m: dict, key: str = "weighted_f1") -> np.ndarray:
+    """Every seed's score of one model (its mean when per-seed numbers are missing)."""
+    vals = [s.get(key) for s in m.get("per_seed") or []]
+    vals = [v for v in vals if v is not None and v == v]
+    return np.array(vals if vals else [m.get(key, np.nan)], float)
