@@ -23,6 +23,7 @@ jobs a real run will execute, and writes nothing); a real run persists it when i
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,11 @@ def check_data(data: dict) -> list[str]:
             errors.append(f"config key data.videos: folder {d!r} does not exist")
     if not data.get("labels"):
         errors.append("config key data.labels is not set: the label CSV (name,discrete[,valence])")
+    if data.get("encoding"):
+        try:
+            codecs.lookup(data["encoding"])
+        except LookupError:
+            errors.append(f"config key data.encoding: unknown encoding {data['encoding']!r} (e.g. cp1252, latin-1, big5)")
     for key in ("labels", "transcripts", "test", "test_labels"):
         if data.get(key) and not Path(data[key]).is_file():
             errors.append(f"config key data.{key}: file {data[key]!r} does not exist")

@@ -107,16 +107,19 @@ ENCODINGS = ("utf-8", "utf-8-sig", "gb18030")
 
 
 def decode(raw: bytes, encoding: str = "") -> tuple[str, str, bool]:
-    """-> (text, encoding used, exact). exact=False: no candidate decoded every byte, bad bytes replaced."""
-    candidates = list(dict.fromkeys([*ENCODINGS, *([encoding] if encoding else [])]))
-    if raw.startswith(b"\xef\xbb\xbf"):
-        candidates.remove("utf-8-sig"), candidates.insert(0, "utf-8-sig")  # never keep the BOM in the header
-    for enc in candidates:
+    """-> (text, encoding used, exact). exact=False: no candidate decoded every byte, bad bytes replaced.
+    A configured `encoding` is tried after UTF-8 and before GB18030: GB18030 accepts many byte pairs,
+    so a cp1252 file could decode "exactly" as GB18030 nonsense and the user's setting would be ignored."""
+    utf8 = ["utf-8-sig", "utf-8"] if raw.startswith(b"\xef\xbb\xbf") else ["utf-8", "utf-8-sig"]  # BOM never kept
+    for enc in dict.fromkeys([*utf8, *([encoding] if encoding else []), "gb18030"]):
         try:
             return raw.decode(enc), enc, True
         except (UnicodeDecodeError, LookupError):
             continue
-    return raw.decode(encoding or "utf-8", errors="replace"), encoding or "utf-8", False
+    try:
+        return raw.decode(encoding or "utf-8", errors="replace"), encoding or "utf-8", False
+    except LookupError:  # an unknown data.encoding (ingest.check_data names it)
+        return raw.decode("utf-8", errors="replace"), "utf-8", False
 
 
 def read_csv_tolerant(path: str | os.PathLike, encoding: str = "") -> tuple[pd.DataFrame, bool]:

@@ -1,7 +1,7 @@
 """The user's CSVs (labels, test list, transcripts): decoding and the QC rows of what was odd in them.
 
-Decoding tries UTF-8, UTF-8 with a BOM, GB18030 (a superset of GBK/GB2312, common for Chinese MER
-data), then the configured `data.encoding`; only when none decodes every byte are bad bytes replaced,
+Decoding (expmae.io.decode) tries UTF-8, UTF-8 with a BOM, the configured `data.encoding`, then GB18030
+(a superset of GBK/GB2312, common for Chinese MER data); only when none decodes every byte are bad bytes replaced,
 and that is a QC row (stage `inputs`), never silent garbage. Problems are rows, never a stopped run.
 
 Every QC row is {"name", "stage", "reason"}; the reasons are the vocabulary in README ("When something

@@ -96,6 +96,9 @@ def test_undecodable_bytes_are_a_qc_row_and_encoding_key_fixes_them(tmp_path):
     assert len(issues) == 1 and issues[0]["reason"].startswith("bytes replaced") and issues[0]["name"] == "t.csv"
     df, issues = labels.read_csv(p, encoding="cp1252")
     assert issues == [] and df["english"].tolist() == ["café €"]
+    # b"Ren\xe9e" is a valid GB18030 pair: a configured encoding is tried before GB18030, or it would be ignored
+    p.write_bytes("name,discrete\nRenée,happy\n".encode("cp1252"))
+    assert labels.read_labels(p, CLASSES, "cp1252")[0]["name"].tolist() == ["Renée"]
 
 
 def test_label_problems_each_get_their_own_reason(tmp_path):
@@ -175,6 +178,8 @@ def test_data_config_errors_name_the_key(tmp_path):
     assert any(e.startswith("config key data.videos: folder") and "vidoes" in e for e in errs)
     assert any(e.startswith("config key data.labels: file") for e in errs)
     assert ingest.check_data({"videos": [], "labels": ""})[0].startswith("config key data.videos is not set")
+    assert any(e.startswith("config key data.encoding: unknown") for e in
+               ingest.check_data({"videos": [str(tmp_path / "v")], "labels": "", "encoding": "klingon"}))
 
 
 def test_partial_overlay_never_inherits_demo_files_and_missing_folder_is_an_error(tmp_path):
