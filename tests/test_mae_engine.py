@@ -84,6 +84,8 @@ def test_retrain_fraction_continues_the_weights_on_new_shards(shards, tmp_path) 
     assert second.step_losses[0] < fresh.step_losses[0]  # it starts from trained weights
     again = train(cfg(**kw), shards, tmp_path)  # nothing new: the finished continued run is resumed as is
     assert again.step == second.step and again.step_losses == second.step_losses
+    changed = train(cfg(**kw, lr=5e-4), shards, tmp_path)  # same shards, new config: the full schedule again
+    assert changed.step == full and json.loads((tmp_path / "meta.json").read_text())["schedule"]["continued_from"] is None
 
 
 # ----------------------------------------------------------------------------- monitor

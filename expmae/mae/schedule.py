@@ -57,13 +57,14 @@ def continued_schedule(cfg: Any, steps_per_epoch: int, prev: dict[str, Any], pre
 
 def can_continue(cfg: Any, prev: dict[str, Any] | None, shards: list[str]) -> bool:
     """Whether the checkpoint `prev` (its state dict) is an earlier run this job may continue: the
-    option is on, same model architecture and kind, and every shard it saw is still here."""
+    option is on, same model architecture and kind, every shard it saw is still here, and there are
+    new ones (a changed config on the same shards retrains the full schedule)."""
     if prev is None or cfg.retrain_fraction >= 1.0 or not cfg.retrain_on_new_videos:
         return False
     pc = prev.get("config", {})
     arch = cfg.model.to_dict()  # architecture only (not where the weights started)
     return (pc.get("kind") == cfg.kind and {k: pc.get("model", {}).get(k) for k in arch} == arch
-            and bool(prev.get("shards")) and set(prev["shards"]) <= set(shards) and prev.get("step", 0) > 0)
+            and bool(prev.get("shards")) and set(prev["shards"]) < set(shards) and prev.get("step", 0) > 0)
 
 
 def lr_at(step: int, sched: Schedule, lr: float, min_lr: float) -> float:
