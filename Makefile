@@ -39,6 +39,7 @@ models: venv
 run: venv demo check
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) $(DEMO_CFG)
 	@echo "metrics: results/metrics.json  submission: results/submission/final.csv  QC: results/qc/"
+	@cat results/report/headline.txt
 
 # HTML report of the last run (per-round F1 table, confusion matrix, pseudo-label pools, curves).
 report: venv

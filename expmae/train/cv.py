@@ -187,8 +187,9 @@ def cross_validate(ds: data.Dataset, kind: str, classes: list[str], p: dict, pse
 def data_issues(ds: data.Dataset, mask: np.ndarray) -> list[dict]:
     """QC rows for the videos without any usable modality (reported by the all-modality jobs)."""
     none = ~mask.any(1)
-    why = {"labeled": "labeled video with no usable modality: left out of training and scoring",
-           "test": "test video with no usable modality: predicted without data (class prior, flagged)"}
+    # the QC vocabulary's form, "kind: detail" (stage train, kind "no usable modality")
+    why = {"labeled": "no usable modality: labeled, left out of training and scoring",
+           "test": "no usable modality: test, predicted from the class prior (flagged in the submission's flags.csv)"}
     no_video = set(ds.meta.get("no_video") or ())
     return [{"name": n, "stage": "train", "reason": why[s]} for n, s, x in zip(ds.names, ds.split, none)
             if x and s in why and n not in no_video]
