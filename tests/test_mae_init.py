@@ -212,3 +212,24 @@ def test_refusals_name_the_key(tmp_path) -> None:
         build(cfg)
     with pytest.raises(ValueError, match=r"mae_video\.init: .* is an image checkpoint"):
         VideoMAEConfig.from_dict({"init": fb, "img_size": S, "num_frames": 4})
+
+
+def test_demo_writes_public_format_init_checkpoints(tmp_path) -> None:
+    """The demo's generic checkpoints load through mae.init / mae_video.init (as the demo preset
+    uses them): facebookresearch layout at 128 px -> 112 px crops (interpolated), VideoMAE .pth."""
+    import json
+
+    from expmae.demo.mae_init import write_init
+
+    paths = write_init(tmp_path, seed=0, image_steps=2, video_steps=2)
+    stamp = (tmp_path / "init" / "init.json").stat().st_mtime_ns
+    assert write_init(tmp_path, seed=0, image_steps=2, video_steps=2) == paths  # kept, not rewritten
+    assert (tmp_path / "init" / "init.json").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "init" / "init.json").read_text())["seed"] == 0
+    cfg = MAEConfig.from_dict({"init": str(paths["image"]), "img_size": 112})
+    _, rep = build(cfg)
+    assert rep["format"] == "facebookresearch-mae" and rep["interpolated"] == ["pos_embed: 8x8 -> 7x7 (bicubic)"]
+    vcfg = VideoMAEConfig.from_dict({"init": str(paths["video"]), "img_size": 64, "num_frames": 16})
+    assert (vcfg.embed_dim, vcfg.depth, vcfg.num_heads, vcfg.decoder_num_heads) == (128, 4, 4, 3)  # micro
+    _, vrep = build(vcfg)
+    assert vrep["format"] == "videomae-pth" and vrep["fresh"] == [] and vrep["n_ignored"] == 0

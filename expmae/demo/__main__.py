@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             df = make_dataset(a.out, a.preset, a.seed, a.n_labeled, a.n_unlabeled, a.n_test,
                               force=a.force, workers=a.workers)
-            msg = f"wrote {len(df)} videos to {a.out}"
+            from .mae_init import write_init  # the generic MAE / VideoMAE checkpoints mae*.init start from
+
+            init = write_init(a.out, a.seed)
+            msg = f"wrote {len(df)} videos and {len(init)} init checkpoints ({a.out}/init) to {a.out}"
     except (FileExistsError, FileNotFoundError) as e:
         print(f"expmae.demo: {e}", file=sys.stderr)
         return 1
