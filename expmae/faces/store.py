@@ -126,13 +126,17 @@ def load_faces(out_dir: str | os.PathLike, mmap: bool = True) -> tuple[np.ndarra
 def load_face_shard(folder: str | Path) -> tuple[np.ndarray | None, pd.DataFrame]:
     """-> (crops memmap [F, S, S, 3] uint8 or None, frames table with `name` and `crop_row`).
 
-    A missing or unreadable cache is a CacheError (naming the folder), never a shard without faces.
+    An incomplete or unreadable cache is a CacheError (naming the folder), never a shard without faces;
+    a folder that does not exist at all is logged and has no faces.
     """
     folder = Path(folder)
     crops_p, frames_p = folder / "crops.npy", folder / "frames.parquet"
     empty = pd.DataFrame({"name": pd.Series([], dtype=str), "crop_row": pd.Series([], dtype="int64")})
     # A missing or corrupt cache is an error naming the folder, not "no faces": that would silently
     # mask every video of the shard. CacheError removes the folder: a plain rerun rebuilds it (rule faces).
+    if not folder.exists():  # no such shard at all (a caller's list, not a damaged cache): nothing to heal
+        _log.warning("face cache %s does not exist; treating it as having no faces", folder)
+        return None, empty
     if not crops_p.exists() or not frames_p.exists():
         raise CacheError(folder, "lacks crops.npy or frames.parquet")
     try:
