@@ -33,6 +33,7 @@ TINY = {
     "pseudolabel": {"rounds": 0},  # the pseudo-label round is tested elsewhere: here, release -> submission
     "fuse": {"combinations": [], "heads": ["fbp", "late"]},
     "ingest": {"shard_size": 16},
+    "seeds": 1,
 }
 
 
@@ -64,9 +65,9 @@ def release(tmp_path):
 
 def test_preset_maps_the_release_layout(release, tmp_path):
     rc, out = run_check(tmp_path, release, classify={"folds": 2})
-    assert "train: 12 videos" in out and "test3: 17 videos" in out
-    assert "12 labeled, 6 test, 11 unlabeled" in out
-    assert "labeled 12/12, test 6/6, unlabeled 0/11" in out
+    assert "train: 18 videos" in out and "test3: 11 videos" in out
+    assert "18 labeled, 6 test, 5 unlabeled" in out
+    assert "labeled 18/18, test 6/6, unlabeled 0/5" in out
     # the preset's hub ids are not in this machine's cache: each is an error naming its key
     assert rc == 1 and "features.hubert.model" in out and "MISSING" in out
 
@@ -103,7 +104,7 @@ def test_check_reads_a_gbk_transcript(release, tmp_path):
     rc, out = run_check(tmp_path, release, classify={"feature_sets": ["egemaps"], "folds": 2}, asr={"enabled": False})
     assert rc == 0, out
     assert "transcription-engchi-polish.csv: decoded as gb18030" in out
-    assert "transcript coverage" in out and "labeled 12/12" in out
+    assert "transcript coverage" in out and "labeled 18/18" in out
 
 
 def test_models_offline_lists_what_is_missing(release, tmp_path):
