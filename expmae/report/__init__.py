@@ -31,6 +31,7 @@ from expmae.report import figures, noise
 from expmae.report.qc import complete_submission, qc_table
 from expmae.report.tables import SCORES, flags, html_report, pseudo_table, round4, submission, tables
 from expmae.train.plan import is_subcombination
+from expmae.train.scoring import rank_score
 
 Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> its metrics.json
 
@@ -61,12 +62,12 @@ def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str
 
 
 def ranked(models: dict[str, dict], kind: str) -> list[str]:
-    """One round's models of one kind (single | fused) with a valid OOF score, best first (the
-    weighted F1 is the mean over seeds)."""
+    """One round's models of one kind (single | fused) with a valid OOF score, best first by the mean
+    over seeds of their OOF weighted F1 (expmae.train.scoring.rank_score)."""
     # fused candidates: the heads over ALL modalities only; the sub-combinations are for analysis
     # (picking the max of many noisy OOF scores would inflate the final model's score)
-    c = {n: m.get("weighted_f1") for n, m in models.items() if m["kind"] == kind and not is_subcombination(m)}
-    c = {n: v for n, v in c.items() if v is not None and v == v}  # a model without a valid score is no candidate
+    c = {n: rank_score(m) for n, m in models.items() if m["kind"] == kind and not is_subcombination(m)}
+    c = {n: v for n, v in c.items() if v is not None}  # a model without a valid score is no candidate
     # ties: prefer FBP, the paper's head
     return sorted(c, key=lambda n: (c[n], n == "fbp"), reverse=True)
 
@@ -98,8 +99,8 @@ def choose_final(rounds: Rounds) -> dict:
             "combo": fm.get("combo"), "seeds": fm.get("seeds"), "dir": fm.get("dir"),
             "runner_up": cands[1] if len(cands) > 1 else None,
             **{k: round4(fm.get(k)) for k in SCORES if k in fm},
-            **{k: fm[k] for k in ("weighted_f1_std", "weighted_f1_ci", "test_weighted_f1_std", "test_weighted_f1_ci")
-               if fm.get(k) is not None},
+            **{k: fm[k] for k in ("weighted_f1_seed_mean", "weighted_f1_std", "weighted_f1_ci", "test_weighted_f1_seed_mean",
+                                  "test_weighted_f1_std", "test_weighted_f1_ci") if fm.get(k) is not None},
             "best_single": single, "best_single_weighted_f1": round4(models[single]["weighted_f1"]) if single else None,
             "best_single_test_weighted_f1": round4(models[single].get("test_weighted_f1")) if single else None,
             "fused_ge_single": bool(single is None or fm["weighted_f1"] >= models[single]["weighted_f1"])

@@ -98,7 +98,7 @@ def _curve_panel(ax, name: str, folds: list[dict]) -> None:
 
 
 def intervals_png(rounds: dict[str, dict[str, dict]], path: str | os.PathLike) -> None:
-    """One panel per round: each model's out-of-fold weighted F1 (mean over seeds, the dot), its 95%
+    """One panel per round: each model's out-of-fold weighted F1 (its seed ensemble's, the dot), its 95%
     bootstrap interval over videos (the bar) and every seed's own score (the small ticks)."""
     order = sorted(rounds, key=int)
     n = max(len(ms) for ms in rounds.values())
@@ -119,4 +119,4 @@ def intervals_png(rounds: dict[str, dict[str, dict]], path: str | os.PathLike) -
                         color="black", ms=8)
             ax.set_yticks(range(len(names)), names, fontsize=7)
             ax.set_xlabel("weighted F1 (out-of-fold)")
-            ax.set_title(f"round {r}: mean over seeds, 95% interval, seeds", fontsize=8)
+            ax.set_title(f"round {r}: seed ensemble, 95% interval, single seeds", fontsize=8)

@@ -1,8 +1,8 @@
 """How far the report's comparisons can be trusted: paired bootstraps between models, the headline.
 
 Two models of one round are compared on the same videos (the labeled videos both scored out of
-fold): the seed-mean weighted F1 of A minus that of B, with the 95% paired-bootstrap interval
-(expmae.train.stats.paired_diff). A difference whose interval contains 0 is "within the noise":
+fold): the weighted F1 of A's predictions (its seed ensemble) minus that of B's, with the 95%
+paired-bootstrap interval (expmae.train.stats.paired_diff). A difference whose interval contains 0 is "within the noise":
 the report then says so instead of claiming a winner. The headline (a few lines, printed at the end
 of `make run` from results/report/headline.txt) names the final model, its OOF and test weighted F1
 with spread and interval, the best single feature set, and whether the difference is inside the noise.
@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmae.train import scoring, stats
+from expmae.train import stats
 
 
 def oof_preds(d: str | Path, classes: list[str]) -> pd.DataFrame:
-    """name -> (y, each seed's predicted class) on the rows a model scored out of fold."""
+    """name -> (y, the predicted class: the seed ensemble's) on the rows a model scored out of fold."""
     df = pd.read_parquet(Path(d) / "probs.parquet")
     df = df[(df["split"] == "labeled") & (df["fold"] >= 0)]
-    preds = scoring.seed_preds(df, classes)
-    return pd.DataFrame({"y": df["y"].to_numpy(), **{f"p{s}": p for s, p in enumerate(preds)}}, index=df["name"])
+    pred = df[[f"prob_{c}" for c in classes]].to_numpy().argmax(1)
+    return pd.DataFrame({"y": df["y"].to_numpy(), "p0": pred}, index=df["name"])
 
 
 def paired(dir_a: str | Path, dir_b: str | Path, classes: list[str]) -> dict | None:
@@ -64,21 +64,22 @@ def compare(final: dict, models: dict[str, dict], classes: list[str]) -> dict:
 
 
 def fmt(m: dict, key: str = "weighted_f1") -> str:
-    """'0.612 +- 0.020 [0.520, 0.700]' (mean +- std over seeds [95% bootstrap interval over videos])."""
+    """'0.612 [0.520, 0.700] (seeds 0.601 +- 0.020)': the seed ensemble's score [95% bootstrap interval
+    over videos] (mean +- std of the seeds' own scores)."""
     v = m.get(key)
     if v is None or v != v:
         return "n/a"
-    sd, ci = m.get(f"{key}_std"), m.get(f"{key}_ci")
-    s = f"{v:.3f}" + (f" +- {sd:.3f}" if sd is not None and sd == sd else "")
-    return s + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    sd, ci, mean = m.get(f"{key}_std"), m.get(f"{key}_ci"), m.get(f"{key}_seed_mean")
+    s = f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    return s + (f" (seeds {mean:.3f} +- {sd:.3f})" if sd is not None and sd == sd and mean is not None else "")
 
 
 def headline(final: dict, models: dict[str, dict]) -> str:
     """The few lines `make run` ends with."""
     fm = models[final["model"]]
     n_seeds = len(fm.get("per_seed") or [1])
-    lines = [f"final model: {final['model']} (round {final['round']}, head {final['head']}, {n_seeds} seeds; "
-             "weighted F1 mean +- std over seeds [95% bootstrap interval over videos])",
+    lines = [f"final model: {final['model']} (round {final['round']}, head {final['head']}, {n_seeds}-seed ensemble;"
+             " weighted F1 [95% bootstrap interval over videos] (seeds: mean +- std of the single seeds))",
              f"  out-of-fold {fmt(fm)}   test {fmt(fm, 'test_weighted_f1')}"]
     single = final.get("best_single")
     if single and single != final["model"]:

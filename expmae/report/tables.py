@@ -38,13 +38,14 @@ def spread(m: dict) -> dict:
     out = {"n_seeds": len(m.get("per_seed") or [1])}
     for k in ("weighted_f1", "test_weighted_f1"):
         ci = m.get(f"{k}_ci") or [None, None]
-        out.update({f"{k}_std": round4(m.get(f"{k}_std")), f"{k}_lo": round4(ci[0]), f"{k}_hi": round4(ci[1])})
+        out.update({f"{k}_lo": round4(ci[0]), f"{k}_hi": round4(ci[1]), f"{k}_seed_mean": round4(m.get(f"{k}_seed_mean")),
+                    f"{k}_std": round4(m.get(f"{k}_std"))})
     return out
 
 
 def tables(rounds: dict[str, dict[str, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> wide weighted-F1 table (round x model, mean over seeds) and the long table of every score
-    with its seed std and 95% interval (weighted_f1_lo/_hi, test_weighted_f1_lo/_hi)."""
+    """-> wide weighted-F1 table (round x model, the seed ensemble's) and the long table of every score
+    with the 95% interval (weighted_f1_lo/_hi, test_...) and the seeds' mean and std (_seed_mean, _std)."""
     long = pd.DataFrame([{"round": int(r), "model": n, "kind": m["kind"], **{k: round4(m.get(k)) for k in SCORES},
                           **spread(m), "n_pseudo": m.get("n_pseudo", 0)} for r, ms in rounds.items() for n, m in ms.items()])
     long = long.sort_values(["round", "kind", "model"], ascending=[True, False, True], ignore_index=True)
@@ -54,13 +55,13 @@ def tables(rounds: dict[str, dict[str, dict]]) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def interval_text(row, key: str = "weighted_f1") -> str:
-    """'0.612 ± 0.020 [0.520, 0.700]' from a long-table row ('' when not scored)."""
+    """'0.612 [0.520, 0.700] seeds 0.601 ± 0.020' from a long-table row ('' when not scored)."""
     v = row.get(key)
     if v is None or v != v:
         return ""
-    sd, lo, hi = row.get(f"{key}_std"), row.get(f"{key}_lo"), row.get(f"{key}_hi")
-    s = f"{v:.3f}" + (f" ± {sd:.3f}" if sd is not None and sd == sd else "")
-    return s + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and lo == lo else "")
+    sd, lo, hi, mean = row.get(f"{key}_std"), row.get(f"{key}_lo"), row.get(f"{key}_hi"), row.get(f"{key}_seed_mean")
+    s = f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and lo == lo else "")
+    return s + (f" seeds {mean:.3f} ± {sd:.3f}" if sd is not None and sd == sd else "")
 
 
 def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict) -> str:
@@ -83,8 +84,8 @@ def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict) -> str:
     summary = html.escape(json.dumps(final))
     return ("<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font:13px sans-serif}"
             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}</style></head><body>"
-            "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: mean ± std over seeds"
-            " [95% bootstrap interval over videos] (best mean per round in bold)</h3>"
+            "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: the seed ensemble's"
+            " [95% bootstrap interval over videos], then the single seeds' mean ± std (best per round in bold)</h3>"
             f"<table><tr><th>round</th>{head}</tr>{rows}</table>"
             f"<p>Final model vs best single feature set (paired bootstrap): {noise_note}.{html.escape(choice_note)}</p>"
             f"<h3>Final model</h3><pre>{summary}</pre><h3>All scores</h3>"

@@ -31,6 +31,7 @@ import pandas as pd
 from expmae import config
 from expmae.io import write_table
 from expmae.train.plan import is_subcombination
+from expmae.train.scoring import rank_score
 
 SELECT_KEYS = ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")
 
@@ -81,8 +82,7 @@ def read_identity(d: Path) -> dict:
 
 def valid(m: dict) -> bool:
     """A model with a valid out-of-fold score (not NaN or missing)."""
-    v = m.get("weighted_f1")
-    return v is not None and v == v
+    return rank_score(m) is not None
 
 
 def choose_source(candidates: list[str], source: str = "best") -> Path:
@@ -104,7 +104,7 @@ def choose_source(candidates: list[str], source: str = "best") -> Path:
     if not pool:
         raise SystemExit(f"no candidate of {[m['name'] for m in ms]} has a valid out-of-fold score: no pseudo-labels "
                          "can be selected (see classify.folds)")
-    return pool[int(np.argmax([m["weighted_f1"] for _, m in pool]))][0]
+    return pool[int(np.argmax([rank_score(m) for _, m in pool]))][0]
 
 
 def main(argv: list[str] | None = None) -> None:
