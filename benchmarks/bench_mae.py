@@ -5,7 +5,7 @@ For ViT-B and ViT-L (named sizes, expmae/mae/sizes.py) it times one AdamW traini
   video: expmae VideoMAE      vs transformers VideoMAEForPreTraining (90 % tube masking)
 with the same architecture, batch, optimizer and masking ratio, rounds alternating between the
 two so a busy shared machine slows both alike. Per row: samples/s (median and best round), the
-ratio to transformers, peak memory (CPU: max RSS of a separate 2-step process; GPU: the
+ratio to transformers, peak memory (CPU: peak RSS of a separate 2-step process; GPU: the
 allocator's peak), FLOPs per sample (counted by torch's FlopCounterMode on one step of that
 model, forward + backward) and the achieved FLOP/s as a share of a matmul peak this run
 measures itself (fp32 torch.mm on CPU, bf16 on GPU; on a GPU also against the card's nominal
@@ -152,12 +152,15 @@ def matmul_peak(device: torch.device, bf16: bool, sync) -> tuple[float, str, int
 
 
 def peak_rss_mib(kind: str, size: str, impl: str, args: argparse.Namespace) -> float:
-    """CPU peak memory of 2 training steps of one model, in a fresh process (max RSS - after imports)."""
-    code = (f"import sys, resource, torch; sys.argv = {sys.argv[:1]!r}; sys.path.insert(0, {str(ROOT)!r});"
+    """CPU peak memory of 2 training steps of one model in a fresh process: its peak RSS (VmHWM,
+    reset after the imports; ru_maxrss would carry over this big process's peak across fork + exec)
+    minus the RSS after the imports."""
+    code = (f"import sys, torch; sys.argv = {sys.argv[:1]!r}; sys.path.insert(0, {str(ROOT)!r});"
             f"import benchmarks.bench_mae as b; torch.set_num_threads({args.threads});"
-            f"a = b.parse_args({_argv(args)!r}); base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-            f"m, f, n, c = b.build({kind!r}, {size!r}, {impl!r}, a, torch.device('cpu')); s = b.step_fn(m, f, torch.device('cpu'), False);"
-            "s(); s(); print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)")
+            f"a = b.parse_args({_argv(args)!r}); open('/proc/self/clear_refs', 'w').write('5');"
+            "kb = lambda k: int(next(l for l in open('/proc/self/status') if l.startswith(k)).split()[1]);"
+            f"base = kb('VmRSS'); m, f, n, c = b.build({kind!r}, {size!r}, {impl!r}, a, torch.device('cpu'));"
+            "s = b.step_fn(m, f, torch.device('cpu'), False); s(); s(); print((kb('VmHWM') - base) / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
 
@@ -217,6 +220,9 @@ def bench(args: argparse.Namespace) -> list[dict]:
                              "share_best": best * info[impl]["flops"] / peak,
                              "mfu": med * info[impl]["flops"] / nominal if nominal else None, "mem": mem,
                              "params": info[impl]["params"]})
+                r = rows[-1]
+                print(f"  .. {size} {kind} {impl}: {r['samples_s']:.2f} samples/s, {100 * r['share']:.1f}% of peak, "
+                      f"{r['mem']:.0f} MiB", file=sys.stderr, flush=True)
             del steps
     print_table(rows, peak)
     return rows
