@@ -13,8 +13,8 @@ combined score.
 
 Seeds (config `seeds`): the whole cross-validation runs once per seed (seed, seed+1, ...: folds,
 initialisation, batches); the predictions are the mean over seeds (seed ensemble; each seed's own in
-columns s{s}_<class>), the scores the mean and std over seeds with a bootstrap interval over videos
-(expmae.train.scoring, expmae.train.stats). Every fold model of every seed is kept (f{j}_<class>
+columns s{s}_<class>), the scores those of the ensemble with a bootstrap interval over videos, beside
+the seeds' own scores, their mean and std (expmae.train.scoring, expmae.train.stats). Every fold model of every seed is kept (f{j}_<class>
 columns, j = seed x folds + fold) so pseudo-labelling can ask that all of them agree.
 
 Heads (expmae.train.heads): mlp (one feature set), concat | fbp | attention over modalities
