@@ -8,8 +8,10 @@ k folds, repeated over a few fold shuffles because the labeled set is small).
     python -m expmae.mae.probe --encoder results/mae/encoder.safetensors --faces results/faces/s0000* \
         --labels data/demo/labels.csv --out results/mae/probe.json --params '{"folds": 5, "seed": 0}'
 
-The random-init baseline is the very model pretraining started from (same config, same seed:
-pretrain.build_model after torch.manual_seed(seed)), so the gap is what pretraining added.
+The random-init baseline is the model pretraining starts from without an init (same config, same
+seed: pretrain.build_model after torch.manual_seed(seed)). With mae.init, the init checkpoint
+itself is probed too ("init", when its file is still there), so `delta` is what all pretraining
+(generic + faces) added over random weights and `delta_vs_init` what the face pretraining added.
 Both encoders see the same crops with the same pooling as the feature jobs (the expmae_image /
 expmae_video extractors of expmae.features.mae, run by features.run.run_visual).
 """
@@ -114,7 +116,14 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
                            "model_config": info["model_config"], "metric": "out-of-fold weighted F1, "
                            "standardised features + logistic regression (C=1)"}
     by_name = labels.set_index("name")["y"]
-    for tag, model in (("pretrained", pre), ("random_init", rnd)):
+    models = [("pretrained", pre), ("random_init", rnd)]
+    src = (info.get("init") or {}).get("path")
+    if src and Path(src).exists():  # the public checkpoint pretraining continued from, before any face step
+        torch.manual_seed(seed)
+        init_cfg = PretrainConfig.from_params({**info["model_config"], "init": src, "kind": kind})
+        models.append(("init", build_model(init_cfg).to(device).eval()))
+        res["init_source"] = {k: info["init"].get(k) for k in ("path", "format", "sha256")}
+    for tag, model in models:
         names, X = labeled_features(model, faces, labels, int(p["batch_size"]))
         y = by_name.loc[names].to_numpy()
         res["n_videos"] = len(names)
@@ -124,6 +133,8 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
             res[tag] = {"f1": None, "error": str(e)}
     a, b = res["pretrained"].get("f1"), res["random_init"].get("f1")
     res["delta"] = None if a is None or b is None else a - b
+    c = res.get("init", {}).get("f1")
+    res["delta_vs_init"] = None if a is None or c is None else a - c  # what the face pretraining added
     res["seconds"] = time.time() - t0
     from . import plots  # matplotlib only here
 
