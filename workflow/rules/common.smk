@@ -139,13 +139,6 @@ def pretrain_shards(section="mae"):
     return SHARDS
 
 
-def launcher(resources):
-    """`python`, or torchrun with one DDP process per GPU when the job asks for several
-    (e.g. --set-resources mae_pretrain:gpu=4; expmae/mae/pretrain.py reads WORLD_SIZE)."""
-    n = int(resources.get("gpu", 0) or 0)
-    return f"torchrun --standalone --nproc_per_node={n}" if n > 1 else "python"
-
-
 # --- training and report (train.smk, report.smk) ---
 # What each round trains (expmae/train/plan.py): one classifier per feature set, and per modality
 # combination x fusion head. Training settings are the rule params; which feature sets, combinations
