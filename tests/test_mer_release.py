@@ -159,3 +159,23 @@ def test_mer2023_preset_end_to_end(shared_data, tmp_path):
     assert not q.loc[names["train"][5], "has_audio"]
     summary = pd.read_csv(res / "qc" / "summary.tsv", sep="\t")
     assert "no audio stream" in summary[(summary.name == names["train"][5]) & (summary.stage == "audio")]["reason"].tolist()
+
+
+def test_mer2025_preset_submits_name_discrete(release, tmp_path):
+    """The MER 2025 layout (one video/ folder, track1_train_disdim.csv, subtitle_chieng.csv, the candidate
+    list) dry-runs, and its report job writes name,discrete submissions."""
+    (release / "video").mkdir()
+    for f in [*(release / "train").iterdir(), *(release / "test3").iterdir()]:
+        f.rename(release / "video" / f.name)
+    (release / "train-label.csv").rename(release / "track1_train_disdim.csv")
+    (release / "transcription-engchi-polish.csv").rename(release / "subtitle_chieng.csv")
+    names = sorted(p.stem for p in (release / "video").iterdir() if p.stem.startswith("samplenew"))
+    pd.DataFrame({"name": names}).to_csv(release / "track_all_candidates.csv", index=False)
+    wd = copy_workflow(tmp_path / "wf")
+    my = overlay(tmp_path, release, classify={"feature_sets": ["egemaps", "minilm"], "folds": 2})
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--configfile",
+                        str(ROOT / "workflow" / "presets" / "mer2025.yaml"), str(my)],
+                       cwd=wd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "--submission-columns name,discrete " in p.stdout
+    assert not (wd / "results").exists()

@@ -29,14 +29,15 @@ from expmae.io import read_meta, write_json, write_text
 from expmae.labels import read_names
 from expmae.report import figures, noise
 from expmae.report.qc import complete_submission, qc_table
-from expmae.report.tables import SCORES, flags, html_report, pseudo_table, round4, submission, tables
+from expmae.report.tables import (SCORES, SUBMISSION_COLUMNS, flags, html_report, pseudo_table, round4, select_columns,
+                                  submission, tables)
 from expmae.train.plan import is_subcombination
 from expmae.train.scoring import rank_score
 
 Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> its metrics.json
 
 
-def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str], str], list[dict]]:
+def load_models(dirs: list[str], out: Path, columns: list[str] = SUBMISSION_COLUMNS) -> tuple[Rounds, dict[tuple[str, str], str], list[dict]]:
     """Every training output's metrics (by round and name, from its identity), its submission CSV text
     (also written to <out>/submission/round<r>_<name>.csv, its flags beside it), and the QC issues the
     training jobs recorded (label problems, videos without any usable modality; merged)."""
@@ -56,7 +57,7 @@ def load_models(dirs: list[str], out: Path) -> tuple[Rounds, dict[tuple[str, str
         probs = pd.read_parquet(d / "probs.parquet")
         subs[r, name] = submission(probs).to_csv(index=False)
         subs[r, name, "flags"] = flags(probs).to_csv(index=False)
-        write_text(out / "submission" / f"round{r}_{name}.csv", subs[r, name])
+        write_text(out / "submission" / f"round{r}_{name}.csv", select_columns(subs[r, name], columns))
         write_text(out / "submission" / f"round{r}_{name}.flags.csv", subs[r, name, "flags"])
     return rounds, subs, label_issues
 
@@ -140,6 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--asr", nargs="*", default=[])
     ap.add_argument("--inputs-qc", default="", help="the inputs check's QC rows (results/qc/inputs.tsv)")
     ap.add_argument("--test", default="", help="the test list: final.csv gets a (flagged) row for every name")
+    ap.add_argument("--submission-columns", default="name,discrete,valence",
+                    help="columns of the submission CSVs (config submission.columns)")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
@@ -147,13 +150,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     out, classes = Path(a.out), a.classes.split(",")
-    rounds, subs, label_issues = load_models(a.classify, out)
+    columns = a.submission_columns.split(",")
+    rounds, subs, label_issues = load_models(a.classify, out, columns)
     pseudo = pseudo_summary(a.pseudo)
     final = noise.compare(choose_final(rounds), rounds[str(final_round(rounds))], classes)
+    if shift := noise.prior_shift(rounds[str(final["round"])][final["model"]], classes):
+        final["prior_shift"] = shift
     write_text(out / "submission" / "final.flags.csv", subs[str(final["round"]), final["model"], "flags"])
     final_csv, no_video = complete_submission(subs[str(final["round"]), final["model"]], read_names(a.test)[0],
                                               classes)
-    write_text(out / "submission" / "final.csv", final_csv)
+    write_text(out / "submission" / "final.csv", select_columns(final_csv, columns))
     if no_video:
         print(f"final.csv: {len(no_video)} test names without a video got a guessed row (QC stage test)")
     qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.inputs_qc, label_issues, a.asr)

@@ -93,7 +93,25 @@ def headline(final: dict, models: dict[str, dict]) -> str:
     if run:
         lines.append(f"  choice over runner-up {final['runner_up']}: {run['diff']:+.3f} [{run['ci'][0]:+.3f},"
                      f" {run['ci'][1]:+.3f}]: " + ("within the noise" if run["within_noise"] else "outside the noise"))
+    shift = final.get("prior_shift")
+    if shift:
+        lines.append(f"  test class prior differs from the labeled set: {shift['note']} (test scores are not OOF scores)")
     return "\n".join(lines) + "\n"
+
+
+def prior_shift(m: dict, classes: list[str], min_change: float = 0.05) -> dict | None:
+    """Labeled vs test class shares of one model's scored rows, and the classes whose share moves by at least
+    `min_change` (absolute); None without test truth."""
+    counts = m.get("class_counts") or {}
+    if "test" not in counts or not sum(counts["test"]) or not sum(counts.get("labeled", [])):
+        return None
+    lab = np.array(counts["labeled"], float) / sum(counts["labeled"])
+    test = np.array(counts["test"], float) / sum(counts["test"])
+    moved = [i for i in np.argsort(-np.abs(test - lab)) if abs(test[i] - lab[i]) >= min_change]
+    if not moved:
+        return None
+    return {"labeled": dict(zip(classes, np.round(lab, 4).tolist())), "test": dict(zip(classes, np.round(test, 4).tolist())),
+            "note": ", ".join(f"{classes[i]} {lab[i]:.0%} -> {test[i]:.0%}" for i in moved)}
 
 
 def seed_values(m: dict, key: str = "weighted_f1") -> np.ndarray:

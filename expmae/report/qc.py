@@ -15,6 +15,7 @@ colon is detail):
     audio    no audio stream | zero-byte file | file missing | audio shorter than 0.1 s | undecodable audio
     asr      as audio (videos ASR could not transcribe)
     text     no transcript | duplicate transcript row
+    train    no usable modality (labeled: left out of training and scoring; test: predicted from the class prior)
 Names are video ids (or a CSV's / folder's base name), never paths: the table is meant to be shared.
 """
 from __future__ import annotations

@@ -20,6 +20,18 @@ def submission(probs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"name": t["name"], "discrete": t["pred"], "valence": np.round(np.nan_to_num(v), 4)})
 
 
+SUBMISSION_COLUMNS = ["name", "discrete", "valence"]
+
+
+def select_columns(text: str, columns: list[str]) -> str:
+    """A submission CSV text with only `columns`, in that order (MER 2025 submits name,discrete)."""
+    if columns == SUBMISSION_COLUMNS:
+        return text
+    import io
+
+    return pd.read_csv(io.StringIO(text), dtype={"name": str})[columns].to_csv(index=False)
+
+
 def flags(probs: pd.DataFrame) -> pd.DataFrame:
     """The sidecar of a submission (<stem>.flags.csv): name, no_data ('' = predicted from data, else why
     it was predicted without: no usable data for the model's inputs, no video). The MER columns stay
@@ -82,13 +94,16 @@ def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict) -> str:
     choice_note = "" if choice is None else (" The choice over the runner-up is within the noise." if choice else
                                              " The choice over the runner-up is outside the noise.")
     summary = html.escape(json.dumps(final))
+    shift = final.get("prior_shift")
+    shift_note = (f"<p>Test scores: the test class prior differs from the labeled set ({html.escape(shift['note'])}),"
+                  " so test and out-of-fold scores differ for a reason that is not overfitting.</p>") if shift else ""
     return ("<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font:13px sans-serif}"
             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}</style></head><body>"
             "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: the seed ensemble's"
             " [95% bootstrap interval over videos], then the single seeds' mean ± std (best per round in bold)</h3>"
             f"<table><tr><th>round</th>{head}</tr>{rows}</table>"
             f"<p>Final model vs best single feature set (paired bootstrap): {noise_note}.{html.escape(choice_note)}</p>"
-            f"<h3>Final model</h3><pre>{summary}</pre><h3>All scores</h3>"
+            f"{shift_note}<h3>Final model</h3><pre>{summary}</pre><h3>All scores</h3>"
             f"<table><tr>{lhead}</tr>{lrows}</table></body></html>")
 
 

@@ -12,6 +12,9 @@ one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in this o
 - `soft_labels: true`: the rows keep their probability vector (prob_<class>) and round r+1 trains
   on it instead of the one-hot class.
 Selected rows carry their confidence and round; round r+1 trains on labeled + these.
+Never in the pool (`--manifests`, `--faces-qc`): still images (a picture renamed .mp4: no expression
+dynamics), and videos whose bytes equal another registered video's (a copy of a labeled or test clip would
+be a pseudo-label of known, or leaked, content; of copies that are all unlabeled the first name stays).
 
 Candidates are training outputs; their names (and whether they fuse all modalities) are read from the
 identity in their metrics.json. Settings: --params over the schema defaults of config `pseudolabel`.
@@ -107,6 +110,36 @@ def choose_source(candidates: list[str], source: str = "best") -> Path:
     return pool[int(np.argmax([rank_score(m) for _, m in pool]))][0]
 
 
+def still_images(faces_qc: list[str]) -> set[str]:
+    """Videos the face stage found to be one picture without audio."""
+    from expmae.faces.worker import STILL_IMAGE
+
+    out: set[str] = set()
+    for f in faces_qc:
+        q = pd.read_parquet(f, columns=["name", "reason"])
+        out |= set(q.loc[q["reason"] == STILL_IMAGE, "name"].astype(str))
+    return out
+
+
+def copy_groups(manifests: list[str]) -> list[list[str]]:
+    """Names with identical bytes (the ingest manifests' sha256), groups of two or more, sorted."""
+    man = pd.concat([pd.read_parquet(f) for f in manifests]) if manifests else pd.DataFrame()
+    if "sha256" not in man:
+        return []
+    man = man[(man["sha256"].astype(str) != "") & (man["size"] > 0)]
+    return [sorted(g["name"].astype(str)) for _, g in man.groupby("sha256", sort=False) if len(g) > 1]
+
+
+def pool_filter(probs: pd.DataFrame, still: set[str], groups: list[list[str]]) -> pd.DataFrame:
+    """probs without the unlabeled rows that must not become pseudo-labels: still images, and copies. A copy
+    group with a labeled or test member loses every unlabeled member; an all-unlabeled group keeps its first."""
+    split = dict(zip(probs["name"].astype(str), probs["split"]))
+    drop = set(still)
+    for g in groups:
+        drop |= set(g) if any(split.get(n, "unlabeled") != "unlabeled" for n in g) else set(g[1:])
+    return probs[~(probs["name"].astype(str).isin(drop) & (probs["split"] == "unlabeled"))]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Select pseudo-labels.")
     ap.add_argument("--candidates", nargs="+", required=True, help="training output folders of this round")
@@ -114,12 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classes", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config pseudolabel")
+    ap.add_argument("--manifests", nargs="*", default=[], help="ingest shard manifests (sha256: copies)")
+    ap.add_argument("--faces-qc", nargs="*", default=[], help="faces qc.parquet files (still images)")
     a = ap.parse_args(argv)
     # pseudolabel.rounds says how many rounds exist, not how one selects
     p = {k: v for k, v in config.resolve("pseudolabel", json.loads(a.params)).items() if k != "rounds"}
     classes = a.classes.split(",")
     src = choose_source(a.candidates, p["source"])
-    sel = select(pd.read_parquet(src / "probs.parquet"), classes, round_=a.round, **{k: p[k] for k in SELECT_KEYS})
+    probs = pool_filter(pd.read_parquet(src / "probs.parquet"), still_images(a.faces_qc), copy_groups(a.manifests))
+    sel = select(probs, classes, round_=a.round, **{k: p[k] for k in SELECT_KEYS})
     mix = {c: int((sel["discrete"] == c).sum()) for c in classes}
     name = read_identity(src)["name"]
     write_table(a.out, sel, meta={"round": a.round, "params": p, "class_mix": mix, "source": name, "source_dir": str(src),

@@ -5,6 +5,7 @@ import re
 import shlex as _shlex
 from pathlib import Path
 
+from expmae import config as _cfg
 from expmae import ingest as _ingest
 from expmae.io import config_hash as _fingerprint_of
 from expmae.features import config as _fcfg
@@ -17,6 +18,8 @@ DATA = config["data"]
 if _data_errors := _ingest.check_data(DATA):
     raise WorkflowError("\n".join(_data_errors))
 CLASSES = ",".join(config["classes"])
+# columns of the submission CSVs (MER 2025: name,discrete); the schema's default when the section is absent
+SUBMISSION_COLUMNS = (config.get("submission") or {}).get("columns") or _cfg.defaults("submission")["columns"]
 ENV = "../../envs/expmae.yaml"
 
 # Append-only shard registry (see expmae/ingest.py). The main process plans it in memory at every

@@ -74,8 +74,10 @@ rule report:
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         test=lambda w, input: flag_args(input, ("test",)),
         classes=CLASSES,
+        columns=",".join(SUBMISSION_COLUMNS),
         res=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
-        " --inputs-qc {input.inputs_qc:q} {params.test} --out {params.res:q} > {log:q} 2>&1"
+        " --inputs-qc {input.inputs_qc:q} {params.test} --submission-columns {params.columns}"
+        " --out {params.res:q} > {log:q} 2>&1"

@@ -104,7 +104,10 @@ rule fuse_late:
 rule pseudolabel:
     # Confident predictions of round r's model on the unlabeled pool -> training data of round r+1.
     input:
-        lambda w: [f"{d}/{f}" for d in pseudo_sources(w) for f in ("probs.parquet", "metrics.json")],
+        models=lambda w: [f"{d}/{f}" for d in pseudo_sources(w) for f in ("probs.parquet", "metrics.json")],
+        # still images and copies of other videos never join the pool (expmae/train/pseudo.py)
+        manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),
+        faces=per_shard(f"{RES}/faces/{{shard}}"),
     output:
         f"{RES}/pseudo/round{{round}}.parquet",
     log:
@@ -113,8 +116,10 @@ rule pseudolabel:
         ENV
     params:
         dirs=pseudo_sources,
+        faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         cfg=js(PSEUDO_CFG),
         classes=CLASSES,
     shell:
         "python -m expmae.train.pseudo --candidates {params.dirs:q} --round {wildcards.round}"
+        " --manifests {input.manifests:q} --faces-qc {params.faces_qc:q}"
         " --classes {params.classes} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
