@@ -42,7 +42,8 @@ PROBE_PARAMS = {
 
 rule mae_pretrain:
     input:
-        lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
+        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
+        init=optional(config["mae"].get("init")),  # a replaced checkpoint file reruns pretraining
     output:
         encoder=f"{RES}/mae/encoder.safetensors",
         loss=report(
@@ -73,12 +74,13 @@ rule mae_pretrain:
         out=lambda w, output: os.path.dirname(output.encoder),
         launch=lambda w, resources: mae_launch.prefix(resources),
     shell:
-        "{params.launch} -m expmae.mae.pretrain --faces {input:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+        "{params.launch} -m expmae.mae.pretrain --faces {input.faces:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
 
 
 use rule mae_pretrain as mae_video_pretrain with:
     input:
-        lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
+        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
+        init=optional(config["mae_video"].get("init")),
     output:
         encoder=f"{RES}/mae_video/encoder.safetensors",
         loss=report(
