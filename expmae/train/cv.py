@@ -232,6 +232,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--labels", required=True)
     ap.add_argument("--test", default="")
     ap.add_argument("--test-labels", default="")
+    ap.add_argument("--encoding", default="", help="config data.encoding of the CSVs")
     ap.add_argument("--pseudo", default="")
     ap.add_argument("--classes", required=True, help="comma-separated class names")
     ap.add_argument("--out", required=True)
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)  # tiny heads: more threads only contend with the parallel jobs
-    ds = data.load(features, a.labels, a.test, classes, a.test_labels or None)
+    ds = data.load(features, a.labels, a.test, classes, a.test_labels or None, a.encoding)
     pseudo = pd.read_parquet(a.pseudo) if a.pseudo else None
     spec = parse_pairs(a.modality) or None
     df, m, states = cross_validate(ds, a.head, classes, p, pseudo, spec)

@@ -42,7 +42,7 @@ class Dataset:
 
 
 def load(features: dict[str, list[str]], labels: str | None, test: str | None, classes: list[str],
-         test_labels: str | None = None) -> Dataset:
+         test_labels: str | None = None, encoding: str = "") -> Dataset:
     """features: modality name -> list of shard parquet paths (all shards of one extractor)."""
     mods = list(features)
     base: list[str] | None = None
@@ -60,8 +60,8 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
         masks.append(mask)
         metas[m] = meta
     base = base or []
-    lab, issues = read_labels(labels, classes)
-    test_list = read_names(test)
+    lab, issues = read_labels(labels, classes, encoding)
+    test_list = read_names(test, encoding)
     test_names = set(test_list)
     no_video = [n for n in dict.fromkeys(test_list) if n not in set(base)]
     if no_video:  # rows without data in any modality: predicted from the class prior, flagged
@@ -83,7 +83,7 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
                  valence)
     ds.meta["no_video"] = no_video
     if test_labels:
-        tl, _ = read_labels(test_labels, classes)
+        tl, _ = read_labels(test_labels, classes, encoding)
         ds.meta["test_truth"] = dict(zip(tl["name"], tl["y"]))
         ds.meta["test_valence"] = {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v}
     return ds

@@ -63,13 +63,14 @@ def late_fuse(members: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
                        vmean("valence"), classes, seed_probs=seed_probs, seed_valence=seed_v, no_data=no_data)
 
 
-def run_late(members: list[str], labels: str, test_labels: str, classes: list[str], p: dict) -> tuple[pd.DataFrame, dict]:
+def run_late(members: list[str], labels: str, test_labels: str, classes: list[str], p: dict,
+             encoding: str = "") -> tuple[pd.DataFrame, dict]:
     """-> probs table and metrics of the late fusion of the classifier folders `members`."""
     df = late_fuse([pd.read_parquet(Path(d) / "probs.parquet") for d in members], classes)
-    lab, issues = data.read_labels(labels, classes)
+    lab, issues = data.read_labels(labels, classes, encoding)
     vmap = dict(zip(lab["name"], lab["valence"])) if p["valence"] != "none" else {}
     vals = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(df["name"], df["split"])])
-    tl = data.read_labels(test_labels, classes)[0] if test_labels else pd.DataFrame(columns=["name", "y", "valence"])
+    tl = data.read_labels(test_labels, classes, encoding)[0] if test_labels else pd.DataFrame(columns=["name", "y", "valence"])
     m = summarize(df, classes, vals, dict(zip(tl["name"], tl["y"])), {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v})
     mm = [json.loads((Path(d) / "metrics.json").read_text()) for d in members]
     m.update(head=plan.LATE, members=[x["name"] for x in mm], seeds=mm[0].get("seeds", []),
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--members", nargs="+", required=True, help="output folders of the classifiers fused")
     ap.add_argument("--labels", required=True)
     ap.add_argument("--test-labels", default="")
+    ap.add_argument("--encoding", default="", help="config data.encoding of the CSVs")
     ap.add_argument("--classes", required=True, help="comma-separated class names")
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config classify (+ fuse)")
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.kind == "single":
         raise SystemExit("--kind single: late fusion is a fused model")
     ident = plan.identity_of(a, plan.LATE)
-    df, m = run_late(a.members, a.labels, a.test_labels, a.classes.split(","), p)
+    df, m = run_late(a.members, a.labels, a.test_labels, a.classes.split(","), p, a.encoding)
     write_result(a.out, df, m, p, ident, t0)
 
 

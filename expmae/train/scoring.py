@@ -144,7 +144,7 @@ def summarize(df: pd.DataFrame, classes: list[str], valence: np.ndarray, test_tr
     m = evaluate(df, classes, valence, test_truth, test_valence)
     S = n_seeds(df, classes)
     per_seed = [evaluate(seed_frame(df, classes, s), classes, valence, test_truth, test_valence) for s in range(S)] or [m]
-    keys = [k for k in m if k != "confusion"]
+    keys = [k for k in m if k not in ("confusion", "class_counts")]  # the scores (counts are the same per seed)
     for k in keys:
         vals = [ps[k] for ps in per_seed]
         m[f"{k}_seed_mean"] = float(np.mean(vals))

@@ -193,6 +193,8 @@ def label_args(input, keys=("test", "test_labels", "pseudo")):
     for key in keys:
         val = input[key]
         out += [f"{flags[key]} {_shlex.quote(v)}" for v in ([val] if isinstance(val, str) else list(val))]
+    if DATA.get("encoding"):  # the CSVs' configured encoding (expmae/labels.py tries it after UTF-8)
+        out.append(f"--encoding {_shlex.quote(DATA['encoding'])}")
     return " ".join(out)
 
 
