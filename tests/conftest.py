@@ -30,6 +30,18 @@ def one_native_thread():
         yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny heads: one torch thread (as expmae.train.cv runs them); more only contend on a loaded box.
+    Modules opt in with pytestmark = pytest.mark.usefixtures("one_torch_thread")."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def wf(tmp_path_factory):
     """The workflow over 8 empty placeholder videos (one shard): enough for a dry-run."""

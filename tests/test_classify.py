@@ -18,13 +18,7 @@ CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 P0 = plan.train_params({"early_stop": 0.0, "seeds": 1})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny heads: one thread (as expmae.train.cv runs them); more only contend on a loaded box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_fbp_pool_shapes_and_normalisation():

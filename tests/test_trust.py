@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.metrics import f1_score
 
 from expmae.io import write_features
@@ -19,12 +18,7 @@ CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 P = plan.train_params({"early_stop": 0.0, "epochs": 8, "seeds": 2})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bootstrap_interval_matches_a_direct_computation():
