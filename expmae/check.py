@@ -36,16 +36,16 @@ class Row:
 
 def _read(path: str, key: str, rows: list[Row], need: tuple[str, ...], encoding: str = "") -> pd.DataFrame | None:
     """A CSV of the data: section, its encoding and columns checked; None when unusable."""
-    from expmae.labels import decode, read_csv
+    from expmae.labels import read_csv
 
     if not Path(path).is_file():  # ingest.check_data has a row for it already
         return None
-    _, used, exact = decode(Path(path).read_bytes(), encoding)
     df, issues = read_csv(path, encoding, key)
+    used, exact = df.attrs.get("encoding", ""), not any("bytes replaced" in i["reason"] for i in issues)
     if not exact:
         rows.append(Row("error", key, f"{path}: no encoding tried decodes it (bytes would be replaced); "
                         "save it as UTF-8 or set data.encoding"))
-    elif used not in ("utf-8", "utf-8-sig"):
+    elif used and used not in ("utf-8", "utf-8-sig"):
         rows.append(Row("info", key, f"{Path(path).name}: decoded as {used}"))
     for i in issues:
         if "bytes replaced" not in i["reason"]:

@@ -20,7 +20,7 @@ from expmae.io import ENCODINGS, decode, write_text  # noqa: F401 — decode: pa
 
 def read_csv(path: str | os.PathLike, encoding: str = "", key: str = "") -> tuple[pd.DataFrame, list[dict]]:
     """A user CSV as strings (empty cells ""), decoded as above -> (table, QC rows). A blank file is a
-    table without columns."""
+    table without columns. The table's attrs["encoding"] says which encoding decoded it."""
     p = Path(path)
     text, used, exact = decode(p.read_bytes(), encoding)
     issues = []
@@ -29,12 +29,15 @@ def read_csv(path: str | os.PathLike, encoding: str = "", key: str = "") -> tupl
         issues.append(qc(p.name, f"bytes replaced: {where} is not {'/'.join(ENCODINGS)}"
                                  f"{'/' + encoding if encoding else ''}; set data.encoding"))
     if not text.strip():
-        return pd.DataFrame(), issues
+        df = pd.DataFrame()
+        df.attrs["encoding"] = used
+        return df, issues
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, ValueError) as err:
         return pd.DataFrame(), issues + [qc(p.name, f"unparsable CSV: {where}: {str(err).splitlines()[0][:120]}")]
     df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["encoding"] = used
     return df, issues
 
 
@@ -125,15 +128,20 @@ def test_coverage(test_names: list[str], registered: set[str]) -> list[dict]:
             if n not in registered]
 
 
+def content_groups(manifest: pd.DataFrame) -> list[list[str]]:
+    """Names whose files have identical bytes (the ingest manifests' sha256; empty files and unhashed rows
+    left out), groups of two or more, each sorted."""
+    if "sha256" not in manifest:
+        return []
+    m = manifest[(manifest["sha256"].astype(str) != "") & (manifest["size"] > 0)]
+    return [sorted(g["name"].astype(str)) for _, g in m.groupby("sha256", sort=False) if len(g) > 1]
+
+
 def duplicate_content(manifest: pd.DataFrame, split: dict[str, str]) -> list[dict]:
     """QC rows for videos with identical bytes (sha256 of the ingest manifest): a symlink or byte copy
     registered under a second name. A group spanning the test split and a training split is leakage."""
     rows = []
-    m = manifest[(manifest["sha256"].astype(str) != "") & (manifest["size"] > 0)]
-    for _, g in m.groupby("sha256", sort=False):
-        if len(g) < 2:
-            continue
-        names = sorted(g["name"])
+    for names in content_groups(manifest):
         splits = {split.get(n, "unlabeled") for n in names}
         leak = "test" in splits and len(splits) > 1
         for n in names[1:]:

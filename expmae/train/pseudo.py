@@ -123,11 +123,9 @@ def still_images(faces_qc: list[str]) -> set[str]:
 
 def copy_groups(manifests: list[str]) -> list[list[str]]:
     """Names with identical bytes (the ingest manifests' sha256), groups of two or more, sorted."""
-    man = pd.concat([pd.read_parquet(f) for f in manifests]) if manifests else pd.DataFrame()
-    if "sha256" not in man:
-        return []
-    man = man[(man["sha256"].astype(str) != "") & (man["size"] > 0)]
-    return [sorted(g["name"].astype(str)) for _, g in man.groupby("sha256", sort=False) if len(g) > 1]
+    from expmae.labels import content_groups
+
+    return content_groups(pd.concat([pd.read_parquet(f) for f in manifests]) if manifests else pd.DataFrame())
 
 
 def pool_filter(probs: pd.DataFrame, still: set[str], groups: list[list[str]]) -> pd.DataFrame:
