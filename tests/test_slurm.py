@@ -138,15 +138,19 @@ def test_tiny_expmae_pipeline_on_slurm(tmp_path: Path) -> None:
 
     wd = copy_workflow(tmp_path / "wf")
     demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
-    # The test node: 2 CPUs, no GPU. A command-line --set-resources replaces the profile's list.
-    (wd / "slurm_test.yaml").write_text("pseudolabel:\n  rounds: 0\n")
+    # The test node: 2 CPUs, no GPU. The MAE jobs take their GPU count from the config (mae.gpus,
+    # mae_video.gpus: 0 = a CPU job, as a CPU-only cluster sets it); the extractors from the rule,
+    # overridden below. A command-line --set-resources replaces the profile's list.
+    (wd / "slurm_test.yaml").write_text(
+        "pseudolabel:\n  rounds: 0\nmae:\n  gpus: 0\nmae_video:\n  gpus: 0\n"
+    )
     log, submitted = run_on_slurm(
         ["-s", str(wd / "Snakefile"),
          "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
          "--configfile", str(wd / "config_tiny.yaml"), str(wd / "slurm_test.yaml"),
          "--jobs", "2", "--retries", "0",
          "--default-resources", "mem_mb=1000", "runtime=20",
-         "--set-resources", "mae_pretrain:gpu=0", "extract_visual:gpu=0", "extract_text:gpu=0",
+         "--set-resources", "extract_visual:gpu=0", "extract_text:gpu=0",
          # every rule with threads > 2 (mae_video_pretrain inherits mae_pretrain's 8): sbatch would
          # otherwise queue it forever (PartitionConfig) on this 2-CPU node
          "--set-threads", "mae_pretrain=2", "mae_video_pretrain=2"],

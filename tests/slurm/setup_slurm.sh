@@ -126,9 +126,11 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # A node that was DOWN (e.g. after a restart) comes back once it registers with a valid config.
 ReturnToService=2
-# Finished jobs stay visible to squeue for 5 min: snakemake-executor-plugin-slurm polls job
-# status with squeue when accounting is off, and needs MinJobAge >= 3x its first poll delay.
-MinJobAge=300
+# Finished jobs stay visible to squeue for an hour: snakemake-executor-plugin-slurm polls job
+# status with squeue when accounting is off (needs MinJobAge >= 3x its first poll delay), and the
+# pipeline test reads every job's final state at its end -- on a loaded 2-core CI box the tiny
+# pipeline takes 15+ min, so the first jobs must still be listed then (300 s was too short).
+MinJobAge=3600
 InactiveLimit=0
 KillWait=10
 SlurmdTimeout=60
