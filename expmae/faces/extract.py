@@ -1,9 +1,10 @@
 """Face stage for one shard: manifest rows in, crops/frames/qc out (see store.py).
 
 Files that are missing or empty are settled here without decoding; the rest go to a
-guarded process pool (pool.py), one video per task, one worker per core. Results come
-back in completion order and are written in manifest order, so crop rows of a video are
-contiguous and follow the manifest.
+guarded process pool (pool.py), one worker per core, each holding two videos at a time: its
+decode thread decodes the next while it detects on this one (worker.process_stream).
+Results come back in completion order and are written in manifest order, so crop rows of a
+video are contiguous and follow the manifest.
 """
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ from .detectors import check_backend
 from .params import VIDEO_TIMEOUT_S, resolve_params
 from .pool import Failure, run_guarded
 from .store import NpyAppender, write_outputs_tables
-from .worker import init_worker, process_video, qc_row
+from .worker import init_worker, process_stream, process_video, qc_row
 
 
 def extract_shard(manifest: pd.DataFrame, out_dir: str | os.PathLike, params: Mapping[str, Any] | str | None,
-                  threads: int = 2, timeout_s: float = VIDEO_TIMEOUT_S, verbose: bool = True) -> pd.DataFrame:
+                  threads: int = 2, timeout_s: float = VIDEO_TIMEOUT_S, verbose: bool = True,
+                  overlap: bool = True) -> pd.DataFrame:
     """Run the face stage on the videos of `manifest` (columns name, path); return the QC table.
 
-    threads: worker processes (0 = in this process, without crash isolation)."""
+    threads: worker processes (0 = in this process, without crash isolation).
+    overlap: decode the next video in a thread while detecting this one (False: in turn;
+    the same output, for comparison)."""
     p = resolve_params(params)
     check_backend(p)  # a missing model fails here, before any video is touched
     out_dir = Path(out_dir)
@@ -58,7 +62,9 @@ def extract_shard(manifest: pd.DataFrame, out_dir: str | os.PathLike, params: Ma
     with NpyAppender(out_dir / "crops.npy", (S, S, 3)) as crops:
         done: dict[int, dict] = {}
         next_task = 0
-        for k, result in run_guarded(tasks, init_worker, (p,), process_video, n_workers=threads, timeout_s=timeout_s):
+        results = run_guarded(tasks, init_worker, (p,), process_video, n_workers=threads, timeout_s=timeout_s,
+                              stream=process_stream if overlap else None)
+        for k, result in results:
             if isinstance(result, Failure):
                 result = {"qc": qc_row(tasks[k]["name"], f"undecodable: {result.message}"), "frames": [], "crops": None}
             done[k] = result

@@ -6,6 +6,13 @@ one item at a time, so the parent always knows which item a dead or stuck worker
 on: that item becomes a Failure, the worker is replaced, and the rest goes on.
 multiprocessing.Pool / ProcessPoolExecutor cannot do this (a dead worker breaks the
 whole pool).
+
+Streaming workers (run_guarded(stream=...)): the parent keeps up to `depth` items in
+flight per worker, so the worker can decode the next video while it detects this one
+(worker.process_stream). Results still come back in the order sent. When such a worker
+dies with several items in flight, the parent cannot tell which one killed it: each of
+them is retried alone ("solo", nothing else in flight on that worker), so only the
+culprit becomes a Failure. A timeout is charged to the oldest item in flight.
 """
 from __future__ import annotations
 
@@ -31,12 +38,26 @@ class _Worker:
     proc: Any
     conn: Connection
     ready: bool = False
-    task: int | None = None
-    started: float = 0.0
+    tasks: list[int] = field(default_factory=list)  # in flight, oldest first
+    started: float = 0.0  # when tasks[0] became the oldest
+    solo: bool = False    # tasks[0] is a retry that runs alone
     dead: bool = field(default=False)
 
 
-def _worker_main(conn: Connection, init: Callable, init_args: tuple, work: Callable) -> None:
+def _received(conn: Connection) -> Iterator[tuple[int, Any]]:
+    """(index, item) messages until the parent sends None or goes away."""
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        yield msg
+
+
+def _worker_main(conn: Connection, init: Callable, init_args: tuple, work: Callable,
+                 stream: Callable | None = None) -> None:
     # One process per core: keep native libraries from starting their own thread pools.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
@@ -53,14 +74,11 @@ def _worker_main(conn: Connection, init: Callable, init_args: tuple, work: Calla
         conn.send(("init_error", None, traceback.format_exc()))
         return
     conn.send(("ready", None, None))
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:  # the parent is gone
-            return
-        if msg is None:
-            return
-        i, item = msg
+    if stream is not None:  # items are read by the stream's own thread; results sent from here
+        for i, res in stream(state, _received(conn)):
+            conn.send(("err", i, res.message) if isinstance(res, Failure) else ("ok", i, res))
+        return
+    for i, item in _received(conn):
         try:
             result = ("ok", i, work(state, item))
         except Exception as e:  # a Python error on one item; the worker itself is fine
@@ -79,14 +97,20 @@ def _death_reason(proc: Any) -> str:
 
 
 def run_guarded(items: Sequence[Any], init: Callable, init_args: tuple, work: Callable[[Any, Any], Any],
-                n_workers: int, timeout_s: float = 600.0) -> Iterator[tuple[int, Any]]:
+                n_workers: int, timeout_s: float = 600.0, stream: Callable | None = None,
+                depth: int = 2) -> Iterator[tuple[int, Any]]:
     """Yield (index, work(state, items[index]) or Failure) in completion order.
 
-    init/work must be module-level functions (they are pickled into spawned processes).
+    init/work/stream must be module-level functions (they are pickled into spawned processes).
+    stream(state, iterator of (index, item)) -> iterator of (index, result or Failure), in
+    order, replaces work's one-at-a-time loop; each worker then holds up to `depth` items.
     n_workers == 0 runs in this process (no crash isolation; for debugging/profiling).
     An exception raised by init is re-raised here (e.g. a missing model)."""
     if n_workers <= 0:
         state = init(*init_args)
+        if stream is not None:
+            yield from stream(state, enumerate(items))
+            return
         for i, item in enumerate(items):
             try:
                 yield i, work(state, item)
@@ -96,12 +120,14 @@ def run_guarded(items: Sequence[Any], init: Callable, init_args: tuple, work: Ca
 
     ctx = mp.get_context("spawn")  # fork would copy the parent's threads and locks
     pending = list(range(len(items)))[::-1]  # pop() from the end = manifest order
+    solo: list[int] = []  # in flight on a worker that died: retried one at a time
+    depth = max(1, depth) if stream is not None else 1
     workers: list[_Worker] = []
     init_deaths = 0
 
     def start() -> _Worker:
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child, init, init_args, work), daemon=True)
+        proc = ctx.Process(target=_worker_main, args=(child, init, init_args, work, stream), daemon=True)
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -114,14 +140,25 @@ def run_guarded(items: Sequence[Any], init: Callable, init_args: tuple, work: Ca
             w.proc.join(5)
         w.conn.close()
 
+    def send(w: _Worker, task: int, alone: bool = False) -> None:
+        if not w.tasks:
+            w.started, w.solo = time.monotonic(), alone
+        w.tasks.append(task)
+        w.conn.send((task, items[task]))
+
     try:
         workers = [start() for _ in range(min(n_workers, len(items)))]
-        while pending or any(w.task is not None for w in workers):
+        while pending or solo or any(w.tasks for w in workers):
             for w in workers:
-                if w.ready and w.task is None and pending:
-                    w.task, w.started = pending.pop(), time.monotonic()
-                    w.conn.send((w.task, items[w.task]))
-            busy = [w for w in workers if w.task is not None]
+                if not w.ready or w.solo:
+                    continue
+                if solo:  # retries first, each alone on an idle worker
+                    if not w.tasks:
+                        send(w, solo.pop(), alone=True)
+                    continue
+                while pending and len(w.tasks) < depth:
+                    send(w, pending.pop())
+            busy = [w for w in workers if w.tasks]
             wait_s = min((w.started + timeout_s - time.monotonic() for w in busy), default=None)
             ready = wait([w.conn for w in workers] + [w.proc.sentinel for w in workers],
                          timeout=None if wait_s is None else max(wait_s, 0.0))
@@ -138,29 +175,35 @@ def run_guarded(items: Sequence[Any], init: Callable, init_args: tuple, work: Ca
                     if kind == "ready":
                         w.ready = True
                         continue
-                    w.task = None
+                    w.tasks.remove(i)
+                    w.started, w.solo = time.monotonic(), w.solo and bool(w.tasks)
                     yield i, (payload if kind == "ok" else Failure(payload))
                 elif w.proc.sentinel in ready:
                     replace.append((w, None))
-                elif w.task is not None and time.monotonic() - w.started > timeout_s:
+                elif w.tasks and time.monotonic() - w.started > timeout_s:
                     replace.append((w, f"timed out after {timeout_s:.0f} s"))
             for w, why in replace:
-                if w.task is None and why is None and w.proc.is_alive():
+                if not w.tasks and why is None and w.proc.is_alive():
                     continue  # spurious wake-up
-                task = w.task
+                tasks = list(w.tasks)
                 stop(w, grace_s=0.0 if why else 1.0)
-                if task is not None:
-                    yield task, Failure(why or _death_reason(w.proc))
+                if why and tasks:  # the oldest item overran; the others go back in line
+                    yield tasks[0], Failure(why)
+                    pending.extend(tasks[:0:-1])
+                elif len(tasks) == 1:
+                    yield tasks[0], Failure(_death_reason(w.proc))
+                elif tasks:  # which of them killed it? each runs alone next
+                    solo.extend(tasks[::-1])
                 elif not w.ready:
                     init_deaths += 1
                     if init_deaths > MAX_INIT_DEATHS:
                         raise RuntimeError(f"face workers keep dying at start-up: {_death_reason(w.proc)}")
-                if pending:
+                if pending or solo:
                     workers[workers.index(w)] = start()
                 else:
                     workers.remove(w)
-            if not pending:  # idle workers are no longer needed
-                for w in [w for w in workers if w.task is None and w.ready]:
+            if not pending and not solo:  # idle workers are no longer needed
+                for w in [w for w in workers if not w.tasks and w.ready]:
                     w.conn.send(None)
                     stop(w, grace_s=5.0)
                     workers.remove(w)

@@ -9,6 +9,7 @@ cannot decode. Frames come out RGB, upright (display rotation applied), at full 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -37,9 +38,11 @@ class Probe:
 
 
 def short_error(e: BaseException) -> str:
-    """One-line error without the file path (PyAV appends it)."""
+    """One-line error without the file path (PyAV appends it) or decord's clock time
+    ("[14:13:17] /github/...": the same file gave a different QC reason on every run)."""
     msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
     msg = msg.splitlines()[0] if msg else type(e).__name__
+    msg = re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", msg)
     return f"{type(e).__name__}: {msg}"[:160]
 
 
