@@ -1,14 +1,23 @@
-"""DAG-building cost: `snakemake -n` wall time for registries of 1k, 10k and 100k videos.
+"""DAG-building cost: `snakemake -n` wall time for corpora of 1k to 1.1M videos listed in a data.manifest.
 
-Synthetic registry rows stand in for videos (the dry run never opens them), so this measures
-parse + registry + DAG construction only. Printed side by side, with time per 1k videos, so
-linear growth is visible. Goal: 100k videos under 20 s.
+Each size gets a manifest (CSV: path,size,mtime; the files do not exist: a dry run from a manifest never
+touches them) and the registry a previous run would have saved, so this is the every-start case: read
+the manifest and the registry, plan, hash per shard, build the DAG. The seconds are split between the
+project's parse-time work (workflow/rules/common.smk, printed by it under EXPMAE_PARSE_TIMING: registry,
+fingerprints, transcripts, ASR plan, per-shard file lists) and Snakemake's (start-up, rule parsing, DAG,
+the dry-run listing). Peak RSS: of the parse (at the end of common.smk) and of the whole dry run.
+Also the scan path: data.videos over real empty files (default 100k), for comparison.
+Goals: 1.1M videos under 15 s, 100k under 5 s.
 
-    python benchmarks/bench_dag.py [--sizes 1000 10000 100000] [--shard-size 200]
+    python benchmarks/bench_dag.py [--quick] [--sizes ...] [--shard-size 500] [--scan 100000]
+
+--quick: 1k / 10k / 100k and the scan at 100k (about 1-2 min on 2 cores); full adds 1.1M.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,57 +25,98 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from expmae import ingest  # noqa: E402
+
+# The child prints its own peak RSS when Snakemake exits (it ends with sys.exit, so atexit runs).
+CHILD = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK_RSS_MB', "
+         "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)); "
+         "sys.argv = ['snakemake', *sys.argv[1:]]; runpy.run_module('snakemake', run_name='__main__')")
 
 
-def setup(wd: Path, n: int, shard_size: int) -> None:
+def copy_workflow(wd: Path) -> None:
     for item in ("Snakefile", "config.yaml", "workflow", "envs"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    (wd / "videos").mkdir()
-    names = [f"v{i:07d}" for i in range(n)]
-    reg = pd.DataFrame({"name": names, "path": [f"videos/{x}.mp4" for x in names],
-                        "shard": [f"s{i // shard_size:05d}" for i in range(n)],
-                        "size": 1000, "mtime_ns": 0})
-    (wd / "results" / "ingest").mkdir(parents=True)
-    reg.to_parquet(wd / "results" / "ingest" / "registry.parquet", index=False)
-    pd.DataFrame({"name": names[: n // 20], "discrete": "happy", "valence": ""}).to_csv(wd / "labels.csv", index=False)
-    (wd / "bench.yaml").write_text(
-        f"data:\n  videos: [videos]\n  labels: labels.csv\n  transcripts: ''\n  test: ''\n  test_labels: ''\n"
-        f"ingest:\n  shard_size: {shard_size}\n")
 
 
-def dry_run_seconds(wd: Path) -> tuple[float, int]:
+def setup(wd: Path, n: int, shard_size: int, scan: bool = False) -> None:
+    """A workflow copy over n videos (a manifest, or with scan=True n empty files in videos/), labels for
+    5%, and the registry its last run saved."""
+    copy_workflow(wd)
+    names = pd.Series([f"v{i:07d}" for i in range(n)])
+    paths = "videos/" + names + ".mp4"
+    if scan:
+        (wd / "videos").mkdir()
+        for p in paths:
+            (wd / p).touch()
+        source = "  videos: [videos]\n"
+    else:
+        pd.DataFrame({"path": paths, "size": 1_000_000, "mtime": 1.7e9 + np.arange(n)}).to_csv(wd / "videos.csv", index=False)
+        source = "  videos: []\n  manifest: videos.csv\n"
+    pd.DataFrame({"name": names[: max(12, n // 20)], "discrete": "happy", "valence": ""}).to_csv(wd / "labels.csv", index=False)
+    (wd / "bench.yaml").write_text(f"data:\n{source}  labels: labels.csv\n  transcripts: ''\n  test: ''\n"
+                                   f"  test_labels: ''\ningest:\n  shard_size: {shard_size}\n")
+    reg, issues = ingest.plan_registry(wd / "results", [str(wd / "videos")] if scan else [], [".mp4"], shard_size,
+                                       manifest="" if scan else str(wd / "videos.csv"))
+    if scan:  # paths as the dry run (cwd = wd) finds them
+        reg["path"] = reg["path"].str.replace(str(wd) + "/", "", regex=False)
+    ingest.save_registry(wd / "results", reg, issues)
+
+
+def dry_run(wd: Path) -> dict:
+    env = {**os.environ, "EXPMAE_PARSE_TIMING": "1"}
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile", "bench.yaml",
-                        "--quiet", "rules"], cwd=wd, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
+    p = subprocess.run([sys.executable, "-c", CHILD, "-n", "--cores", "2", "--configfile", "bench.yaml", "--quiet", "rules"],
+                       cwd=wd, capture_output=True, text=True, env=env)
+    secs = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
-    total = [l for l in p.stdout.splitlines() if l.strip().startswith("total")]
-    return dt, int(total[0].split()[1]) if total else -1
+    total = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("total")]
+    parse = re.search(r"EXPMAE_PARSE_TIMING common.smk ([\d.]+) s, peak rss (\d+) MB", p.stderr)
+    peak = re.search(r"PEAK_RSS_MB (\d+)", p.stderr)
+    return {"secs": secs, "jobs": int(total[0].split()[1]) if total else -1,
+            "parse": float(parse.group(1)) if parse else float("nan"), "parse_mb": int(parse.group(2)) if parse else -1,
+            "peak_mb": int(peak.group(1)) if peak else -1}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
-    ap.add_argument("--shard-size", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="1k / 10k / 100k + the 100k scan (no 1.1M)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None)
+    ap.add_argument("--shard-size", type=int, default=500)
+    ap.add_argument("--scan", type=int, default=100_000, help="videos for the scan-path row (0 = none)")
     a = ap.parse_args()
+    sizes = a.sizes or ([1000, 10_000, 100_000] if a.quick else [1000, 10_000, 100_000, 1_100_000])
+    runs = [("manifest", n) for n in sizes] + ([("scan", a.scan)] if a.scan else [])
     rows = []
-    for n in a.sizes:
+    for kind, n in runs:
         with tempfile.TemporaryDirectory() as d:
-            wd = Path(d)
-            setup(wd, n, a.shard_size)
-            secs, jobs = dry_run_seconds(wd)
-            rows.append((n, jobs, secs))
-    print(f"{'videos':>8} {'jobs':>6} {'dry-run s':>10} {'s per 1k videos':>16}")
-    for n, jobs, secs in rows:
-        print(f"{n:>8} {jobs:>6} {secs:>10.2f} {secs / (n / 1000):>16.3f}")
-    if len(rows) > 1:
-        (n0, _, s0), (n1, _, s1) = rows[0], rows[-1]
-        print(f"growth {n1 // n0}x videos -> {s1 / s0:.1f}x time; 100k goal < 20 s")
+            t0 = time.perf_counter()
+            setup(Path(d), n, a.shard_size, scan=kind == "scan")
+            build = time.perf_counter() - t0
+            r = dry_run(Path(d))
+        rows.append({"kind": kind, "videos": n, "shards": -(-n // a.shard_size), **r})
+        print(f"  {kind} {n}: {r['secs']:.1f} s (setup {build:.1f} s)", file=sys.stderr, flush=True)
+    print(f"shard_size {a.shard_size}; load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2-core box)")
+    print(f"{'source':>9} {'videos':>9} {'shards':>7} {'jobs':>7} {'dry-run s':>10} {'project s':>10} {'snakemake s':>12}"
+          f" {'s/1k videos':>12} {'parse MB':>9} {'peak MB':>8}")
+    for r in rows:
+        print(f"{r['kind']:>9} {r['videos']:>9} {r['shards']:>7} {r['jobs']:>7} {r['secs']:>10.2f} {r['parse']:>10.2f}"
+              f" {r['secs'] - r['parse']:>12.2f} {r['secs'] / (r['videos'] / 1000):>12.4f} {r['parse_mb']:>9} {r['peak_mb']:>8}")
+    man = [r for r in rows if r["kind"] == "manifest"]
+    if len(man) > 1:
+        r0, r1 = man[0], man[-1]
+        print(f"growth {r1['videos'] // r0['videos']}x videos -> {r1['secs'] / r0['secs']:.1f}x time, "
+              f"{r1['jobs'] / max(r0['jobs'], 1):.1f}x jobs; goals: 100k < 5 s, 1.1M < 15 s")
+    for r in man:
+        if r["videos"] in (100_000, 1_100_000):
+            goal = 5 if r["videos"] == 100_000 else 15
+            print(f"{r['videos']}: {r['secs']:.1f} s vs goal {goal} s: {'met' if r['secs'] < goal else 'NOT met'}")
 
 
 if __name__ == "__main__":

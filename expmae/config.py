@@ -84,7 +84,7 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-DATA_PATHS = ("labels", "transcripts", "test", "test_labels")  # the data: keys that are file paths (+ videos)
+DATA_PATHS = ("labels", "transcripts", "test", "test_labels", "manifest")  # the data: keys that are file paths (+ videos)
 
 
 def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,6 +97,7 @@ def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     base = Path(root).expanduser()
     join = lambda p: str(base / p) if p and not Path(p).expanduser().is_absolute() else p  # noqa: E731
     out["videos"] = [join(v) for v in out.get("videos") or []]
+    out["predict"] = [join(v) for v in out.get("predict") or []]
     for k in DATA_PATHS:
         if k in out:
             out[k] = join(out[k])

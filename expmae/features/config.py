@@ -73,12 +73,16 @@ def asr_plan(asr: dict[str, Any], transcripts: dict[str, str], registry: pd.Data
     """shard -> hash of the videos ASR must transcribe there, for shards with any (no entry = no asr job).
 
     asr.enabled: auto -> videos without a transcript CSV row; true -> all; false -> none."""
-    from .asr import needs_asr
+    from expmae.shard_hash import by_shard, hash_json_rows, json_strings, shard_slices
 
-    mode = asr.get("enabled", "auto")
-    out = {}
-    for shard, g in registry.groupby("shard", sort=True):
-        todo = needs_asr(mode, sorted(g["name"]), transcripts)
-        if todo:
-            out[shard] = config_hash(todo)
-    return out
+    mode = asr.get("enabled", "auto")  # as asr.needs_asr, vectorised over the whole registry
+    if mode is False or str(mode).lower() == "false":
+        return {}
+    reg = by_shard(registry, names=True)
+    if not (mode is True or str(mode).lower() == "true"):
+        reg = reg[~reg["name"].isin(list(transcripts))]
+    rows = json_strings(reg["name"].astype(str)) if len(reg) else None
+    if rows is not None:  # plain ASCII names: joined and hashed per shard in C++ (same hashes)
+        return hash_json_rows(reg["shard"], rows)
+    names = reg["name"].tolist()
+    return {shard: config_hash(names[a:b]) for shard, a, b in shard_slices(reg["shard"])}

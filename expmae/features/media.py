@@ -70,10 +70,15 @@ def read_transcripts(path: str | os.PathLike | None, column: str = "english",
 def shard_hashes(transcripts: dict[str, str], registry: pd.DataFrame) -> dict[str, str]:
     """shard -> hash of its members' transcripts: a Snakemake param, so editing the CSV
     reruns only the text jobs of shards whose transcripts changed."""
-    return {
-        shard: config_hash([transcripts.get(n, "") for n in sorted(g["name"])])
-        for shard, g in registry.groupby("shard", sort=True)
-    }
+    from expmae.shard_hash import by_shard, hash_json_rows, json_strings, shard_slices
+
+    reg = by_shard(registry, names=True)  # members by name, as sorted() did
+    texts = reg["name"].map(transcripts).fillna("") if transcripts else pd.Series([""] * len(reg), dtype=str)
+    rows = json_strings(texts) if len(reg) else None
+    if rows is not None:  # every text plain ASCII: joined and hashed per shard in C++ (same hashes)
+        return hash_json_rows(reg["shard"], rows)
+    texts = texts.tolist()
+    return {shard: config_hash(texts[a:b]) for shard, a, b in shard_slices(reg["shard"])}
 
 
 def read_asr(paths: list[str]) -> dict[str, str]:

@@ -1,8 +1,11 @@
 # Shared state computed once at parse time, and input functions.
-# Parse time stays O(videos) in plain Python (one scandir + one registry read); the DAG is O(shards).
+# Parse time: one scandir or data.manifest read + one registry read, then vectorised per-shard hashes
+# (no per-video Python loop); the DAG is O(shards).
 import json
+import os
 import re
 import shlex as _shlex
+import time as _time
 from pathlib import Path
 
 from expmae import config as _cfg
@@ -11,6 +14,7 @@ from expmae.io import config_hash as _fingerprint_of
 from expmae.features import config as _fcfg
 from expmae.features import media as _text
 
+_PARSE_T0 = _time.perf_counter()  # EXPMAE_PARSE_TIMING (end of this file): the project's parse-time share
 RES = config["results"]
 DATA = config["data"]
 # A user's data section never mixes with the demo's (data.* defaults are empty): an unset or missing
@@ -26,11 +30,21 @@ ENV = "../../envs/expmae.yaml"
 # parse and persists it only when a real run starts (onstart below): -n, --lint and --report write
 # nothing under results/. Cluster job processes read the registry the main process saved.
 if workflow.is_main_process:
-    REGISTRY, _INGEST_ISSUES = _ingest.plan_registry(
-        RES, DATA["videos"], DATA["extensions"], config["ingest"]["shard_size"]
-    )
-    if REGISTRY.empty:
-        raise WorkflowError(f"no videos found under config key data.videos = {DATA['videos']}")
+    try:
+        REGISTRY, _INGEST_ISSUES = _ingest.plan_registry(
+            RES,
+            DATA["videos"],
+            DATA["extensions"],
+            config["ingest"]["shard_size"],
+            predict=DATA.get("predict") or [],  # data.predict: role predict, own p-shards (expmae/predict)
+            manifest=DATA.get("manifest") or "",  # data.manifest (expmae/manifest.py): read, never stat'ed
+        )
+    except ValueError as _err:  # an unusable data.manifest, a bad ingest.shard_size: the message names the key
+        raise WorkflowError(str(_err))
+    if not (REGISTRY["role"] == "train").any():
+        raise WorkflowError(
+            f"no videos found under config key data.videos = {DATA['videos']} / data.manifest = {DATA.get('manifest')!r}"
+        )
 else:
     REGISTRY, _INGEST_ISSUES = _ingest.read_registry(RES), None
 # A param of the inputs_qc rule, so an ingest issue appearing or going away reruns it (and the report)
@@ -42,7 +56,12 @@ onstart:
         _ingest.save_registry(RES, REGISTRY, _INGEST_ISSUES)
 
 
-SHARDS = sorted(REGISTRY["shard"].unique())
+# data.predict videos (role predict, shards p00000...) run the per-shard jobs (ingest, faces, extract, asr) and
+# the predict rule only (workflow/rules/predict.smk); everything else (MAE pretraining, training, pseudo-labels,
+# report, cache_check) reads the training shards: SHARDS = TRAIN_SHARDS.
+TRAIN_SHARDS = sorted(REGISTRY.loc[REGISTRY["role"] == "train", "shard"].unique())
+PREDICT_SHARDS = sorted(REGISTRY.loc[REGISTRY["role"] == "predict", "shard"].unique())
+SHARDS = TRAIN_SHARDS
 FINGERPRINT = _ingest.fingerprints(REGISTRY)
 _TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"], DATA["encoding"])
 TEXT_HASH = _text.shard_hashes(_TRANSCRIPTS, REGISTRY)
@@ -123,7 +142,8 @@ def js(obj):
 
 
 def per_shard(pattern):
-    return expand(pattern, shard=SHARDS)
+    # not expand(): a plain replace is ~20x faster, and this runs for many rules over thousands of shards
+    return [pattern.replace("{shard}", s) for s in SHARDS]
 
 
 def optional(path):
@@ -223,3 +243,60 @@ def pseudo_sources(w):
 # QC rows of the report: the first trained audio extractor's QC table (a video without decodable audio
 # fails every audio extractor alike) and the first text set's list of videos without text.
 _QC_SETS = {m: [n for n in FEATURE_NAMES.get(m, []) if n in FEATURE_SETS][:1] for m in ("audio", "text")}
+
+
+# --- prediction (predict.smk, expmae/predict): the bundle and the data.predict videos ---
+LAST_ROUND = ROUNDS[-1]
+# What the bundle records of the config: the extractor jobs' exact params (so features computed
+# elsewhere are the workflow's), the face and ASR settings, which sets are text / audio.
+BUNDLE_CFG = {
+    "classes": config["classes"],
+    "faces": config["faces"],
+    "features": {
+        fs: _fcfg.rule_params(
+            fs,
+            FEATURES[fs],
+            config["device"],
+            DATA["transcript_column"] if fs in FEATURE_NAMES["text"] else None,
+        )
+        for fs in FEATURE_SETS
+    },
+    "asr": {**ASR, "device": config["device"]},
+    "transcript_column": DATA["transcript_column"],
+    "encoding": DATA["encoding"],
+    "extensions": DATA["extensions"],
+    "text_sets": FEATURE_NAMES["text"],
+    "audio_sets": FEATURE_NAMES["audio"],
+}
+# feature set -> its expMAE encoder file (the sets whose weights the workflow pretrains)
+BUNDLE_ENCODERS = {
+    fs: f"{RES}/{_fcfg.encoder_section(FEATURES[fs])}/encoder.safetensors"
+    for fs in FEATURE_SETS
+    if _fcfg.encoder_section(FEATURES[fs])
+}
+PREDICT_TARGETS = [f"{RES}/bundle"] + ([f"{RES}/predict/final.csv"] if PREDICT_SHARDS else [])
+
+
+def last_round_dirs():
+    """Every model folder of the last round: per-feature-set classifiers and fused heads (late included)."""
+    singles = [f"{RES}/classify/round{LAST_ROUND}/{fs}" for fs in FEATURE_SETS]
+    return singles + fuse_dirs(LAST_ROUND)
+
+
+def predict_features():
+    """--features name=p00000.parquet,... over the data.predict shards, for every trained feature set."""
+    return " ".join(
+        f"--features {fs}=" + ",".join(f"{RES}/features/{fs}/{s}.parquet" for s in PREDICT_SHARDS)
+        for fs in FEATURE_SETS
+    )
+
+
+if os.environ.get("EXPMAE_PARSE_TIMING"):  # benchmarks/bench_dag.py: parse-time work of this file vs Snakemake's
+    import resource as _resource
+    import sys as _sys
+
+    print(
+        f"EXPMAE_PARSE_TIMING common.smk {_time.perf_counter() - _PARSE_T0:.3f} s, "
+        f"peak rss {_resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        file=_sys.stderr,
+    )
