@@ -26,7 +26,7 @@ shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
 
 
 wildcard_constraints:
-    shard=r"s\d{5}",
+    shard=r"[sp]\d{5}",  # s: training shards, p: data.predict shards (workflow/rules/predict.smk)
     round=r"\d+",
 
 
@@ -37,6 +37,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/mae.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:
@@ -48,3 +49,4 @@ rule all:
         f"{RES}/qc/faces_summary.tsv",
         MAE_TARGETS,
         CACHE_FILES,  # common.smk: a deleted per-shard file is rebuilt by a plain rerun
+        PREDICT_TARGETS,  # predict.smk: results/bundle (+ results/predict/final.csv with data.predict)

@@ -347,17 +347,17 @@ def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
     per_shard, rest, jobs = jobs_with("features:\n  cmp: {extractor: compare}\n  w2v: {extractor: wav2vec2, model: /m}\n"
                                       "classify:\n  feature_sets: [expmae, egemaps, minilm, cmp]\n")
     assert per_shard == {("extract_audio", "cmp", s) for s in both}, per_shard  # not w2v: nothing consumes it
-    assert rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}, rest
+    assert rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "bundle", "all"}, rest
     assert {w.get("fs") for r, w in jobs if r == "classify" and w.get("round") == "0"} == {"cmp"}
     # changing one extractor's params reruns that extractor only (audio and text alike)
     per_shard, rest, _ = jobs_with("features:\n  egemaps: {extractor: egemaps, max_seconds: 20}\n")
-    assert per_shard == {("extract_audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}
+    assert per_shard == {("extract_audio", "egemaps", s) for s in both} and rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "bundle", "all"}
     per_shard, _, _ = jobs_with("features:\n  minilm: {extractor: sentence_transformers, batch_size: 8}\n")
     assert per_shard == {("extract_text", "minilm", s) for s in both}
     # the expMAE feature set is an ordinary instance: a changed setting reruns its extract_visual jobs only
     per_shard, rest, _ = jobs_with("features:\n  expmae: {extractor: expmae_image, batch_size: 128}\n")
     assert per_shard == {("extract_visual", "expmae", s) for s in both}, per_shard
-    assert rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}, rest
+    assert rest <= {"classify", "fuse", "fuse_late", "pseudolabel", "report", "bundle", "all"}, rest
     # a video without a transcript row gets an asr job for its shard only, which feeds that text job
     csv = wd / "data" / "tiny" / "transcripts.csv"
     csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")  # drop v029's row (shard s00001)

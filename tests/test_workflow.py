@@ -9,7 +9,7 @@ from expmae import demo
 from fixtures.workflow import copy_workflow, dry_run_jobs, smk
 
 PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "cache_check"}
-GLOBAL = {"faces_report", "inputs_qc", "classify", "fuse", "fuse_late", "pseudolabel", "report", "all"}
+GLOBAL = {"faces_report", "inputs_qc", "classify", "fuse", "fuse_late", "pseudolabel", "report", "bundle", "all"}  # bundle: the final model retrained
 
 pytestmark = pytest.mark.e2e
 

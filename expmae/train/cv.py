@@ -29,7 +29,7 @@ of config `classify` (+ `fuse`'s training keys, + `seed`, `seeds`), see expmae.t
 Writes <out>/probs.parquet (name, split, y, fold, prob_<class>..., pred, confidence, agree, valence,
 no_data, f{j}_<class>..., s{s}_<class>..., s{s}_valence), <out>/metrics.json (identity, scores with
 their spread, per-seed scores, per-fold training curves), <out>/model.safetensors (every member:
-seed{s}.fold{f}.<tensor>).
+seed{s}.fold{f}.<tensor>, its input scaling seed{s}.fold{f}.scaler{m}.mean|std per modality m).
 """
 from __future__ import annotations
 
@@ -111,6 +111,7 @@ def train_fold(kind: str, X: list[np.ndarray], mask: np.ndarray, rows: tuple[np.
     parts = [(scale([x[i] for x in X], mask[i], stats), mask[i]) for i in rows]
     inner = inner_split(y_lab, p["early_stop"], seed) if p["early_stop"] else None
     model, curve = fit_head(kind, *parts[0], T, w, p, seed, (*parts[1], y_va), inner)
+    model.scaler = stats  # saved beside the weights: prediction elsewhere (expmae.predict) scales as this fold did
     return model, curve, parts
 
 
@@ -143,6 +144,7 @@ def one_seed(ds: data.Dataset, kind: str, X: list[np.ndarray], mask: np.ndarray,
             v_hat[other] = np.nan_to_num(v_hat[other]) + pv(rest[0], fold_probs[f, other]) / len(splits)
         states.update({f"fold{f}.{n}": t for n, t in vstates.items()})
         states.update({f"fold{f}.{n}": t.detach().numpy() for n, t in model.state_dict().items()})
+        states.update({f"fold{f}.scaler{m}.{k}": v for m, st in enumerate(model.scaler) for k, v in zip(("mean", "std"), st)})
     return {"probs": probs, "fold_probs": fold_probs, "v_hat": v_hat, "fold_of": fold_of, "states": states,
             "curves": curves}
 
@@ -198,7 +200,8 @@ def data_issues(ds: data.Dataset, mask: np.ndarray) -> list[dict]:
 def run_summary(ds: data.Dataset, kind: str, classes: list[str], spec: dict[str, list[str]] | None, mods: list[str],
                 pseudo: pd.DataFrame | None, folds: int, n_lab: int, n_pseudo: int) -> dict:
     """The counts and layout metrics.json records beside the scores."""
-    return {"head": kind, "modalities": {mm: (spec or {mm: [mm]})[mm] for mm in mods}, "folds": folds,
+    # modality_order: the heads' input order (metrics.json sorts the keys of "modalities"); expmae.predict needs it
+    return {"head": kind, "modalities": {mm: (spec or {mm: [mm]})[mm] for mm in mods}, "modality_order": mods, "folds": folds,
             "n_labeled": int(n_lab), "n_pseudo": int(n_pseudo),
             "soft_pseudo": bool(n_pseudo) and bool(pseudo is not None and f"prob_{classes[0]}" in pseudo),
             "n_unlabeled": int((ds.split == "unlabeled").sum()), "n_test": int((ds.split == "test").sum())}

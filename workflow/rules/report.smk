@@ -8,7 +8,7 @@ rule report:
         faces=per_shard(f"{RES}/faces/{{shard}}"),
         audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in _QC_SETS["audio"] for s in SHARDS],
         text=[f"{RES}/features/{fs}/{s}.parquet" for fs in _QC_SETS["text"] for s in SHARDS],
-        asr=[f"{RES}/asr/{s}.parquet" for s in ASR_TODO],
+        asr=[f"{RES}/asr/{s}.parquet" for s in ASR_TODO if s in SHARDS],  # not data.predict's shards
         inputs_qc=f"{RES}/qc/inputs.tsv",
         cache=per_shard(f"{RES}/cache_check/{{shard}}.tsv"),
         test=optional(DATA.get("test")),

@@ -1,0 +1,34 @@
+"""python -m expmae.predict --bundle DIR VIDEO_OR_FOLDER... [--out CSV] [--transcripts CSV] [--work DIR]
+
+Predicts the videos (files, or folders scanned recursively) with the bundle's final model on a machine
+that has expmae and the models the bundle names, but not the results folder (expmae/predict/run.py).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m expmae.predict", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", required=True, help="a model bundle (a run's results/bundle folder)")
+    ap.add_argument("videos", nargs="+", help="video files and/or folders (scanned recursively)")
+    ap.add_argument("--out", default="predictions.csv", help="CSV written (default predictions.csv)")
+    ap.add_argument("--transcripts", default="", help="transcript CSV (name,<the bundle's transcript column>); "
+                    "videos without a row are transcribed by the bundle's ASR settings")
+    ap.add_argument("--work", default=None, help="keep the faces and feature tables in this folder (default: temporary)")
+    ap.add_argument("--threads", type=int, default=2, help="face-stage worker processes")
+    a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop face workers and remove temp files
+
+    from expmae.predict.run import predict_videos
+
+    table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads)
+    print(table["label"].value_counts().to_string() if len(table) else "no videos")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Issue #17: use the trained recogniser. One tiny workflow run (module fixture) serves every check:
+the bundle reproduces every model of the last round; `python -m expmae.predict` on the bundle and the
+test-split videos gives final.csv's labels and the final model's probabilities (1e-6); an unseen real clip
+gets a row; a tampered bundle and a missing local model are refused; data.predict videos run only their
+per-shard jobs and the predict job, and the workflow's predictions equal the standalone ones."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from expmae import demo, ingest
+from fixtures.workflow import copy_workflow, dry_run_jobs, smk
+
+# the tiny run without the video MAE (not a feature set of the default config): fewer jobs
+CFG = ("--configfile", "config_tiny.yaml", "fast.yaml")
+SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "unlabeled" / "single_face.mp4"
+PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "asr"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("predict"))
+    demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
+    (wd / "fast.yaml").write_text("mae_video: {enabled: false}\n")
+    smk(wd, *CFG)
+    return wd
+
+
+def classes_of(wd: Path) -> list[str]:
+    return json.loads((wd / "results" / "bundle" / "bundle.json").read_text())["classes"]
+
+
+def split_videos(wd: Path) -> list[Path]:
+    names = pd.read_csv(wd / "data" / "tiny" / "test.csv", dtype=str)["name"]
+    files = {p.stem: p for p in (wd / "data" / "tiny" / "videos").iterdir()}
+    return [files[n] for n in names if n in files]
+
+
+@pytest.fixture(scope="module")
+def new_folder(run):
+    """data.predict folder: a test video under a new name, a zero-byte file, and a real clip when present."""
+    new = run / "data" / "new"
+    new.mkdir()
+    shutil.copy(split_videos(run)[0], new / "copy_of_test.mp4")
+    (new / "broken.mp4").write_bytes(b"")
+    if SHARED_CLIP.exists():
+        shutil.copy(SHARED_CLIP, new / "real_clip.mp4")
+    (run / "pred.yaml").write_text("data: {predict: [data/new]}\n")
+    return new
+
+
+@pytest.fixture(scope="module")
+def standalone(run, new_folder, tmp_path_factory):
+    """The CLI on the bundle: the test-split videos and the new folder, one process."""
+    out = tmp_path_factory.mktemp("standalone") / "pred.csv"
+    cmd = [sys.executable, "-m", "expmae.predict", "--bundle", str(run / "results" / "bundle"),
+           *map(str, split_videos(run)), str(new_folder), "--transcripts", str(run / "data" / "tiny" / "transcripts.csv"),
+           "--out", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path_factory.mktemp("elsewhere"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "[predict]" in p.stderr  # progress lines
+    return pd.read_csv(out, dtype={"name": str}, keep_default_na=False, na_values=[""])
+
+
+@pytest.fixture(scope="module")
+def in_workflow(run, new_folder):
+    """Dry-run job list after adding data.predict, then the real run of those jobs."""
+    jobs = dry_run_jobs(run, *CFG, "pred.yaml")
+    smk(run, *CFG, "pred.yaml")
+    return jobs
+
+
+def final_probs(wd: Path) -> pd.DataFrame:
+    final = json.loads((wd / "results" / "metrics.json").read_text())["final"]
+    probs = pd.read_parquet(Path(wd, final["dir"]) / "probs.parquet")
+    return probs[probs["split"] == "test"].set_index("name")
+
+
+def test_bundle_reproduces_every_model_of_the_last_round(run):
+    from expmae.predict.bundle import verify
+    from expmae.predict.model import Features, predict_folder, read_metrics
+
+    res = run / "results"
+    info = verify(res / "bundle")
+    final = json.loads((res / "metrics.json").read_text())["final"]
+    assert info["final"]["model"] == final["model"]
+    fdir = res / "bundle" / info["final"]["dir"]
+    assert (fdir / "model.safetensors").exists() or info["models"][final["model"]]["members"]
+    assert info["faces"]["crop_size"] and "expmae" in json.dumps(info["features"])
+    assert any(Path(res / "bundle", e["encoder"]).exists() for e in info["features"].values() if e["encoder"])
+    shards = sorted(p.stem for p in (res / "ingest").glob("s*.parquet"))
+    sets = sorted(d.name for d in (res / "classify" / "round0").iterdir())  # every trained feature set
+    feats = Features.read({fs: [str(res / "features" / fs / f"{s}.parquet") for s in shards] for fs in sets})
+    classes = info["classes"]
+    last = max(int(p.name[5:]) for p in (res / "classify").iterdir())
+    dirs = [*(res / "classify" / f"round{last}").iterdir(), *(res / "fuse" / f"round{last}" / "all").iterdir()]
+    singles = {read_metrics(d)["name"]: d for d in dirs if read_metrics(d)["kind"] == "single"}
+    cols = [f"prob_{c}" for c in classes]
+    for d in dirs:
+        want = pd.read_parquet(d / "probs.parquet").set_index("name")
+        want = want[want["split"] == "test"]
+        got = predict_folder(d, feats, classes, singles).set_index("name").loc[want.index]
+        np.testing.assert_allclose(got[cols].to_numpy(), want[cols].to_numpy(), atol=1e-6, err_msg=str(d))
+        np.testing.assert_allclose(got["valence"].to_numpy(float), want["valence"].to_numpy(float), atol=1e-6)
+
+
+def test_standalone_predict_matches_the_submission(run, standalone):
+    classes = classes_of(run)
+    sub = pd.read_csv(run / "results" / "submission" / "final.csv", dtype={"name": str}).set_index("name")
+    want = final_probs(run)
+    names = [p.stem for p in split_videos(run)]
+    got = standalone.set_index("name").loc[names]
+    assert list(got["label"]) == list(sub.loc[names, "discrete"])
+    cols = [f"prob_{c}" for c in classes]
+    np.testing.assert_allclose(got[cols].to_numpy(), want.loc[names, cols].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(got["valence"].to_numpy(float), sub.loc[names, "valence"].to_numpy(float), atol=1e-4)
+    # bad input is a qc value, never a crash: the zero-byte file is predicted from the class prior
+    broken = standalone.set_index("name").loc["broken"]
+    assert "zero-byte" in broken["qc"] and "class prior" in broken["qc"] and broken["missing"]
+    assert np.isclose(broken[cols].sum(), 1)
+
+
+def test_unseen_real_clip_gets_a_row(standalone):
+    if not SHARED_CLIP.exists():
+        pytest.skip("../shared/data not present")
+    row = standalone.set_index("name").loc["real_clip"]
+    assert row["label"] in set(row.index.str.removeprefix("prob_")) and abs(row.filter(like="prob_").sum() - 1) < 1e-5
+
+
+def test_tampered_bundle_and_missing_model_are_refused(run, tmp_path):
+    from expmae.predict.bundle import write_manifest
+    from expmae.predict.run import predict_videos
+
+    video = str(split_videos(run)[0])
+    b = tmp_path / "bundle"
+    shutil.copytree(run / "results" / "bundle", b)
+    weights = next(b.rglob("model.safetensors"))
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(SystemExit, match="model.safetensors does not match"):
+        predict_videos(str(b), [video], None)
+    weights.write_bytes(bytes(raw[:-1] + bytes([raw[-1] ^ 1])))  # restored: accepted by the manifest again
+    info = json.loads((b / "bundle.json").read_text())
+    info["features"]["minilm"]["params"]["model"] = str(tmp_path / "no-such-minilm")
+    (b / "bundle.json").write_text(json.dumps(info))
+    with pytest.raises(SystemExit, match="bundle.json does not match"):
+        predict_videos(str(b), [video], None)
+    write_manifest(b)  # a re-signed bundle naming a model this machine lacks
+    with pytest.raises(SystemExit, match=r"no-such-minilm.*features\.minilm\.model"):
+        predict_videos(str(b), [video], None)
+
+
+def test_predict_folder_runs_only_its_shards_and_matches_standalone(run, in_workflow, standalone):
+    jobs = in_workflow
+    rules = {r for r, _ in jobs}
+    assert "predict" in rules and not rules & {"classify", "fuse", "fuse_late", "pseudolabel", "report", "mae_pretrain",
+                                               "inputs_qc", "bundle", "cache_check"}, rules
+    per_shard = [w["shard"] for r, w in jobs if r in PER_SHARD]
+    assert per_shard and all(s.startswith("p") for s in per_shard)
+    assert rules <= PER_SHARD | {"predict", "all"}, rules
+    out = pd.read_csv(run / "results" / "predict" / "final.csv", dtype={"name": str}, keep_default_na=False,
+                      na_values=[""]).set_index("name")
+    expected = {"copy_of_test", "broken"} | ({"real_clip"} if SHARED_CLIP.exists() else set())
+    assert set(out.index) == expected
+    cols = [c for c in out.columns if c.startswith("prob_")]
+    ref = standalone.set_index("name").loc[sorted(expected)]
+    np.testing.assert_allclose(out.loc[sorted(expected), cols].to_numpy(), ref[cols].to_numpy(), atol=1e-6)
+    assert list(out.loc[sorted(expected), "label"]) == list(ref["label"])
+    heads = pd.read_csv(run / "results" / "predict" / "heads.csv", dtype={"name": str})
+    assert {"egemaps", "minilm", "expmae", "fbp", "late"} <= set(heads["model"]) and len(heads) == len(expected) * heads["model"].nunique()
+    reg = pd.read_parquet(run / "results" / "ingest" / "registry.parquet")
+    assert set(reg.loc[reg["role"] == "predict", "name"]) == expected and reg.loc[reg["role"] == "predict", "shard"].str.startswith("p").all()
+
+
+def test_registry_gives_predict_videos_their_own_shards(tmp_path):
+    train, pred = tmp_path / "train", tmp_path / "pred"
+    train.mkdir(), pred.mkdir()
+    for n in ("a", "b", "c"):
+        (train / f"{n}.mp4").write_bytes(b"x")
+    for n in ("c", "x", "y"):  # c is also a training video: kept as train, an issue row
+        (pred / f"{n}.mp4").write_bytes(b"x")
+    reg, issues = ingest.plan_registry(tmp_path / "res", [str(train)], [".mp4"], 2, predict=[str(pred)])
+    by = reg.set_index("name")
+    assert by.loc[["a", "b", "c"], "role"].eq("train").all() and by.loc[["x", "y"], "role"].eq("predict").all()
+    assert set(by.loc[["x", "y"], "shard"]) == {"p00000"} and set(by.loc[["a", "b", "c"], "shard"]) == {"s00000", "s00001"}
+    assert "in data.videos and data.predict, kept as train" in issues
+    ingest.save_registry(tmp_path / "res", reg, issues)
+    (pred / "z.mp4").write_bytes(b"x")
+    (train / "d.mp4").write_bytes(b"x")
+    reg2, _ = ingest.plan_registry(tmp_path / "res", [str(train)], [".mp4"], 2, predict=[str(pred)])
+    by2 = reg2.set_index("name")
+    assert by2.loc["z", "shard"] == "p00001" and by2.loc["d", "shard"] == "s00002"  # append-only, per role
+    assert by2.loc[["a", "x"], "shard"].tolist() == by.loc[["a", "x"], "shard"].tolist()
