@@ -9,6 +9,7 @@ cannot decode. Frames come out RGB, upright (display rotation applied), at full 
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -35,6 +36,14 @@ class Probe:
     pts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # [N] video packet pts, sorted
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [K] keyframe pts, sorted
     time_base: float = 0.0
+    # probe(keep_open=True): the open PyAV container, reused by decode_pyav (an av.open costs
+    # ~10-25 ms on real clips: it probes the streams). Its owner closes it (close()).
+    container: object = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
 
 
 def short_error(e: BaseException) -> str:
@@ -46,58 +55,71 @@ def short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}"[:160]
 
 
-def probe(path: str) -> Probe:
+def probe(path: str, keep_open: bool = False) -> Probe:
     """One pass over the file: container metadata, the packet index (pts and keyframes, for
     decode_pyav's sampling and seeking), and the first frame (is it decodable at all, and
     its display rotation). Demuxing costs ~1% of decoding; a damaged file keeps the packets
-    before the damage."""
+    before the damage. keep_open: the Probe keeps the container for decode_pyav."""
     import av
 
     try:
         container = av.open(path, metadata_errors="ignore")
     except Exception as e:  # av.error.InvalidDataError, PermissionError, ...
         raise ProbeError(short_error(e)) from e
-    with container:
-        if not container.streams.video:
-            raise ProbeError("no video stream")
-        vs = container.streams.video[0]
-        vs.codec_context.thread_count = 1
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        fps = float(rate) if rate else 0.0
-        if vs.duration is not None and vs.time_base is not None:
-            duration = float(vs.duration * vs.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1e6
-        else:
-            duration = 0.0
-        pts, keys, first, error = [], [], None, None
-        try:
-            for pkt in container.demux(vs):
-                if first is None and error is None:  # decode only until the first frame appears
-                    try:
-                        out = pkt.decode()
-                        first = out[0] if out else None
-                    except Exception as e:
-                        error = e
-                if pkt.pts is None or pkt.size == 0 or pkt.is_discard:  # flush packet / edit-list leftovers
-                    continue
-                pts.append(pkt.pts)
-                if pkt.is_keyframe:
-                    keys.append(pkt.pts)
-        except Exception as e:
-            error = error or e
-        if first is None:
-            if error is not None:
-                raise ProbeError(short_error(error)) from error
-            raise ProbeError("no frames")
-        rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
-        w, h = first.width, first.height
-        if rotation in (90, 270):
-            w, h = h, w
-        return Probe(width=w, height=h, fps=fps, duration_s=max(duration, 0.0), n_frames=int(vs.frames or 0),
-                     has_audio=bool(container.streams.audio), rotation=rotation,
-                     pts=np.unique(np.asarray(pts, np.int64)), keys=np.unique(np.asarray(keys, np.int64)),
-                     time_base=float(vs.time_base) if vs.time_base else 0.0)
+    try:
+        pr = _probe(container)
+    except BaseException:
+        container.close()
+        raise
+    if keep_open:
+        pr.container = container
+    else:
+        container.close()
+    return pr
+
+
+def _probe(container: "av.container.InputContainer") -> Probe:  # noqa: F821
+    """The probe of an open container (see probe)."""
+    if not container.streams.video:
+        raise ProbeError("no video stream")
+    vs = container.streams.video[0]
+    vs.codec_context.thread_count = 1
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    fps = float(rate) if rate else 0.0
+    if vs.duration is not None and vs.time_base is not None:
+        duration = float(vs.duration * vs.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1e6
+    else:
+        duration = 0.0
+    pts, keys, first, error = [], [], None, None
+    try:
+        for pkt in container.demux(vs):
+            if first is None and error is None:  # decode only until the first frame appears
+                try:
+                    out = pkt.decode()
+                    first = out[0] if out else None
+                except Exception as e:
+                    error = e
+            if pkt.pts is None or pkt.size == 0 or pkt.is_discard:  # flush packet / edit-list leftovers
+                continue
+            pts.append(pkt.pts)
+            if pkt.is_keyframe:
+                keys.append(pkt.pts)
+    except Exception as e:
+        error = error or e
+    if first is None:
+        if error is not None:
+            raise ProbeError(short_error(error)) from error
+        raise ProbeError("no frames")
+    rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
+    w, h = first.width, first.height
+    if rotation in (90, 270):
+        w, h = h, w
+    return Probe(width=w, height=h, fps=fps, duration_s=max(duration, 0.0), n_frames=int(vs.frames or 0),
+                 has_audio=bool(container.streams.audio), rotation=rotation,
+                 pts=np.unique(np.asarray(pts, np.int64)), keys=np.unique(np.asarray(keys, np.int64)),
+                 time_base=float(vs.time_base) if vs.time_base else 0.0)
 
 
 def notes(pr: Probe) -> list[str]:
@@ -189,12 +211,16 @@ def decode_pyav(path: str, pr: Probe, fps: float, max_frames: int, skip_nonref: 
     gop = keys[np.searchsorted(keys, targets, side="right") - 1]  # keyframe each target decodes from
 
     yielded = 0
-    with av.open(path, metadata_errors="ignore") as container:
+    own = pr.container is None
+    container = av.open(path, metadata_errors="ignore") if own else pr.container
+    with contextlib.ExitStack() as stack:
+        if own:
+            stack.enter_context(container)
         vs = container.streams.video[0]
-        vs.codec_context.thread_count = 1  # one worker process per core already
-        if skip_nonref:
-            vs.codec_context.skip_frame = "NONREF"
-        ti, last = 0, None  # next target; pts of the last decoded frame
+        if own:  # probe set it on a kept container (it cannot change once the codec is open)
+            vs.codec_context.thread_count = 1  # one worker process per core already
+        vs.codec_context.skip_frame = "NONREF" if skip_nonref else "DEFAULT"
+        ti, last = 0, None  # next target; pts of the last decoded frame (the first step seeks)
         try:
             while ti < len(targets):
                 if last is None or gop[ti] > last:  # target lies in a later GOP: jump there

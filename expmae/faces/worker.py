@@ -107,38 +107,41 @@ def decode_events(p: dict, task: dict) -> Iterator[tuple]:
     t_start = time.perf_counter()
     name, path = task["name"], task["path"]
     try:
-        pr = probe(path)
+        pr = probe(path, keep_open=True)  # decode_pyav reuses its container: one av.open per video
     except ProbeError as e:
         # an audio-only file (a .mp4 holding only sound) is readable, just not a video: say so
         reason = str(e) if str(e) in ("no frames", "no video stream") else f"undecodable: {e}"
         yield ("early", qc_row(name, reason, seconds=time.perf_counter() - t_start))
         return
-    info = dict(width=pr.width, height=pr.height, fps=pr.fps, duration_s=pr.duration_s, has_audio=pr.has_audio)
-    if len(pr.pts) == 1 and not pr.has_audio:
-        # a picture renamed .mp4: no expression dynamics, no audio; not ok, so every modality is masked
-        # and it never joins the pseudo-label pool as a confident "video"
-        yield ("early", qc_row(name, STILL_IMAGE, seconds=time.perf_counter() - t_start, **info))
-        return
-    yield ("info", t_start, info, pr)
-    status: dict = {}
-    errors: list[str] = []
-    for decoder in ("pyav", "decord"):
-        if decoder == "pyav":
-            frames = decode_pyav(path, pr, p["fps"], p["max_frames"], status=status)
-        else:
-            frames = decode_decord(path, p["fps"], p["max_frames"], pr.width * pr.height * 3, pr.rotation)
-        try:
-            for index, t, frame in frames:
-                yield ("frame", index, t, frame, detector_input(frame, p["det_size"]))
-        except Exception as e:  # PyAV opened it but cannot decode a frame: give decord a try
-            errors.append(short_error(e))
-            if decoder == "pyav":
-                yield ("restart", errors[-1])
-                continue
-            yield ("fail", ("undecodable: " + "; ".join(errors))[:300], decoder)
+    try:
+        info = dict(width=pr.width, height=pr.height, fps=pr.fps, duration_s=pr.duration_s, has_audio=pr.has_audio)
+        if len(pr.pts) == 1 and not pr.has_audio:
+            # a picture renamed .mp4: no expression dynamics, no audio; not ok, so every modality is masked
+            # and it never joins the pseudo-label pool as a confident "video"
+            yield ("early", qc_row(name, STILL_IMAGE, seconds=time.perf_counter() - t_start, **info))
             return
-        yield ("done", decoder, errors, status)
-        return
+        yield ("info", t_start, info, pr)
+        status: dict = {}
+        errors: list[str] = []
+        for decoder in ("pyav", "decord"):
+            if decoder == "pyav":
+                frames = decode_pyav(path, pr, p["fps"], p["max_frames"], status=status)
+            else:
+                frames = decode_decord(path, p["fps"], p["max_frames"], pr.width * pr.height * 3, pr.rotation)
+            try:
+                for index, t, frame in frames:
+                    yield ("frame", index, t, frame, detector_input(frame, p["det_size"]))
+            except Exception as e:  # PyAV opened it but cannot decode a frame: give decord a try
+                errors.append(short_error(e))
+                if decoder == "pyav":
+                    yield ("restart", errors[-1])
+                    continue
+                yield ("fail", ("undecodable: " + "; ".join(errors))[:300], decoder)
+                return
+            yield ("done", decoder, errors, status)
+            return
+    finally:
+        pr.close()
 
 
 def collect(state: tuple[Any, dict], task: dict, events: Iterable[tuple]) -> dict:
