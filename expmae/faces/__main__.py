@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="{}", help="JSON of the config `faces:` section (defaults fill gaps)")
     ap.add_argument("--threads", type=int, default=2, help="worker processes (0 = in-process, no crash guard)")
     ap.add_argument("--timeout", type=float, default=VIDEO_TIMEOUT_S, help="seconds allowed per video")
+    ap.add_argument("--no-overlap", dest="overlap", action="store_false",
+                    help="decode and detect in turn (no decode thread; same output, for benchmarks)")
     args = ap.parse_args(argv)
     # Snakemake/SLURM stop jobs with SIGTERM: exit through `finally` blocks so worker
     # processes are stopped and temp files removed.
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from .extract import extract_shard
 
     manifest = pd.read_parquet(args.manifest, columns=["name", "path"])
-    qc = extract_shard(manifest, args.out, args.params, threads=args.threads, timeout_s=args.timeout)
+    qc = extract_shard(manifest, args.out, args.params, threads=args.threads, timeout_s=args.timeout,
+                       overlap=args.overlap)
     bad = qc[~qc["ok"]]
     print(f"[faces] {args.out}: {int(qc['ok'].sum())}/{len(qc)} videos with faces, "
           f"{int(qc['n_crops'].sum())} crops", file=sys.stderr)
