@@ -63,7 +63,21 @@ def check_videos(data: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
     from expmae import ingest
 
     dirs = [d for d in data.get("videos") or [] if Path(d).is_dir()]
-    found = ingest.scan(dirs, data.get("extensions") or ingest.DEFAULT_EXTS) if dirs else None
+    exts = data.get("extensions") or ingest.DEFAULT_EXTS
+    found = ingest.scan(dirs, exts) if dirs else None
+    if data.get("manifest") and Path(data["manifest"]).is_file():  # data.manifest: read as the workflow does
+        from expmae.manifest import ManifestError, with_manifest
+
+        try:
+            found = with_manifest(found or ingest.scan([], exts), data["manifest"], exts)
+            sample = found.videos["path"].tail(1000)  # the manifest's rows come last; a sample, never a million stats
+            gone = [p for p in sample if not Path(p).exists()]
+            rows.append(Row("warn" if gone else "ok", "data.manifest",
+                            f"{data['manifest']}: {len(found.videos)} videos in all"
+                            + (f"; {len(gone)} of the last {len(sample)} paths do not exist "
+                               f"(first: {gone[0]}): 'file missing' QC rows" if gone else "")))
+        except ManifestError as err:
+            rows.append(Row("error", "data.manifest", str(err)))
     df = found.videos if found is not None else pd.DataFrame(columns=["name", "path"])
     for d in data.get("videos") or []:
         if not Path(d).is_dir():

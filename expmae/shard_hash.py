@@ -2,6 +2,7 @@
 hashes), vectorised: the registry is sliced by shard once, and where every value is plain ASCII the
 JSON text of each shard's list is built and joined by pyarrow (C++). The hashes are exactly those of
 expmae.io.config_hash over the per-shard lists, so existing results stay up to date.
+peak_rss_mb: the parse's peak memory, for EXPMAE_PARSE_TIMING (workflow/rules/common.smk, bench_dag).
 """
 from __future__ import annotations
 
@@ -69,3 +70,13 @@ def hash_json_rows(shards: pd.Series, rows) -> dict[str, str]:
     rows = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, rows), ", ").to_pylist()
     return {s: hashlib.sha256(f"[{j}]".encode()).hexdigest()[:12] for (s, _, _), j in zip(sl, joined)}
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry a parent's peak across
+    fork + exec), MB; -1 where /proc is not there."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(ln.split()[1]) // 1024 for ln in f if ln.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return -1

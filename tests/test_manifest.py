@@ -109,3 +109,18 @@ def test_dry_run_from_a_manifest(tmp_path):
     (wd / "data" / "tiny" / "list.txt.parquet").write_bytes(b"PAR1 not parquet")
     p = smk(wd, "-n", "--configfile", "config_tiny.yaml", "manifest.yaml", check=False)
     assert p.returncode != 0 and "config key data.manifest" in p.stdout + p.stderr
+
+
+def test_check_reads_the_manifest(tmp_path):
+    from expmae.check import check_videos
+
+    (tmp_path / "here.mp4").write_bytes(b"x")
+    (tmp_path / "m.txt").write_text("here.mp4\ngone.mp4\n", encoding="utf-8")
+    rows = []
+    df = check_videos({"videos": [], "manifest": str(tmp_path / "m.txt"), "extensions": [".mp4"]}, rows)
+    assert sorted(df["name"]) == ["gone", "here"]
+    assert [(r.level, "1 of the last 2 paths do not exist" in r.value) for r in rows if r.item == "data.manifest"] == [("warn", True)]
+    (tmp_path / "m.csv").write_text("file\nhere.mp4\n", encoding="utf-8")
+    rows = []
+    check_videos({"videos": [], "manifest": str(tmp_path / "m.csv")}, rows)
+    assert [r.level for r in rows if r.item == "data.manifest"] == ["error"]

@@ -292,11 +292,11 @@ def predict_features():
 
 
 if os.environ.get("EXPMAE_PARSE_TIMING"):  # benchmarks/bench_dag.py: parse-time work of this file vs Snakemake's
-    import resource as _resource
     import sys as _sys
 
+    from expmae.shard_hash import peak_rss_mb
+
     print(
-        f"EXPMAE_PARSE_TIMING common.smk {_time.perf_counter() - _PARSE_T0:.3f} s, "
-        f"peak rss {_resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        f"EXPMAE_PARSE_TIMING common.smk {_time.perf_counter() - _PARSE_T0:.3f} s, peak rss {peak_rss_mb()} MB",
         file=_sys.stderr,
     )
