@@ -18,7 +18,7 @@ import pytest
 from expmae import demo, ingest
 from fixtures.workflow import copy_workflow, dry_run_jobs, smk
 
-# the tiny run without the video MAE (not a feature set of the default config): fewer jobs
+# the tiny run without the video MAE (not a feature set of the default config) and one round: fewer jobs
 CFG = ("--configfile", "config_tiny.yaml", "fast.yaml")
 SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "unlabeled" / "single_face.mp4"
 PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "asr"}
@@ -28,7 +28,7 @@ PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_
 def run(tmp_path_factory):
     wd = copy_workflow(tmp_path_factory.mktemp("predict"))
     demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
-    (wd / "fast.yaml").write_text("mae_video: {enabled: false}\n")
+    (wd / "fast.yaml").write_text("mae_video: {enabled: false}\npseudolabel: {rounds: 0}\n")
     smk(wd, *CFG)
     return wd
 

@@ -6,8 +6,14 @@ that has expmae and the models the bundle names, but not the results folder (exp
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+
+# What Snakemake sets for a job of `threads` N (the extractor and asr rules have 1): the same count
+# gives the workflow's numbers (faster-whisper's decoding of a borderline clip changes with it).
+THREAD_VARS = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
                     "videos without a row are transcribed by the bundle's ASR settings")
     ap.add_argument("--work", default=None, help="keep the faces and feature tables in this folder (default: temporary)")
     ap.add_argument("--threads", type=int, default=2, help="face-stage worker processes")
+    ap.add_argument("--job-threads", type=int, default=1, help="threads of the extractors and ASR, as the "
+                    "workflow's jobs (1): more is faster on a big machine, but ASR text can then differ from the workflow's")
     a = ap.parse_args(argv)
+    for var in THREAD_VARS:  # before torch / CTranslate2 are imported
+        os.environ[var] = str(a.job_threads)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop face workers and remove temp files
 
     from expmae.predict.run import predict_videos
