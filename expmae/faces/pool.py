@@ -58,7 +58,9 @@ def _received(conn: Connection) -> Iterator[tuple[int, Any]]:
 
 def _worker_main(conn: Connection, init: Callable, init_args: tuple, work: Callable,
                  stream: Callable | None = None) -> None:
-    # One process per core: keep native libraries from starting their own thread pools.
+    # One process per core: keep native libraries from starting their own thread pools. A face
+    # worker then runs two threads (worker.process_stream: detection here, decoding beside it),
+    # each single-threaded natively, so 2 workers on 2 cores never spin-wait for each other.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop

@@ -10,6 +10,9 @@ rule faces:
         f"{RES}/benchmarks/faces/{{shard}}.tsv"
     conda:
         ENV
+    # threads = worker processes. Each worker runs a detection thread and a decode thread that
+    # decodes the next video meanwhile; every native pool in it (OpenMP, OpenBLAS, cv2, PyAV,
+    # ONNX Runtime) is capped at 1 thread, so N workers keep about N cores busy, not more.
     threads: 2
     params:
         cfg=js(config["faces"]),
