@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +84,12 @@ def cli(wd: Path, videos: list[Path], out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def stage_seconds(wd: Path) -> dict[str, float]:
-    """Per rule: the summed seconds of the data.predict shards' jobs (Snakemake benchmark TSVs)."""
+def stage_seconds(wd: Path, since: float) -> dict[str, float]:
+    """Per rule: the summed seconds of the data.predict shards' jobs that ran after `since` (benchmark TSVs)."""
     bench = wd / "results" / "benchmarks"
     out = {}
     for tsv in [*bench.rglob("p0*.tsv"), bench / "predict.tsv"]:
-        if tsv.exists():
+        if tsv.exists() and tsv.stat().st_mtime >= since:
             rule = str(tsv.relative_to(bench).parent) if tsv.name != "predict.tsv" else "predict"
             out[rule] = out.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
     return out
@@ -99,34 +100,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny demo data and reduced training (< 3 min)")
     ap.add_argument("--workdir", default=None, help="a folder holding (or to hold) the finished run")
     ap.add_argument("--configfile", nargs="*", default=None, help="the run's config files (with --workdir: what it ran with)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats of both paths (default: 1 quick, 3 full)")
     a = ap.parse_args(argv)
     tmp = None if a.workdir else tempfile.TemporaryDirectory(prefix="bench_predict-")
     wd = Path(a.workdir or tmp.name).resolve()
     print(f"load average before: {os.getloadavg()}")
     cfgs = prepare(wd, a.quick, a.configfile)
     data = wd / "data" / ("tiny" if a.quick else "demo")
-    videos = new_videos(wd, data)
-    n = len(videos)
-    shutil.rmtree(wd / "results" / "predict", ignore_errors=True)
     (wd / "predict.yaml").write_text("data: {predict: [data/new]}\n")
-    t_wf = smk(wd, *cfgs, "predict.yaml")
-    stages = stage_seconds(wd)
-    out = wd / "standalone.csv"
-    t_cli = cli(wd, videos, out)
-    t_one = cli(wd, videos[:1], wd / "one.csv")
-    startup = t_one - t_cli / n
-    same = pd.read_csv(out).set_index("name")["label"].equals(
-        pd.read_csv(wd / "results" / "predict" / "final.csv").set_index("name").loc[
-            pd.read_csv(out)["name"], "label"])
-    print(f"\n{n} new videos ({'tiny' if a.quick else 'demo'} demo test clips), 2 cores")
-    print(f"{'path':<44}{'wall s':>9}{'videos/s':>10}{'s/video':>9}")
-    print(f"{'workflow (data.predict: per-shard jobs + predict)':<44}{t_wf:>9.1f}{n / t_wf:>10.2f}{t_wf / n:>9.2f}")
-    print(f"{'standalone python -m expmae.predict':<44}{t_cli:>9.1f}{n / t_cli:>10.2f}{t_cli / n:>9.2f}")
-    print(f"ratio workflow / standalone: {t_wf / t_cli:.2f}x; same labels: {same}")
-    print(f"standalone start-up (1 video: {t_one:.1f} s, minus one video's share of the {n}-video run): {startup:.1f} s")
+    t_wf, t_cli, t_one, stages = [], [], [], {}
+    for _ in range(a.repeats or (1 if a.quick else 3)):
+        videos = new_videos(wd, data)  # fresh copies: new mtimes rerun the predict shard's jobs
+        n = len(videos)
+        since = time.time()
+        t_wf.append(smk(wd, *cfgs, "predict.yaml"))
+        for rule, sec in stage_seconds(wd, since).items():
+            stages.setdefault(rule, []).append(sec)
+        out = wd / "standalone.csv"
+        t_cli.append(cli(wd, videos, out))
+        t_one.append(cli(wd, videos[:1], wd / "one.csv"))
+    startup = [one - c / n for one, c in zip(t_one, t_cli)]
+    got = pd.read_csv(out)
+    same = got.set_index("name")["label"].equals(
+        pd.read_csv(wd / "results" / "predict" / "final.csv").set_index("name").loc[got["name"], "label"])
+    ms = lambda v: f"{np.mean(v):.1f} +- {np.std(v, ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"  # noqa: E731
+    print(f"\n{n} new videos ({'tiny' if a.quick else 'demo'} demo test clips), 2 cores, {len(t_wf)} repeat(s): mean +- std")
+    print(f"{'path':<52}{'wall s':>16}{'videos/s':>10}{'s/video':>9}")
+    for label, t in (("workflow (data.predict: per-shard jobs + predict)", t_wf), ("standalone python -m expmae.predict", t_cli)):
+        print(f"{label:<52}{ms(t):>16}{n / np.mean(t):>10.2f}{np.mean(t) / n:>9.2f}")
+    print(f"ratio workflow / standalone: {np.mean(t_wf) / np.mean(t_cli):.2f}x; same labels: {same}")
+    print(f"standalone start-up (1 video: {ms(t_one)} s, minus one video's share of the {n}-video run): {ms(startup)} s")
     print("workflow jobs' own seconds (benchmark TSVs; the rest of its wall time is Snakemake and job start-up):")
-    for rule, s in sorted(stages.items()):
-        print(f"  {rule:<32}{s:>8.1f} s  {s / n:>6.2f} s/video")
+    for rule, v in sorted(stages.items()):
+        print(f"  {rule:<32}{ms(v):>14} s  {np.mean(v) / n:>6.2f} s/video")
     print(f"load average after: {os.getloadavg()}")
     if tmp is not None:
         tmp.cleanup()
