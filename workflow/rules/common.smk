@@ -291,6 +291,14 @@ def predict_features():
     )
 
 
+# The parse's objects live as long as the process: keep them out of the cyclic GC's sweeps while
+# Snakemake builds the DAG (at 1.1M videos the sweeps over them cost seconds).
+import gc as _gc
+
+_gc.collect()
+_gc.freeze()
+
+
 if os.environ.get("EXPMAE_PARSE_TIMING"):  # benchmarks/bench_dag.py: parse-time work of this file vs Snakemake's
     import sys as _sys
 
