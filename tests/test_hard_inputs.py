@@ -228,7 +228,7 @@ def test_deleted_shard_output_is_rebuilt_by_a_plain_rerun(tmp_path):
     assert outputs, p.stdout[-2000:] + p.stderr[-2000:]
     for o in outputs:
         path = wd / o
-        if o.rstrip("/").split("/")[-2:-1] == ["faces"] or o.endswith("faces_montages"):
+        if o.rstrip("/").split("/")[-2:-1] == ["faces"] or o.endswith(("faces_montages", "bundle")):  # directory()
             path.mkdir(parents=True, exist_ok=True)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
