@@ -21,6 +21,7 @@ import pandas as pd
 
 from expmae.io import write_text
 from expmae.predict.model import Features, missing_modalities, predict_folder, read_metrics
+from expmae.train.plan import parse_pairs
 
 PRIOR = "train: predicted from the class prior (no usable modality)"
 
@@ -65,14 +66,6 @@ def heads_table(dirs: list[str], feats: Features, classes: list[str], qc: dict[s
         t = frame(fused, classes, missing_modalities(d, feats, singles), qc)
         parts.append(pd.concat([pd.DataFrame({"model": np.full(len(t), m["name"], object)}), t], axis=1))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def parse_pairs(items: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for it in items:
-        name, _, vals = it.partition("=")
-        out.setdefault(name, []).extend(p for p in vals.split(",") if p)
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -207,15 +207,6 @@ def run_summary(ds: data.Dataset, kind: str, classes: list[str], spec: dict[str,
             "n_unlabeled": int((ds.split == "unlabeled").sum()), "n_test": int((ds.split == "test").sum())}
 
 
-def parse_pairs(items: list[str]) -> dict[str, list[str]]:
-    """['name=a,b', 'name=c'] -> {'name': ['a', 'b', 'c']} (--features / --modality)."""
-    out: dict[str, list[str]] = {}
-    for it in items:
-        name, _, vals = it.partition("=")
-        out.setdefault(name, []).extend(p for p in vals.split(",") if p)
-    return out
-
-
 def save_model(path: Path, states: dict[str, np.ndarray], head: str, classes: list[str], p: dict) -> None:
     if not states:
         return
@@ -249,14 +240,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--head late: late fusion trains nothing; it is `python -m expmae.train.late --members ...`")
     t0 = time.time()
     p = plan.train_params(json.loads(a.params))
-    classes, features, out = a.classes.split(","), parse_pairs(a.features), Path(a.out)
+    classes, features, out = a.classes.split(","), plan.parse_pairs(a.features), Path(a.out)
     ident = plan.identity_of(a, a.head, list(features))
     import torch
 
     torch.set_num_threads(1)  # tiny heads: more threads only contend with the parallel jobs
     ds = data.load(features, a.labels, a.test, classes, a.test_labels or None, a.encoding)
     pseudo = pd.read_parquet(a.pseudo) if a.pseudo else None
-    spec = parse_pairs(a.modality) or None
+    spec = plan.parse_pairs(a.modality) or None
     df, m, states = cross_validate(ds, a.head, classes, p, pseudo, spec)
     # the all-modality jobs know which videos have no usable modality at all: QC rows
     extra = data_issues(ds, group(ds, spec)[1]) if ident["combo"] == plan.ALL else []

@@ -146,3 +146,12 @@ def identity_of(a: argparse.Namespace, head: str, feature_sets: list[str] = ()) 
 def is_subcombination(m: Mapping[str, Any]) -> bool:
     """A fused model over a modality sub-combination (analysed, never a candidate for `best`)."""
     return m.get("kind") == "fused" and m.get("combo") != ALL
+
+
+def parse_pairs(items: list[str]) -> dict[str, list[str]]:
+    """['name=a,b', 'name=c'] -> {'name': ['a', 'b', 'c']} (--features / --modality)."""
+    out: dict[str, list[str]] = {}
+    for it in items:
+        name, _, vals = it.partition("=")
+        out.setdefault(name, []).extend(p for p in vals.split(",") if p)
+    return out
