@@ -181,6 +181,23 @@ def assign(registry: pd.DataFrame, found: pd.DataFrame, shard_size: int, role: s
     return out.sort_values(["shard", "name"], ignore_index=True) if len(new) or not len(registry) else out
 
 
+def role_changes(old: pd.DataFrame, train: pd.DataFrame, predict: pd.DataFrame | None) -> list[tuple[str, str, str]]:
+    """Issue rows for ids that moved between data.videos and data.predict since they were registered: a shard's
+    membership never changes (append-only), so such a video keeps its first role; said, never silent."""
+    if not len(old):
+        return []
+    role = old.set_index("name")["role"]
+    rows = []
+    for found, was, why in ((train, "predict", "registered from data.predict: stays a predict video, never trains"),
+                            (predict, "train", "registered from data.videos: stays a training video, not predicted")):
+        if found is None or not len(found):
+            continue
+        hit = found[found["name"].map(role).eq(was).to_numpy()]
+        rows += [(n, p, f"{why} (rename the file to register it anew)")
+                 for n, p in hit[["name", "path"]].itertuples(index=False)]
+    return rows
+
+
 def plan_registry(results: str | os.PathLike, dirs: Sequence[str], exts: Iterable[str],
                   shard_size: int, predict: Sequence[str] = (), manifest: str = "") -> tuple[pd.DataFrame, str]:
     """Scan and assign in memory -> (registry, issues.tsv text). Writes nothing: a dry run,
@@ -191,14 +208,17 @@ def plan_registry(results: str | os.PathLike, dirs: Sequence[str], exts: Iterabl
     s = scan(dirs, exts)
     if manifest:  # its rows join the scanned ones (an id found by both keeps the scanned path)
         s = with_manifest(s, manifest, exts)
-    new = assign(read_registry(results), s.videos, shard_size)
-    if predict:  # data.predict: an id also in data.videos stays a training video
-        ps = scan(predict, exts)
+    old = read_registry(results)
+    new = assign(old, s.videos, shard_size)
+    ps = scan(predict, exts) if predict else None
+    if ps is not None:  # data.predict: an id also in data.videos stays a training video
         both = ps.videos["name"].isin(s.videos["name"])
         s.issues += [i for i in ps.issues if i not in s.issues]
         s.issues += [(n, p, "duplicate id: in data.videos and data.predict, kept as train")
                      for n, p in ps.videos.loc[both, ["name", "path"]].itertuples(index=False)]
-        new = assign(new, ps.videos[~both], shard_size, role="predict")
+        ps.videos = ps.videos[~both]
+        new = assign(new, ps.videos, shard_size, role="predict")
+    s.issues += role_changes(old, s.videos, ps.videos if ps is not None else None)
     issues = pd.DataFrame(s.issues, columns=["name", "path", "reason"]).to_csv(sep="\t", index=False)
     return new, issues
 

@@ -1,10 +1,13 @@
 """Shard registry: append-only membership, duplicates, fingerprints."""
 import hashlib
+import io
 import os
 
 import pandas as pd
 
-from expmae.ingest import assign, fingerprints, plan_registry, read_registry, scan, update_registry, write_shard
+from expmae.ingest import (
+    assign, fingerprints, plan_registry, read_registry, save_registry, scan, update_registry, write_shard,
+)
 
 
 def touch(p, data=b"x"):
@@ -92,3 +95,22 @@ def test_assign_rejects_bad_shard_size():
     with pytest.raises(ValueError, match="ingest.shard_size"):
         assign(pd.DataFrame(columns=["name", "path", "shard", "size", "mtime_ns"]),
                pd.DataFrame(columns=["name", "path", "size", "mtime_ns"]), 0)
+
+
+def test_a_video_moved_between_videos_and_predict_keeps_its_role_with_an_issue_row(tmp_path):
+    """Shards never change membership: a predict video moved into data.videos does not silently stay
+    untrained, nor a training video moved into data.predict silently go unpredicted: an issue row each."""
+    (tmp_path / "v").mkdir()
+    (tmp_path / "p").mkdir()
+    for folder, name in (("v", "a"), ("v", "b"), ("p", "c")):
+        (tmp_path / folder / f"{name}.mp4").write_bytes(b"x")
+    res = tmp_path / "res"
+    reg, issues = plan_registry(res, [tmp_path / "v"], [".mp4"], 10, predict=[tmp_path / "p"])
+    save_registry(res, reg, issues)
+    assert len(pd.read_csv(io.StringIO(issues), sep="\t")) == 0
+    os.rename(tmp_path / "p" / "c.mp4", tmp_path / "v" / "c.mp4")
+    os.rename(tmp_path / "v" / "b.mp4", tmp_path / "p" / "b.mp4")
+    reg2, issues2 = plan_registry(res, [tmp_path / "v"], [".mp4"], 10, predict=[tmp_path / "p"])
+    assert reg2.set_index("name")["role"].to_dict() == {"a": "train", "b": "train", "c": "predict"}
+    rows = pd.read_csv(io.StringIO(issues2), sep="\t").set_index("name")["reason"]
+    assert "never trains" in rows["c"] and "not predicted" in rows["b"] and "a" not in rows
