@@ -191,10 +191,11 @@ def pseudo_input(wildcards):
     return [f"{RES}/pseudo/round{r - 1}.parquet"] if r > 0 else []
 
 
-def feature_arg(names):
-    """--features name=shard0.parquet,shard1.parquet ... for expmae.train.cv."""
-    paths = {name: ",".join(per_shard(f"{RES}/features/{name}/{{shard}}.parquet")) for name in names}
-    return " ".join(f"--features {name}={p}" for name, p in paths.items())
+def feature_arg(names, shards=None):
+    """--features name=shard0.parquet,shard1.parquet ... for expmae.train.cv (training shards) and
+    expmae.predict.table (shards=PREDICT_SHARDS)."""
+    shards = SHARDS if shards is None else shards
+    return " ".join(f"--features {n}=" + ",".join(f"{RES}/features/{n}/{s}.parquet" for s in shards) for n in names)
 
 
 def flag_args(input, keys):
@@ -281,14 +282,6 @@ def last_round_dirs():
     """Every model folder of the last round: per-feature-set classifiers and fused heads (late included)."""
     singles = [f"{RES}/classify/round{LAST_ROUND}/{fs}" for fs in FEATURE_SETS]
     return singles + fuse_dirs(LAST_ROUND)
-
-
-def predict_features():
-    """--features name=p00000.parquet,... over the data.predict shards, for every trained feature set."""
-    return " ".join(
-        f"--features {fs}=" + ",".join(f"{RES}/features/{fs}/{s}.parquet" for s in PREDICT_SHARDS)
-        for fs in FEATURE_SETS
-    )
 
 
 # The parse's objects live as long as the process: keep them out of the cyclic GC's sweeps while

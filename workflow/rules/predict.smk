@@ -2,8 +2,8 @@
 # `python -m expmae.predict` on another machine) and, with data.predict, predictions of those videos.
 # data.predict videos have shards of their own (p00000...; common.smk PREDICT_SHARDS): the per-shard
 # rules (ingest, faces, extract, asr) run on them, and only this file's `predict` rule reads them.
-# Its constants and helpers (BUNDLE_CFG, BUNDLE_ENCODERS, PREDICT_TARGETS, last_round_dirs,
-# predict_features): common.smk's prediction region.
+# Its constants and helpers (BUNDLE_CFG, BUNDLE_ENCODERS, PREDICT_TARGETS, last_round_dirs): common.smk's
+# prediction region; feature_arg (with shards=PREDICT_SHARDS) is the training jobs' own.
 
 
 rule bundle:
@@ -48,7 +48,7 @@ rule predict:
     conda:
         ENV
     params:
-        features=predict_features(),
+        features=feature_arg(FEATURE_SETS, PREDICT_SHARDS),
         models=lambda w, input: [os.path.dirname(p) for p in input.models],
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         text=[f"{RES}/features/{fs}/{s}.parquet" for fs in _QC_SETS["text"] for s in PREDICT_SHARDS],
