@@ -6,10 +6,14 @@ the manifest and the registry, plan, hash per shard, build the DAG. The seconds 
 project's parse-time work (workflow/rules/common.smk, printed by it under EXPMAE_PARSE_TIMING: registry,
 fingerprints, transcripts, ASR plan, per-shard file lists) and Snakemake's (start-up, rule parsing, DAG,
 the dry-run listing). Peak RSS: of the parse (at the end of common.smk) and of the whole dry run.
-Also the scan path: data.videos over real empty files (default 100k), for comparison.
+Also the scan path: data.videos over real empty files (default 100k), for comparison; and, at the
+largest size, a cluster job process (`--mode remote`, one ingest_shard job, as the SLURM executor starts
+each job): its own parse, which reads the saved registry and hashes only its shard (shard_hash.LazyShards).
+--transcripts F: a transcript CSV for that share of the videos (MER releases have one for every clip;
+VoxCeleb2 none), so the transcript hashes and the ASR plan work on real rows.
 Goals: 1.1M videos under 15 s, 100k under 5 s.
 
-    python benchmarks/bench_dag.py [--quick] [--sizes ...] [--shard-sizes 500 5000] [--scan 100000]
+    python benchmarks/bench_dag.py [--quick] [--sizes ...] [--shard-sizes 500 5000] [--scan 100000] [--transcripts F]
 
 Every size runs at every shard size up to it (jobs grow with shards, not videos: Snakemake's share is
 per job). --quick: 1k / 10k / 100k and the scan at 100k (1-2 min on 2 cores); full adds 1.1M.
@@ -46,9 +50,9 @@ def copy_workflow(wd: Path) -> None:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
 
 
-def setup(wd: Path, n: int, shard_size: int, scan: bool = False) -> None:
+def setup(wd: Path, n: int, shard_size: int, scan: bool = False, transcripts: float = 0.0) -> None:
     """A workflow copy over n videos (a manifest, or with scan=True n empty files in videos/), labels for
-    5%, and the registry its last run saved."""
+    5%, transcripts for the share `transcripts` of them, and the registry its last run saved."""
     copy_workflow(wd)
     names = pd.Series([f"v{i:07d}" for i in range(n)])
     paths = "videos/" + names + ".mp4"
@@ -61,7 +65,11 @@ def setup(wd: Path, n: int, shard_size: int, scan: bool = False) -> None:
         pd.DataFrame({"path": paths, "size": 1_000_000, "mtime": 1.7e9 + np.arange(n)}).to_csv(wd / "videos.csv", index=False)
         source = "  videos: []\n  manifest: videos.csv\n"
     pd.DataFrame({"name": names[: max(12, n // 20)], "discrete": "happy", "valence": ""}).to_csv(wd / "labels.csv", index=False)
-    (wd / "bench.yaml").write_text(f"data:\n{source}  labels: labels.csv\n  transcripts: ''\n  test: ''\n"
+    if transcripts:
+        step = max(1, round(1 / transcripts))
+        pd.DataFrame({"name": names[::step], "sentence": "a short transcript of the clip"}).to_csv(wd / "tr.csv", index=False)
+    tr = "tr.csv" if transcripts else "''"
+    (wd / "bench.yaml").write_text(f"data:\n{source}  labels: labels.csv\n  transcripts: {tr}\n  test: ''\n"
                                    f"  test_labels: ''\ningest:\n  shard_size: {shard_size}\n")
     cwd = os.getcwd()
     os.chdir(wd)  # paths as the dry run (cwd = wd) finds them
@@ -73,11 +81,13 @@ def setup(wd: Path, n: int, shard_size: int, scan: bool = False) -> None:
         os.chdir(cwd)
 
 
-def dry_run(wd: Path) -> dict:
+def dry_run(wd: Path, job: str = "") -> dict:
+    """`snakemake -n` as the main process; job="rule:wildcards": as a cluster job process of that job."""
     env = {**os.environ, "EXPMAE_PARSE_TIMING": "1"}
+    remote = ["--mode", "remote", "--target-jobs", job, "--allowed-rules", job.split(":")[0]] if job else []
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", CHILD, "-n", "--cores", "2", "--configfile", "bench.yaml", "--quiet", "rules"],
-                       cwd=wd, capture_output=True, text=True, env=env)
+    p = subprocess.run([sys.executable, "-c", CHILD, "-n", "--cores", "2", "--configfile", "bench.yaml", "--quiet", "rules",
+                        *remote], cwd=wd, capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
@@ -116,6 +126,7 @@ def main() -> None:
     ap.add_argument("--shard-sizes", type=int, nargs="+", default=[500, 5000])
     ap.add_argument("--scan", type=int, default=100_000, help="videos for the scan-path row (0 = none)")
     ap.add_argument("--no-global", action="store_true", help="skip the inputs_qc job at the largest size")
+    ap.add_argument("--transcripts", type=float, default=0.0, help="share of the videos with a transcript row")
     a = ap.parse_args()
     sizes = a.sizes or ([1000, 10_000, 100_000] if a.quick else [1000, 10_000, 100_000, 1_100_000])
     runs = [("manifest", n, s) for n in sizes for s in a.shard_sizes if s <= max(n, min(a.shard_sizes))]
@@ -124,14 +135,16 @@ def main() -> None:
     for kind, n, size in runs:
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            setup(Path(d), n, size, scan=kind == "scan")
+            setup(Path(d), n, size, scan=kind == "scan", transcripts=a.transcripts)
             build = time.perf_counter() - t0
             r = dry_run(Path(d))
             if kind == "manifest" and n == max(sizes) and size == min(a.shard_sizes) and not a.no_global:
                 r["qc_s"], r["qc_mb"] = inputs_qc_peak(Path(d))
+                r["job"] = dry_run(Path(d), job="ingest_shard:shard=s00001")
         rows.append({"kind": kind, "videos": n, "shard_size": size, "shards": -(-n // size), **r})
         print(f"  {kind} {n} at {size}: {r['secs']:.1f} s (setup {build:.1f} s)", file=sys.stderr, flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2-core box); project s = common.smk "
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2-core box); transcripts for "
+          f"{a.transcripts:.0%} of the videos; project s = common.smk "
           "(manifest, registry, hashes, file lists); snakemake s = the rest (start-up, rules, DAG, listing)")
     print(f"{'source':>9} {'videos':>9} {'shard':>6} {'shards':>7} {'jobs':>7} {'dry-run s':>10} {'project s':>10}"
           f" {'snakemake s':>12} {'ms/job':>7} {'parse MB':>9} {'peak MB':>8}")
@@ -142,6 +155,10 @@ def main() -> None:
     for r in [r for r in rows if "qc_mb" in r]:
         print(f"largest global job at {r['videos']} videos ({r['shards']} shards): inputs_qc (expmae.labels over "
               f"every shard manifest) {r['qc_s']:.1f} s, peak RSS {r['qc_mb']} MB")
+    for r in [r for r in rows if "job" in r]:
+        j = r["job"]
+        print(f"a cluster job process at {r['videos']} videos (one ingest_shard job, --mode remote): {j['secs']:.1f} s, "
+              f"project's parse {j['parse']:.2f} s (main process: {r['parse']:.2f} s), peak RSS {j['peak_mb']} MB")
     for r in rows:
         if r["kind"] == "manifest" and r["videos"] in (100_000, 1_100_000):
             goal = 5 if r["videos"] == 100_000 else 15

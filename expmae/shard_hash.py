@@ -2,11 +2,14 @@
 hashes), vectorised: the registry is sliced by shard once, and where every value is plain ASCII the
 JSON text of each shard's list is built and joined by pyarrow (C++). The hashes are exactly those of
 expmae.io.config_hash over the per-shard lists, so existing results stay up to date.
+LazyShards: the same maps computed one shard at a time, for cluster job processes, which re-parse the
+workflow but need only their own shard's hashes (all of them: ~5 s per job at 1.1M videos).
 peak_rss_mb: the parse's peak memory, for EXPMAE_PARSE_TIMING (workflow/rules/common.smk, bench_dag).
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,7 @@ def shard_slices(shards: pd.Series) -> list[tuple[str, int, int]]:
     return list(zip(v[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(v)]))
 
 
-def _arrow(values: pd.Series):
+def arrow_strings(values: pd.Series):
     import pyarrow as pa
 
     arr = pa.array(values.array if len(values) else [], pa.string())
@@ -36,7 +39,7 @@ def by_shard(registry: pd.DataFrame, names: bool = False) -> pd.DataFrame:
 
     keys = ["shard", "name"] if names else ["shard"]
     if len(registry) > 1:
-        sh, nm = _arrow(registry["shard"].astype(str)), _arrow(registry["name"].astype(str))
+        sh, nm = arrow_strings(registry["shard"].astype(str)), arrow_strings(registry["name"].astype(str))
         s0, s1 = sh[:-1], sh[1:]
         order = pc.less_equal(s0, s1) if not names else pc.or_(
             pc.less(s0, s1), pc.and_(pc.equal(s0, s1), pc.less_equal(nm[:-1], nm[1:])))
@@ -53,7 +56,7 @@ def json_strings(values: pd.Series):
     escaping (non-ASCII, quotes...): the caller then takes json.dumps itself."""
     import pyarrow.compute as pc
 
-    arr = _arrow(values)
+    arr = arrow_strings(values)
     if arr.null_count or not pc.all(pc.match_substring_regex(arr, _PLAIN)).as_py():
         return None
     return pc.binary_join_element_wise('"', arr, '"', "")
@@ -70,6 +73,38 @@ def hash_json_rows(shards: pd.Series, rows) -> dict[str, str]:
     rows = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, rows), ", ").to_pylist()
     return {s: hashlib.sha256(f"[{j}]".encode()).hexdigest()[:12] for (s, _, _), j in zip(sl, joined)}
+
+
+class LazyShards(Mapping):
+    """shard -> fn(registry)[shard], each shard's value computed from its own rows on first access.
+
+    fn must give a shard's value from that shard's rows alone (the per-shard hashes above do: each is a
+    hash of the shard's own members), so the values equal fn(registry)'s. keys: the shards that have a
+    value (default: every shard of the registry; ASR: only the shards with videos to transcribe)."""
+
+    def __init__(self, fn: Callable[[pd.DataFrame], dict[str, str]], registry: pd.DataFrame,
+                 keys: Iterable[str] | None = None):
+        self._fn, self._reg = fn, by_shard(registry)
+        self._rows = {s: (a, b) for s, a, b in shard_slices(self._reg["shard"])}
+        self._keys = list(self._rows) if keys is None else [s for s in keys if s in self._rows]
+        self._has, self._done = set(self._keys), {}
+
+    def __getitem__(self, shard: str) -> str:
+        if shard not in self._done:
+            if shard not in self._has:
+                raise KeyError(shard)
+            a, b = self._rows[shard]
+            self._done[shard] = self._fn(self._reg.iloc[a:b])[shard]
+        return self._done[shard]
+
+    def __contains__(self, shard: object) -> bool:  # membership never computes a value
+        return shard in self._has
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def peak_rss_mb() -> int:

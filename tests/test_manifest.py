@@ -124,3 +124,31 @@ def test_check_reads_the_manifest(tmp_path):
     rows = []
     check_videos({"videos": [], "manifest": str(tmp_path / "m.csv")}, rows)
     assert [r.level for r in rows if r.item == "data.manifest"] == ["error"]
+
+
+def test_a_job_process_gets_the_main_process_hashes_one_shard_at_a_time():
+    """Cluster job processes compute per-shard hashes lazily (shard_hash.LazyShards): the values and the
+    key sets equal the eager maps the main process plans with, for an unsorted registry with names that
+    need JSON escaping, transcripts for some videos and shards without ASR work."""
+    from expmae.features import config as fcfg
+    from expmae.features import media
+    from expmae.shard_hash import LazyShards
+
+    names = [f"v{i:03d}" for i in range(40)] + ['naïve "quoted"', "名字"]
+    reg = pd.DataFrame({"name": names, "path": [f"/d/{n}.mp4" for n in names], "size": range(42),
+                        "mtime_ns": range(100, 142), "shard": [f"s{(i * 7) % 5:05d}" for i in range(42)],
+                        "role": "train"}).sample(frac=1, random_state=0)
+    # ASR work in s00000 (its even members lack a transcript) and s00002 ("名字"), none in the other three
+    lack = {names[i] for i in range(0, 42, 2) if (i * 7) % 5 == 0} | {"名字"}
+    tr = {n: f"text {n}" for n in names if n not in lack}
+    asr = {"enabled": "auto"}
+    cases = [(ingest.fingerprints, None), (lambda r: media.shard_hashes(tr, r), None),
+             (lambda r: fcfg.asr_plan(asr, tr, r), fcfg.asr_rows(asr, tr, reg)["shard"].unique())]
+    for fn, keys in cases:
+        eager, lazy = fn(reg), LazyShards(fn, reg, keys)
+        assert sorted(lazy) == sorted(eager) and all(s in lazy for s in eager) and len(eager) in (2, 5)
+        assert {s: lazy[s] for s in reversed(sorted(lazy))} == eager
+    full = {n: "t" for n in names}  # every video has a transcript: no shard has an asr job
+    assert fcfg.asr_plan(asr, full, reg) == {} and len(LazyShards(lambda r: {}, reg, fcfg.asr_rows(asr, full, reg)["shard"])) == 0
+    with pytest.raises(KeyError):
+        LazyShards(ingest.fingerprints, reg)["s99999"]

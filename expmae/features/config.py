@@ -69,18 +69,31 @@ def gpu(entry: dict[str, Any]) -> int:
     return int(spec(str(entry["extractor"]))[0].gpu)
 
 
-def asr_plan(asr: dict[str, Any], transcripts: dict[str, str], registry: pd.DataFrame) -> dict[str, str]:
-    """shard -> hash of the videos ASR must transcribe there, for shards with any (no entry = no asr job).
+def asr_rows(asr: dict[str, Any], transcripts: dict[str, str], registry: pd.DataFrame) -> pd.DataFrame:
+    """The registry rows ASR must transcribe, by shard then name (as asr.needs_asr, vectorised).
 
     asr.enabled: auto -> videos without a transcript CSV row; true -> all; false -> none."""
-    from expmae.shard_hash import by_shard, hash_json_rows, json_strings, shard_slices
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    mode = asr.get("enabled", "auto")  # as asr.needs_asr, vectorised over the whole registry
+    from expmae.shard_hash import arrow_strings, by_shard
+
+    mode = asr.get("enabled", "auto")
     if mode is False or str(mode).lower() == "false":
-        return {}
+        return registry.iloc[:0]
     reg = by_shard(registry, names=True)
-    if not (mode is True or str(mode).lower() == "true"):
-        reg = reg[~reg["name"].isin(list(transcripts))]
+    if not (mode is True or str(mode).lower() == "true") and transcripts and len(reg):
+        # pyarrow's is_in: pandas' isin on arrow strings loops in Python (5.5 s at 1.1M videos)
+        has = pc.is_in(arrow_strings(reg["name"].astype(str)), value_set=pa.array(list(transcripts), pa.string()))
+        reg = reg[~has.to_numpy(zero_copy_only=False)]
+    return reg
+
+
+def asr_plan(asr: dict[str, Any], transcripts: dict[str, str], registry: pd.DataFrame) -> dict[str, str]:
+    """shard -> hash of the videos ASR must transcribe there, for shards with any (no entry = no asr job)."""
+    from expmae.shard_hash import hash_json_rows, json_strings, shard_slices
+
+    reg = asr_rows(asr, transcripts, registry)
     rows = json_strings(reg["name"].astype(str)) if len(reg) else None
     if rows is not None:  # plain ASCII names: joined and hashed per shard in C++ (same hashes)
         return hash_json_rows(reg["shard"], rows)

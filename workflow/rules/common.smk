@@ -13,6 +13,7 @@ from expmae import ingest as _ingest
 from expmae.io import config_hash as _fingerprint_of
 from expmae.features import config as _fcfg
 from expmae.features import media as _text
+from expmae.shard_hash import LazyShards as _LazyShards
 
 _PARSE_T0 = _time.perf_counter()  # EXPMAE_PARSE_TIMING (end of this file): the project's parse-time share
 RES = config["results"]
@@ -62,9 +63,20 @@ onstart:
 TRAIN_SHARDS = sorted(REGISTRY.loc[REGISTRY["role"] == "train", "shard"].unique())
 PREDICT_SHARDS = sorted(REGISTRY.loc[REGISTRY["role"] == "predict", "shard"].unique())
 SHARDS = TRAIN_SHARDS
-FINGERPRINT = _ingest.fingerprints(REGISTRY)
 _TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"], DATA["encoding"])
-TEXT_HASH = _text.shard_hashes(_TRANSCRIPTS, REGISTRY)
+ASR = config.get("asr") or {}
+
+
+def _per_shard(fn, keys=None):
+    """shard -> fn(REGISTRY)[shard]: all at once in the main process (it plans every job); one shard at
+    a time in a cluster job process, which needs only its own shard's value (expmae/shard_hash.py)."""
+    if workflow.is_main_process:
+        return fn(REGISTRY)
+    return _LazyShards(fn, REGISTRY, keys() if keys else None)
+
+
+FINGERPRINT = _per_shard(_ingest.fingerprints)
+TEXT_HASH = _per_shard(lambda reg: _text.shard_hashes(_TRANSCRIPTS, reg))
 
 # Feature extractors (expmae/features): config `features:` names instances (the expMAE sets
 # expmae / expmae_video too); each is its own per-shard job (workflow/rules/extract.smk).
@@ -74,8 +86,11 @@ try:
     FEATURE_NAMES = _fcfg.plan(FEATURES, config["classify"]["feature_sets"], config)
 except ValueError as _err:
     raise WorkflowError(str(_err))
-ASR = config.get("asr") or {}
-ASR_TODO = _fcfg.asr_plan(ASR, _TRANSCRIPTS, REGISTRY)  # shard -> hash of videos to transcribe (only those)
+# shard -> hash of the videos to transcribe, for the shards with any (the others have no asr job)
+ASR_TODO = _per_shard(
+    lambda reg: _fcfg.asr_plan(ASR, _TRANSCRIPTS, reg),
+    lambda: _fcfg.asr_rows(ASR, _TRANSCRIPTS, REGISTRY)["shard"].unique(),
+)
 
 
 def shard_cache(w):
