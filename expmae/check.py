@@ -94,6 +94,21 @@ def check_videos(data: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
     return df
 
 
+def check_predict(data: dict[str, Any], train: set[str], rows: list[Row]) -> None:
+    """data.predict folders (expmae/predict): videos found, and ids that are training videos too."""
+    from expmae import ingest
+
+    for d in data.get("predict") or []:
+        if not Path(d).is_dir():  # ingest.check_data has an error row for it
+            continue
+        found = ingest.scan([d], data.get("extensions") or ingest.DEFAULT_EXTS)
+        names = set(found.videos["name"].astype(str))
+        both = sorted(names & train)
+        rows.append(Row("warn" if both or not names else "ok", "data.predict",
+                        f"{d}: {len(names)} videos to predict" + (f"; {len(both)} also in data.videos "
+                        f"(first: {both[0]}): they stay training videos, not predicted" if both else "")))
+
+
 def check_labels(cfg: dict[str, Any], names: set[str], rows: list[Row]) -> set[str]:
     data, classes, folds = cfg["data"], list(cfg["classes"]), int(cfg["classify"]["folds"])
     enc = str(data.get("encoding") or "")
@@ -205,6 +220,7 @@ def run_checks(cfg: dict[str, Any], configfiles: list[str], dag: bool = True) ->
     rows = [Row("error", "config", e) for e in ingest.check_data(cfg["data"])]
     vids = check_videos(cfg["data"], rows)
     names = set(vids["name"].astype(str))
+    check_predict(cfg["data"], names, rows)
     labeled = check_labels(cfg, names, rows)
     test = check_test(cfg["data"], names, rows)
     unlabeled = names - labeled - test

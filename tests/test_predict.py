@@ -199,3 +199,10 @@ def test_registry_gives_predict_videos_their_own_shards(tmp_path):
     by2 = reg2.set_index("name")
     assert by2.loc["z", "shard"] == "p00001" and by2.loc["d", "shard"] == "s00002"  # append-only, per role
     assert by2.loc[["a", "x"], "shard"].tolist() == by.loc[["a", "x"], "shard"].tolist()
+    # the preflight check counts them and names the id that stays a training video
+    from expmae.check import check_predict
+
+    rows = []
+    check_predict({"predict": [str(pred)]}, {"a", "b", "c", "d"}, rows)
+    assert [(r.level, r.item) for r in rows] == [("warn", "data.predict")]
+    assert "4 videos to predict; 1 also in data.videos (first: c): they stay training videos" in rows[0].value
