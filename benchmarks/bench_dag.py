@@ -138,9 +138,10 @@ def main() -> None:
             setup(Path(d), n, size, scan=kind == "scan", transcripts=a.transcripts)
             build = time.perf_counter() - t0
             r = dry_run(Path(d))
-            if kind == "manifest" and n == max(sizes) and size == min(a.shard_sizes) and not a.no_global:
-                r["qc_s"], r["qc_mb"] = inputs_qc_peak(Path(d))
+            if kind == "manifest" and n == max(sizes) and size == min(a.shard_sizes):
                 r["job"] = dry_run(Path(d), job="ingest_shard:shard=s00001")
+                if not a.no_global:
+                    r["qc_s"], r["qc_mb"] = inputs_qc_peak(Path(d))
         rows.append({"kind": kind, "videos": n, "shard_size": size, "shards": -(-n // size), **r})
         print(f"  {kind} {n} at {size}: {r['secs']:.1f} s (setup {build:.1f} s)", file=sys.stderr, flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2-core box); transcripts for "

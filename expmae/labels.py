@@ -113,7 +113,7 @@ def transcript_table(path: str | os.PathLike | None, column: str = "english",
         issues.append(qc(p.name, f"transcript column missing: {column!r}, using {others[0]!r} (config key data.transcript_column)"))
         column = others[0]
     out: dict[str, str] = {}
-    for name, t in zip(df["name"], df[column]):
+    for name, t in zip(df["name"].tolist(), df[column].tolist()):  # lists: iterating arrow arrays is ~10x slower
         name = name.strip()
         if name in out:
             issues.append(qc(name, "duplicate transcript row: kept first", "text"))

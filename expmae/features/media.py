@@ -67,13 +67,29 @@ def read_transcripts(path: str | os.PathLike | None, column: str = "english",
     return out, [f"{i['name']}: {i['reason']}" for i in issues]
 
 
+def lookup(mapping: dict[str, str], names: pd.Series) -> pd.Series:
+    """mapping[name] for each name ("" when absent), as a hash join in pyarrow: Series.map over arrow
+    strings takes ~1.4 s for 1.1M names, this ~0.2 s."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from expmae.shard_hash import arrow_strings
+
+    if not mapping or not len(names):
+        return pd.Series([""] * len(names), dtype=str, index=names.index)
+    keys, values = pa.array(list(mapping), pa.string()), pa.array(list(mapping.values()), pa.string())
+    at = pc.index_in(arrow_strings(names.astype(str)), value_set=keys)
+    texts = pc.fill_null(pc.take(values, at), "")
+    return pd.Series(pd.arrays.ArrowStringArray(texts), index=names.index)
+
+
 def shard_hashes(transcripts: dict[str, str], registry: pd.DataFrame) -> dict[str, str]:
     """shard -> hash of its members' transcripts: a Snakemake param, so editing the CSV
     reruns only the text jobs of shards whose transcripts changed."""
     from expmae.shard_hash import by_shard, hash_json_rows, json_strings, shard_slices
 
     reg = by_shard(registry, names=True)  # members by name, as sorted() did
-    texts = reg["name"].map(transcripts).fillna("") if transcripts else pd.Series([""] * len(reg), dtype=str)
+    texts = lookup(transcripts, reg["name"])
     rows = json_strings(texts) if len(reg) else None
     if rows is not None:  # every text plain ASCII: joined and hashed per shard in C++ (same hashes)
         return hash_json_rows(reg["shard"], rows)
