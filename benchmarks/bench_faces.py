@@ -1,9 +1,12 @@
 """Face stage speed, measured side by side in one run.
 
 For each video set (the demo videos, and the real clips of ../shared/data when present):
-  decode    the stage's decoder alone: PyAV, seek to the GOPs holding sampled frames,
-            non-reference frames skipped, RGB conversion of sampled frames only (1 thread)
-  detect    the detector alone on those frames, already resized to det_size (1 thread)
+  decode    the stage's decoder alone: open + probe (one av.open, as the stage), seek to the GOPs
+            holding sampled frames, non-reference frames skipped, RGB conversion of sampled
+            frames only (1 thread)
+  detect    the detector alone on those frames: its input (resize to det_size, BGR) + YuNet (1 thread)
+            (before 2026-12-01 the probe and the detector's input resize were outside both timings,
+            so the stage's own share looked larger by their ~9%: the README says which runs were which)
   stage     extract_shard end to end (probe + decode + detect + O-Net landmarks + align +
             track + write, worker start-up included): 1 worker pinned to one core ("1w/1c":
             its decode thread shares that core), 1 worker free to use both cores ("1w"; the
@@ -78,16 +81,17 @@ def time_decode(paths: list[Path], p: dict, decoder: str) -> tuple[list[np.ndarr
     frames_out: list[np.ndarray] = []
     t_decode = c_decode = 0.0
     for path in paths:
+        t0, c0 = time.perf_counter(), cpu_s()
         try:
-            pr = probe(str(path))
+            pr = probe(str(path), keep_open=decoder == "pyav")  # the stage's one open per video
         except ProbeError:  # the demo set has corrupt/empty files on purpose; the stage QCs them
             continue
-        t0, c0 = time.perf_counter(), cpu_s()
         if decoder == "pyav":
             it = decode_pyav(str(path), pr, p["fps"], p["max_frames"])
         else:
             it = decode_decord(str(path), p["fps"], p["max_frames"], pr.width * pr.height * 3, pr.rotation)
         frames = list(it)
+        pr.close()
         t_decode += time.perf_counter() - t0
         c_decode += cpu_s() - c0
         frames_out += [f for _, _, f in frames]
@@ -95,12 +99,11 @@ def time_decode(paths: list[Path], p: dict, decoder: str) -> tuple[list[np.ndarr
 
 
 def time_detect(frames: list[np.ndarray], p: dict) -> tuple[float, float]:
-    """Detector alone on the sampled frames, already resized to det_size (BGR), one process."""
+    """Detector on the sampled frames, its input (det_size, BGR) made from each frame, one process."""
     det = create_detector(p)
-    small = [detector_input(frame, p["det_size"])[0] for frame in frames]
     t0, c0 = time.perf_counter(), cpu_s()
-    for img in small:
-        det.detect(img)
+    for frame in frames:
+        det.detect(detector_input(frame, p["det_size"])[0])
     return time.perf_counter() - t0, cpu_s() - c0
 
 
