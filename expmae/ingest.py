@@ -184,15 +184,15 @@ def assign(registry: pd.DataFrame, found: pd.DataFrame, shard_size: int, role: s
 def role_changes(old: pd.DataFrame, train: pd.DataFrame, predict: pd.DataFrame | None) -> list[tuple[str, str, str]]:
     """Issue rows for ids that moved between data.videos and data.predict since they were registered: a shard's
     membership never changes (append-only), so such a video keeps its first role; said, never silent."""
-    if not len(old):
-        return []
-    role = old.set_index("name")["role"]
+    from expmae.shard_hash import is_in
+
     rows = []
     for found, was, why in ((train, "predict", "registered from data.predict: stays a predict video, never trains"),
                             (predict, "train", "registered from data.videos: stays a training video, not predicted")):
-        if found is None or not len(found):
+        prev = old.loc[old["role"].eq(was).to_numpy(), "name"] if len(old) else ()
+        if found is None or not len(found) or not len(prev):  # without data.predict: nothing to look up
             continue
-        hit = found[found["name"].map(role).eq(was).to_numpy()]
+        hit = found[is_in(found["name"], prev)]
         rows += [(n, p, f"{why} (rename the file to register it anew)")
                  for n, p in hit[["name", "path"]].itertuples(index=False)]
     return rows

@@ -132,7 +132,7 @@ def test_a_job_process_gets_the_main_process_hashes_one_shard_at_a_time():
     need JSON escaping, transcripts for some videos and shards without ASR work."""
     from expmae.features import config as fcfg
     from expmae.features import media
-    from expmae.shard_hash import LazyShards
+    from expmae.shard_hash import LazyShards, ShardRows
 
     names = [f"v{i:03d}" for i in range(40)] + ['naïve "quoted"', "名字"]
     reg = pd.DataFrame({"name": names, "path": [f"/d/{n}.mp4" for n in names], "size": range(42),
@@ -145,10 +145,10 @@ def test_a_job_process_gets_the_main_process_hashes_one_shard_at_a_time():
     cases = [(ingest.fingerprints, None), (lambda r: media.shard_hashes(tr, r), None),
              (lambda r: fcfg.asr_plan(asr, tr, r), fcfg.asr_rows(asr, tr, reg)["shard"].unique())]
     for fn, keys in cases:
-        eager, lazy = fn(reg), LazyShards(fn, reg, keys)
+        eager, lazy = fn(reg), LazyShards(fn, ShardRows(reg), keys)
         assert sorted(lazy) == sorted(eager) and all(s in lazy for s in eager) and len(eager) in (2, 5)
         assert {s: lazy[s] for s in reversed(sorted(lazy))} == eager
     full = {n: "t" for n in names}  # every video has a transcript: no shard has an asr job
-    assert fcfg.asr_plan(asr, full, reg) == {} and len(LazyShards(lambda r: {}, reg, fcfg.asr_rows(asr, full, reg)["shard"])) == 0
+    assert fcfg.asr_plan(asr, full, reg) == {} and len(LazyShards(lambda r: {}, ShardRows(reg), fcfg.asr_rows(asr, full, reg)["shard"])) == 0
     with pytest.raises(KeyError):
-        LazyShards(ingest.fingerprints, reg)["s99999"]
+        LazyShards(ingest.fingerprints, ShardRows(reg))["s99999"]

@@ -14,6 +14,7 @@ from expmae.io import config_hash as _fingerprint_of
 from expmae.features import config as _fcfg
 from expmae.features import media as _text
 from expmae.shard_hash import LazyShards as _LazyShards
+from expmae.shard_hash import ShardRows as _ShardRows
 
 _PARSE_T0 = _time.perf_counter()  # EXPMAE_PARSE_TIMING (end of this file): the project's parse-time share
 RES = config["results"]
@@ -72,7 +73,10 @@ def _per_shard(fn, keys=None):
     a time in a cluster job process, which needs only its own shard's value (expmae/shard_hash.py)."""
     if workflow.is_main_process:
         return fn(REGISTRY)
-    return _LazyShards(fn, REGISTRY, keys() if keys else None)
+    return _LazyShards(fn, _REGISTRY_ROWS, keys() if keys else None)
+
+
+_REGISTRY_ROWS = None if workflow.is_main_process else _ShardRows(REGISTRY)  # the three maps' shared slices
 
 
 FINGERPRINT = _per_shard(_ingest.fingerprints)
