@@ -100,7 +100,8 @@ def references(config: dict[str, Any]) -> Iterator[ModelRef]:
         yield classify_ref("asr.model", str(asr["model"]))
     for section in ("mae", "mae_video"):
         sec = config.get(section) or {}
-        if sec.get("init") and (section == "mae" or sec.get("enabled", True)):
+        own = section == "mae_video" and sec.get("init") == "mae"  # this run's image expMAE: made, not fetched
+        if sec.get("init") and not own and (section == "mae" or sec.get("enabled", True)):
             yield classify_ref(f"{section}.init", str(sec["init"]))
 
 

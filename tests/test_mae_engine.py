@@ -196,6 +196,29 @@ def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
             assert c.model.grid[0] * c.model.grid[1] == 1568
 
 
+def test_video_mae_from_this_runs_image_mae_is_a_dag_edge(tmp_path) -> None:
+    """mae_video.init: mae -> the video pretraining job reads the image job's encoder (an input, so a
+    retrained image MAE reruns it) and gets its path as init; the model check does not ask for it."""
+    import re
+
+    from expmae.models import references
+    from fixtures.workflow import SNAKEMAKE, placeholder_workflow
+
+    wd = placeholder_workflow(tmp_path / "wf")
+    (wd / "inflate.yaml").write_text("mae_video:\n  init: mae\n")
+    p = subprocess.run([*SNAKEMAKE, "-n", "-p", "--configfile", "config_tiny.yaml", "inflate.yaml", "--",
+                        "results/mae_video/probe.json"],
+                       cwd=wd, capture_output=True, text=True, timeout=300)
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-4000:]
+    block = re.search(r"^rule mae_video_pretrain:\n(.*?)\n\n", text, re.M | re.S).group(1)
+    assert "results/mae/encoder.safetensors" in re.search(r"input: (.*)", block).group(1)
+    params = json.loads(re.search(r"--params '(.*?)'", re.search(r"Shell command: (.*)", block).group(1)).group(1))
+    assert params["init"] == "results/mae/encoder.safetensors"
+    assert text.index("rule mae_pretrain:") < text.index("rule mae_video_pretrain:")
+    assert not [r for r in references({"mae_video": {"init": "mae", "enabled": True}}) if r.key == "mae_video.init"]
+
+
 # ----------------------------------------------------------------------------- GPU check
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path: a CUDA machine runs the real rows")
 def test_gpu_check_skips_every_gpu_row_cleanly_on_cpu() -> None:

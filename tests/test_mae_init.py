@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from expmae.mae.checkpoint import load_encoder, save_encoder
 from expmae.mae.init import apply_init
-from expmae.mae.model import MAE, MAEConfig
+from expmae.mae.model import MAE, MAEConfig, sincos_pos_embed_2d
 from expmae.mae.video import VideoMAE, VideoMAEConfig
 
 S = 32  # crop side; patch 8 -> a 4x4 grid
@@ -210,8 +210,38 @@ def test_refusals_name_the_key(tmp_path) -> None:
     cfg = MAEConfig.from_dict({**base, "init": str(tmp_path / "nonorm.pth")})
     with pytest.raises(ValueError, match=r"mae\.init: .*lacks encoder weights \['norm\.weight'\]"):
         build(cfg)
-    with pytest.raises(ValueError, match=r"mae_video\.init: .* is an image checkpoint"):
-        VideoMAEConfig.from_dict({"init": fb, "img_size": S, "num_frames": 4})
+    with pytest.raises(ValueError, match=r"mae_video\.patch_size: 4.*patch_size 8"):  # inflation checks widths too
+        VideoMAEConfig.from_dict({"init": fb, "img_size": S, "num_frames": 4, "num_heads": 2, "patch_size": 4})
+
+
+@pytest.mark.parametrize("fmt", ["facebookresearch", "expmae"])
+def test_video_mae_inflated_from_an_image_mae(tmp_path, fmt: str) -> None:
+    """mae_video.init = an image MAE checkpoint: a still clip gives, in every time slot, the image
+    encoder's tokens for that frame without its cls token (blocks copied, kernel / tubelet per frame,
+    the image position table repeated over time); cls and the image decoder are dropped."""
+    src, path = fb_checkpoint(tmp_path, decoder=True, img=64)  # an 8x8 table -> the model's 4x4
+    if fmt == "expmae":
+        path = str(tmp_path / "image_encoder.safetensors")
+        save_encoder(path, src, {"seed": 1})
+    cfg = VideoMAEConfig.from_dict({"init": path, "img_size": S, "num_frames": 4, "num_heads": 2})
+    assert (cfg.embed_dim, cfg.depth, cfg.patch_size, cfg.tubelet) == (32, 2, 8, 2)  # from the image + video size
+    ours, rep = build(cfg)
+    assert rep["format"].endswith("(image, inflated)") and "decoder_blocks" in rep["fresh"]
+    assert any("cls_token" in n for n in rep["notes"]) and "repeated over 2 time slots" in rep["interpolated"][0]
+    img = torch.randn(2, 3, S, S)
+    clip = img[:, :, None].expand(-1, -1, 4, -1, -1).contiguous()  # [B, C, T, H, W], a still clip
+    if fmt == "facebookresearch":  # a stored table: interpolated as mae.init does
+        grid = torch.nn.functional.interpolate(src.pos_embed[:, 1:].reshape(1, 8, 8, 32).permute(0, 3, 1, 2), (4, 4),
+                                               mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, 16, 32)
+    else:  # our encoder file without a stored table: the image MAE's fixed sin-cos at the model's grid
+        grid = sincos_pos_embed_2d(32, 4)[:, 1:]
+    with torch.no_grad():
+        want = src.eval().norm(src.run_blocks(src.embed_patches(src.patchify(img)) + grid, src.blocks))  # no cls
+        x = ours.eval().tube_embed(ours.patchify(clip)) + ours.pos_embed
+        got = ours.norm(ours.run_blocks(x, ours.blocks)).reshape(2, 2, 16, 32)  # [B, T', N, D]
+        for t in range(2):
+            assert (got[:, t] - want).abs().max() <= TOL
+        ours(clip)  # and it trains: a forward with masking runs
 
 
 def test_demo_writes_public_format_init_checkpoints(tmp_path) -> None:

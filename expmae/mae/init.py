@@ -9,8 +9,10 @@ The checkpoint's layout is mapped onto ours (keymap.py); its position table is i
 stored with the encoder then; a table equal to the model's own fixed sin-cos is not stored. A
 missing or differently sized decoder is initialised fresh. A mismatch that cannot be mapped
 (kind, patch size, width, depth, channels, a missing encoder weight) raises ValueError naming the
-config key and both shapes. The report (source path, format, sha256; mapped, interpolated,
-fresh, ignored) goes to results/<section>/meta.json and the encoder file's metadata.
+config key and both shapes. An image checkpoint given to the video MAE is inflated first
+(inflate.py: kernel over the tubelet, image table repeated over time). The report (source path,
+format, sha256; mapped, interpolated, fresh, ignored) goes to results/<section>/meta.json and the
+encoder file's metadata.
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ from .keymap import Mapped, map_checkpoint, weights_file
 _CACHE: dict[tuple[str, int, int], tuple[Mapped, bool, str]] = {}
 
 
-def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str]:
-    """The mapped checkpoint at `path` and its sha256 (cached per file version); checks its kind."""
+def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str, bool]:
+    """The mapped checkpoint at `path`, its sha256 (cached per file version) and whether it is an
+    image checkpoint for the video MAE (inflated, see inflate.py); a video one for `mae` is refused."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"config key {section}.init: {p} not found (a local file or folder; runs never download)")
@@ -43,12 +46,10 @@ def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str]:
         _CACHE.clear()  # one checkpoint at a time (a ViT-L is 1.2 GB, memory-mapped)
         _CACHE[key] = (m, video, file_sha256(f))
     m, video, sha = _CACHE[key]
-    want = section == "mae_video"
-    if video != want:
-        raise ValueError(f"config key {section}.init: {p} is {'a video' if video else 'an image'} checkpoint "
-                         f"({m.format}, patch projection {list(m.embed_shape)}); {section} needs "
-                         f"{'a video' if want else 'an image'} one")
-    return m, sha
+    if video and section != "mae_video":
+        raise ValueError(f"config key {section}.init: {p} is a video checkpoint ({m.format}, patch projection "
+                         f"{list(m.embed_shape)}); {section} needs an image one")
+    return m, sha, section == "mae_video" and not video
 
 
 def _count(state: dict[str, torch.Tensor], prefix: str) -> int:
@@ -58,13 +59,16 @@ def _count(state: dict[str, torch.Tensor], prefix: str) -> int:
 def checkpoint_arch(path: str | Path, section: str) -> dict[str, Any]:
     """Architecture keys the checkpoint fixes (None where it does not say), plus sha256 and, for
     error messages, `_shapes` (which tensor said what)."""
-    m, sha = load_mapped(path, section)
+    m, sha, inflate = load_mapped(path, section)
     if m.format == "expmae-encoder":
         from .format import read_encoder_info
 
-        return {**read_encoder_info(weights_file(Path(path)))["model_config"], "sha256": sha, "_shapes": {}}
+        arch = read_encoder_info(weights_file(Path(path)))["model_config"]
+        if inflate:  # an image encoder's decoder never fits the video one; the tubelet is the video's
+            arch = {k: v for k, v in arch.items() if k in ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")}
+        return {**arch, "sha256": sha, "_shapes": {}}
     st, cfg = m.state, m.config
-    video = section == "mae_video"
+    video = section == "mae_video" and not inflate
     D, C = m.embed_shape[0], m.embed_shape[1]
     if C != 3:
         raise ValueError(f"config key {section}.init: the checkpoint's patch projection {list(m.embed_shape)} takes "
@@ -78,7 +82,7 @@ def checkpoint_arch(path: str | Path, section: str) -> dict[str, Any]:
                        "depth": f"{arch['depth']} blocks", "num_heads": "its config", "mlp_ratio": "blocks.0.mlp.fc1"}
     if video:
         arch["tubelet"] = m.embed_shape[2]
-    if "decoder_embed.weight" in st:
+    if "decoder_embed.weight" in st and not inflate:
         arch["decoder_dim"] = st["decoder_embed.weight"].shape[0]
         arch["decoder_depth"] = _count(st, "decoder_blocks")
         arch["decoder_num_heads"] = cfg.get("decoder_num_attention_heads") or cfg.get("decoder_num_heads") \
@@ -127,7 +131,11 @@ def apply_init(model: Any, cfg: Any) -> dict[str, Any]:
     """Load cfg.init into `model` (an MAE / VideoMAE built from cfg) -> the init report."""
     section = cfg._section
     video = section == "mae_video"
-    m, sha = load_mapped(cfg.init, section)
+    m, sha, inflate = load_mapped(cfg.init, section)
+    if inflate:
+        from .inflate import to_video
+
+        m = to_video(m, cfg)
     target = model.state_dict()
     enc = model.encoder_prefixes
     bad = [(k, list(v.shape), list(target[k].shape)) for k, v in m.state.items()
@@ -149,6 +157,9 @@ def apply_init(model: Any, cfg: Any) -> dict[str, Any]:
         notes.append("the checkpoint's decoder does not match the configured one: decoder initialised fresh")
     model.load_state_dict({**target, **{k: v.to(target[k].dtype) for k, v in load.items()}}, strict=True)
     interpolated = _load_pos(model, m, cfg, video, notes)
+    if inflate:  # what inflation did to the image table says more than "same grid"
+        interpolated = [n for n in notes if n.startswith("pos_embed:")]
+        notes = [n for n in notes if not n.startswith("pos_embed:")]
     unused = sorted(k for k in m.state if k not in load)
     return {"path": str(cfg.init), "format": m.format, "sha256": sha, "mapped": _prefixes(load), "n_mapped": len(load),
             "fresh": _prefixes(k for k in target if k not in load), "interpolated": interpolated,

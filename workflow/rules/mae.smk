@@ -8,6 +8,9 @@
 from expmae.mae import launch as mae_launch
 
 MAE_VIDEO_ON = bool(config.get("mae_video", {}).get("enabled", False))
+# mae_video.init: mae = start the video MAE from this run's image expMAE, inflated (expmae/mae/inflate.py).
+IMAGE_ENCODER = f"{RES}/mae/encoder.safetensors"
+VIDEO_FROM_IMAGE = config.get("mae_video", {}).get("init") == "mae"
 # What rule all asks for besides the classifiers: the probe(s), which pull in pretraining.
 MAE_TARGETS = [f"{RES}/mae/probe.json"] + ([f"{RES}/mae_video/probe.json"] if MAE_VIDEO_ON else [])
 _NOT_TRAINING = ("enabled", "probe_repeats", "gpus", "nodes")  # settings that must not rerun pretraining
@@ -16,6 +19,7 @@ MAE_PARAMS = {
     sec: js(
         {
             **{k: v for k, v in config[sec].items() if k not in _NOT_TRAINING},
+            **({"init": IMAGE_ENCODER} if sec == "mae_video" and VIDEO_FROM_IMAGE else {}),
             "kind": kind,
             "seed": config["seed"],
             "device": config["device"],
@@ -45,7 +49,7 @@ rule mae_pretrain:
         faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
         init=optional(config["mae"].get("init")),  # a replaced checkpoint file reruns pretraining
     output:
-        encoder=f"{RES}/mae/encoder.safetensors",
+        encoder=IMAGE_ENCODER,
         loss=report(
             f"{RES}/mae/loss.png",
             caption="../report/mae_loss.rst",
@@ -80,7 +84,7 @@ rule mae_pretrain:
 use rule mae_pretrain as mae_video_pretrain with:
     input:
         faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
-        init=optional(config["mae_video"].get("init")),
+        init=(IMAGE_ENCODER if VIDEO_FROM_IMAGE else optional(config["mae_video"].get("init"))),
     output:
         encoder=f"{RES}/mae_video/encoder.safetensors",
         loss=report(
