@@ -1,6 +1,6 @@
 """What the image MAE (model.py) and the video MAE (video.py) share: timm's ViT block stack, the
-lightweight pretraining decoder, the weight init, the masked-patch loss, token gathers and the
-encoder-only state dict.
+lightweight pretraining decoder, the weight init, the masked-patch loss, token gathers, the
+encoder-only state dict and the interpolation of position tables (init.py, inflate.py).
 
 Weights must not depend on which file builds them: module creation order (each timm Block draws
 its default init from the torch RNG) and the init order below are those of the original models,
@@ -11,6 +11,7 @@ Shapes: B batch, L tokens, D encoder width, Dd decoder width, P pixels per patch
 from __future__ import annotations
 
 import functools
+import math
 from typing import Mapping
 
 import torch
@@ -50,6 +51,25 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, norm_pix: bool) 
         scale = torch.full((P,), ((P - 1) / P) ** 0.5, device=target.device)  # folded into the kernel
         target = F.layer_norm(target, (P,), weight=scale, eps=1e-6 * (P - 1) / P)
     return F.mse_loss(pred.float(), target)
+
+
+def interpolate_pos(table: torch.Tensor, g: int) -> torch.Tensor:
+    """Image table [1, 1+g0*g0, D] -> [1, 1+g*g, D]: cls row kept, bicubic over the grid (as MAE)."""
+    D, g0 = table.shape[-1], math.isqrt(table.shape[1] - 1)
+    grid = table[:, 1:].reshape(1, g0, g0, D).permute(0, 3, 1, 2).float()
+    out = F.interpolate(grid, size=(g, g), mode="bicubic", align_corners=False)
+    return torch.cat([table[:, :1].float(), out.permute(0, 2, 3, 1).reshape(1, g * g, D)], dim=1)
+
+
+def interpolate_pos_video(table: torch.Tensor, T0: int, T: int, g: int) -> torch.Tensor:
+    """Video table [1, T0*g0*g0, D] -> [1, T*g*g, D]: trilinear over (time slot, row, col)."""
+    D = table.shape[-1]
+    g0 = math.isqrt(table.shape[1] // T0)
+    if T0 * g0 * g0 != table.shape[1]:
+        raise ValueError(f"a video position table of {table.shape[1]} tokens does not split into {T0} time slots")
+    grid = table.reshape(1, T0, g0, g0, D).permute(0, 4, 1, 2, 3).float()
+    out = F.interpolate(grid, size=(T, g, g), mode="trilinear", align_corners=False)
+    return out.permute(0, 2, 3, 4, 1).reshape(1, T * g * g, D)
 
 
 class MAEBackbone(nn.Module):

@@ -22,6 +22,9 @@ from typing import Any
 
 import torch
 
+from expmae.npnet import sincos_pos_embed_2d
+
+from ._vit import interpolate_pos
 from .keymap import Mapped
 
 ENCODER = ("blocks.", "norm.")  # shared by both models, copied as they are
@@ -37,11 +40,9 @@ def tube_kernel(weight: torch.Tensor, tubelet: int) -> torch.Tensor:
 def video_table(image_table: torch.Tensor | None, dim: int, grid: int, slots: int) -> tuple[torch.Tensor, str]:
     """The image position table [1, 1+g0*g0, D] (None: the image MAE's fixed 2D sin-cos) ->
     video table [1, T'*g*g, D] and what was done."""
-    from .init import interpolate_pos
-    from .model import sincos_pos_embed_2d
-
     if image_table is None:
-        table, what = sincos_pos_embed_2d(dim, grid), f"the image MAE's fixed 2D sin-cos ({grid}x{grid})"
+        table = torch.from_numpy(sincos_pos_embed_2d(dim, grid)).float().unsqueeze(0)  # as model.MAE's
+        what = f"the image MAE's fixed 2D sin-cos ({grid}x{grid})"
     else:
         g0 = int(round((image_table.shape[1] - 1) ** 0.5))
         table = image_table.float() if g0 == grid else interpolate_pos(image_table, grid)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from expmae.io import file_sha256
 
+from ._vit import interpolate_pos, interpolate_pos_video
 from .keymap import Mapped, map_checkpoint, weights_file
 
 _CACHE: dict[tuple[str, int, int], tuple[Mapped, bool, str]] = {}
@@ -100,26 +100,6 @@ def _decoder_heads(section: str, arch: dict[str, Any]) -> int:
         return int(sizes_for(section)[named]["decoder_num_heads"])
     width = 64 if section == "mae_video" else 32
     return max(1, arch["decoder_dim"] // width) if arch["decoder_dim"] % width == 0 else 1
-
-
-# ---------------------------------------------------------------------------- position tables
-def interpolate_pos(table: torch.Tensor, g: int) -> torch.Tensor:
-    """Image table [1, 1+g0*g0, D] -> [1, 1+g*g, D]: cls row kept, bicubic over the grid (as MAE)."""
-    D, g0 = table.shape[-1], math.isqrt(table.shape[1] - 1)
-    grid = table[:, 1:].reshape(1, g0, g0, D).permute(0, 3, 1, 2).float()
-    out = F.interpolate(grid, size=(g, g), mode="bicubic", align_corners=False)
-    return torch.cat([table[:, :1].float(), out.permute(0, 2, 3, 1).reshape(1, g * g, D)], dim=1)
-
-
-def interpolate_pos_video(table: torch.Tensor, T0: int, T: int, g: int) -> torch.Tensor:
-    """Video table [1, T0*g0*g0, D] -> [1, T*g*g, D]: trilinear over (time slot, row, col)."""
-    D = table.shape[-1]
-    g0 = math.isqrt(table.shape[1] // T0)
-    if T0 * g0 * g0 != table.shape[1]:
-        raise ValueError(f"a video position table of {table.shape[1]} tokens does not split into {T0} time slots")
-    grid = table.reshape(1, T0, g0, g0, D).permute(0, 4, 1, 2, 3).float()
-    out = F.interpolate(grid, size=(T, g, g), mode="trilinear", align_corners=False)
-    return out.permute(0, 2, 3, 4, 1).reshape(1, T * g * g, D)
 
 
 # ---------------------------------------------------------------------------- loading
