@@ -18,6 +18,7 @@ in the init report (results/mae_video/meta.json).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -44,7 +45,7 @@ def video_table(image_table: torch.Tensor | None, dim: int, grid: int, slots: in
         table = torch.from_numpy(sincos_pos_embed_2d(dim, grid)).float().unsqueeze(0)  # as model.MAE's
         what = f"the image MAE's fixed 2D sin-cos ({grid}x{grid})"
     else:
-        g0 = int(round((image_table.shape[1] - 1) ** 0.5))
+        g0 = math.isqrt(image_table.shape[1] - 1)
         table = image_table.float() if g0 == grid else interpolate_pos(image_table, grid)
         what = f"the image table ({g0}x{g0}{'' if g0 == grid else f' -> {grid}x{grid}, bicubic'})"
     return table[:, 1:].repeat(1, slots, 1), f"pos_embed: {what} without the cls row, repeated over {slots} time slots"
@@ -64,7 +65,7 @@ def to_video(m: Mapped, cfg: Any) -> Mapped:
     slots, grid = cfg.grid[0], cfg.img_size // cfg.patch_size
     pos, pos_note = video_table(m.pos_embed, w.shape[0], grid, slots)
     notes = [*m.notes, f"inflated from an image checkpoint ({m.format}): patch_embed.proj [D, C, p, p] / "
-             f"{cfg.tubelet} on each of the tube's {cfg.tubelet} frames -> tube_embed", pos_note,
+             f"{cfg.tubelet} on each of the tube's {cfg.tubelet} frames -> tube_embed",
              "cls_token and the image decoder dropped (the video decoder starts fresh)"]
     return Mapped(f"{m.format} (image, inflated)", state, pos, m.config, ignored=[*m.ignored, *dropped],
-                  notes=notes, embed_shape=m.embed_shape)
+                  notes=notes, embed_shape=m.embed_shape, pos_note=pos_note)

@@ -65,7 +65,9 @@ def checkpoint_arch(path: str | Path, section: str) -> dict[str, Any]:
 
         arch = read_encoder_info(weights_file(Path(path)))["model_config"]
         if inflate:  # an image encoder's decoder never fits the video one; the tubelet is the video's
-            arch = {k: v for k, v in arch.items() if k in ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")}
+            from .sizes import ENCODER_KEYS
+
+            arch = {k: v for k, v in arch.items() if k in ENCODER_KEYS}
         return {**arch, "sha256": sha, "_shapes": {}}
     st, cfg = m.state, m.config
     video = section == "mae_video" and not inflate
@@ -137,9 +139,6 @@ def apply_init(model: Any, cfg: Any) -> dict[str, Any]:
         notes.append("the checkpoint's decoder does not match the configured one: decoder initialised fresh")
     model.load_state_dict({**target, **{k: v.to(target[k].dtype) for k, v in load.items()}}, strict=True)
     interpolated = _load_pos(model, m, cfg, video, notes)
-    if inflate:  # what inflation did to the image table says more than "same grid"
-        interpolated = [n for n in notes if n.startswith("pos_embed:")]
-        notes = [n for n in notes if not n.startswith("pos_embed:")]
     unused = sorted(k for k in m.state if k not in load)
     return {"path": str(cfg.init), "format": m.format, "sha256": sha, "mapped": _prefixes(load), "n_mapped": len(load),
             "fresh": _prefixes(k for k in target if k not in load), "interpolated": interpolated,
@@ -160,7 +159,7 @@ def _load_pos(model: Any, m: Mapped, cfg: Any, video: bool, notes: list[str]) ->
         return ["pos_embed: the checkpoint's table (same grid) replaces the fixed sin-cos"]
     if video and table.shape == ours.shape:
         model.set_pos_embed(table)
-        return ["pos_embed: the checkpoint's table (same grid)"]
+        return [m.pos_note or "pos_embed: the checkpoint's table (same grid)"]
     if video:
         frames0 = m.config.get("num_frames")
         T0 = int(frames0) // cfg.tubelet if frames0 else cfg.grid[0]

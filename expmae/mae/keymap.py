@@ -45,6 +45,7 @@ class Mapped:
     ignored: list[str] = field(default_factory=list)      # checkpoint keys not used (heads, tables recomputed)
     notes: list[str] = field(default_factory=list)
     embed_shape: tuple[int, ...] = ()  # the patch projection as stored: [D, C, p, p] or Conv3d [D, C, t, p, p]
+    pos_note: str = ""  # how pos_embed was made from the file's table, when not as stored (inflate.py)
 
 
 def weights_file(path: Path) -> Path:
