@@ -7,9 +7,11 @@ with the same architecture, batch, optimizer and masking ratio, rounds alternati
 two so a busy shared machine slows both alike. Per row: samples/s (median and best round), the
 ratio to transformers, peak memory (CPU: peak RSS of a separate 2-step process; GPU: the
 allocator's peak), FLOPs per sample (counted by torch's FlopCounterMode on one step of that
-model, forward + backward) and the achieved FLOP/s as a share of a matmul peak this run
-measures itself (fp32 torch.mm on CPU, bf16 on GPU; on a GPU also against the card's nominal
-dense bf16 peak when the card is known: MFU).
+model, forward + backward, plus formulas for the CPU attention kernels that it lacks) and the
+achieved FLOP/s as a share of a matmul peak this run measures itself (fp32 torch.mm on CPU, bf16
+on GPU; on a GPU also against the card's nominal dense bf16 peak when the card is known: MFU),
+as the median over rounds and the lowest-highest round. `benchmarks/profile_mae.py` shows where
+the rest of a step's time goes.
 
     python benchmarks/bench_mae.py                           # CPU, 2 threads, ViT-B + ViT-L, 112 px
     python benchmarks/bench_mae.py --sizes base --kinds image --img 224 --batch 32
@@ -115,11 +117,24 @@ def step_fn(model: torch.nn.Module, loss_fn, device: torch.device, bf16: bool):
     return step
 
 
+def cpu_attention_formulas() -> dict:
+    """FLOP formulas for the CPU flash-attention kernels, which torch's counter does not know (it
+    counts the CUDA ones): without them a CPU step's attention counts as free, and the share of
+    the peak comes out too low (by ~7 % for the video MAE, whose decoder attends over 392 tubes)."""
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    return {aten._scaled_dot_product_flash_attention_for_cpu:
+            lambda q, k, v, *_, out_shape=None, **__: fc.sdpa_flop_count(q, k, v),
+            aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            lambda g, q, k, v, *_, out_shape=None, **__: fc.sdpa_backward_flop_count(g, q, k, v)}
+
+
 def count_flops(model: torch.nn.Module, loss_fn, device: torch.device, bf16: bool) -> float:
     """FLOPs of one forward + backward (matmuls, convolutions, attention), by torch's counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc:
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention_formulas()) as fc:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = loss_fn()
         loss.backward()
@@ -174,7 +189,10 @@ def bench(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     peak, how, n_mm = matmul_peak(device, args.bf16, sync)
-    dtype, reps = (torch.bfloat16 if args.bf16 else torch.float32), (20 if device.type == "cuda" else 4)
+    # The per-round peak: the best size, over ~1-2 s of matmuls on a CPU whatever that size is (a few
+    # 1024-sized products take 60 ms, and a load spike inside them would inflate that round's share).
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    reps = 20 if device.type == "cuda" else max(4, int(2e11 / (2 * n_mm**3)))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     nominal = next((v for k, v in NOMINAL_BF16.items() if k in name), None) if device.type == "cuda" else None
     print(f"device {name}, threads {torch.get_num_threads()}, bf16={args.bf16}, compile={args.compile}, "
@@ -217,6 +235,7 @@ def bench(args: argparse.Namespace) -> list[dict]:
                 shares = [n * info[impl]["flops"] / w / p for w, p in zip(wall[impl], peaks)]
                 rows.append({"size": size, "kind": kind, "impl": impl, "samples_s": med, "best": best,
                              "gflop": info[impl]["flops"] / 1e9, "share": statistics.median(shares),
+                             "share_range": (min(shares), max(shares)),
                              "share_best": best * info[impl]["flops"] / peak,
                              "mfu": med * info[impl]["flops"] / nominal if nominal else None, "mem": mem,
                              "params": info[impl]["params"]})
@@ -230,18 +249,19 @@ def bench(args: argparse.Namespace) -> list[dict]:
 
 def print_table(rows: list[dict], peak: float) -> None:
     hdr = (f"{'size':6s} {'kind':6s} {'impl':13s} {'samples/s':>10s} {'best':>8s} {'ratio':>6s} {'GFLOP/smp':>10s} "
-           f"{'GFLOP/s':>8s} {'%peak':>6s} {'%best':>6s} {'MFU':>6s} {'peak MiB':>9s}")
+           f"{'GFLOP/s':>8s} {'%peak':>6s} {'range':>9s} {'%best':>6s} {'MFU':>6s} {'peak MiB':>9s}")
     print(hdr + "\n" + "-" * len(hdr))
     ref = {(r["size"], r["kind"]): r["samples_s"] for r in rows if r["impl"] == "transformers"}
     for r in rows:
         key = (r["size"], r["kind"])
         ratio = f"{r['samples_s'] / ref[key]:5.2f}x" if key in ref else "     -"
         mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "     -"
+        span = "{:.0f}-{:.0f}%".format(*(100 * s for s in r["share_range"]))
         print(f"{r['size']:6s} {r['kind']:6s} {r['impl']:13s} {r['samples_s']:10.2f} {r['best']:8.2f} {ratio} "
-              f"{r['gflop']:10.1f} {r['samples_s'] * r['gflop']:8.1f} {100 * r['share']:5.1f}% "
+              f"{r['gflop']:10.1f} {r['samples_s'] * r['gflop']:8.1f} {100 * r['share']:5.1f}% {span:>9s} "
               f"{100 * r['share_best']:5.1f}% {mfu} {r['mem']:9.0f}")
     print(f"(%peak: median over rounds of achieved FLOP/s / the matmul rate measured in that round (same "
-          f"size, under the same load); %best: best round / the best matmul peak {peak / 1e9:.1f} GFLOP/s; "
+          f"size, under the same load), range: lowest-highest round; %best: best round / the best matmul peak {peak / 1e9:.1f} GFLOP/s; "
           "FLOPs are each model's own count, so a model that computes less for the same result scores "
           "a lower share at the same speed)")
 
