@@ -41,14 +41,9 @@ def family(key: str) -> str:
 
 def flops_by_kind(model: torch.nn.Module, loss_fn) -> dict[str, float]:
     """Forward + backward FLOPs of one step, split into matmul / attention."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False, custom_mapping=bench.cpu_attention_formulas()) as fc:
-        loss_fn().backward()
-    model.zero_grad(set_to_none=True)
     out = collections.Counter()
-    for op, n in fc.get_flop_counts().get("Global", {}).items():
-        out["attention" if "scaled_dot_product" in str(op) else "matmul"] += n  # op: an OpOverloadPacket
+    for op, n in bench.flops_by_op(model, loss_fn, torch.device("cpu"), bf16=False).items():
+        out["attention" if "scaled_dot_product" in op else "matmul"] += n
     return dict(out)
 
 

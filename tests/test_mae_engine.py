@@ -199,7 +199,6 @@ def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
 def test_video_mae_from_this_runs_image_mae_is_a_dag_edge(tmp_path) -> None:
     """mae_video.init: mae -> the video pretraining job reads the image job's encoder (an input, so a
     retrained image MAE reruns it) and gets its path as init; the model check does not ask for it."""
-
     from expmae.models import references
     from fixtures.workflow import SNAKEMAKE, placeholder_workflow
 
