@@ -84,7 +84,7 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-DATA_PATHS = ("labels", "transcripts", "test", "test_labels", "manifest")  # the data: keys that are file paths (+ videos)
+DATA_PATHS = ("labels", "transcripts", "test", "test_labels", "manifest", "groups")  # the data: keys that are file paths (+ videos)
 
 
 def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
