@@ -2,7 +2,8 @@
 
     python -m expmae check --configfile workflow/presets/mer2023.yaml my.yaml      (make check: the demo)
 
-Videos per folder and split, labels per class (and whether classify.folds fits), names in the label and
+Videos per folder and split, labels per class (and whether classify.folds fits), fold groups (data.groups,
+identical bytes: how many, the largest, classes with fewer groups than folds), names in the label and
 test files without a video, transcript coverage and encoding, duplicate ids, models present or missing
 (with the config key), the GPU, and Snakemake's job count per rule with a rough time. Exit code 1 when
 anything would make the run wrong (an `error` row), 2 when the config itself does not load; warnings
@@ -157,6 +158,56 @@ def check_test(data: dict[str, Any], names: set[str], rows: list[Row]) -> set[st
     return tnames & names
 
 
+def check_groups(cfg: dict[str, Any], names: set[str], labeled: set[str], test: set[str], rows: list[Row]) -> None:
+    """Fold groups (expmae.train.folds): labeled videos tied by data.groups, the label CSV's group column or
+    identical bytes (the ingest manifests of an earlier run; none before ingest) share a fold. Says how many
+    groups, the largest, whether classify.folds still fits each class, labeled copies of test clips, and the
+    QC rows of data.groups (by kind)."""
+    from expmae.labels import read_labels
+    from expmae.train import folds as fg
+
+    data, classes, k = cfg["data"], list(cfg["classes"]), int(cfg["classify"]["folds"])
+    enc, groups_csv = str(data.get("encoding") or ""), str(data.get("groups") or "")
+    if groups_csv and not Path(groups_csv).is_file():
+        rows.append(Row("error", "data.groups", f"file {groups_csv!r} does not exist"))
+        return
+    if not labeled:
+        return
+    lab = read_labels(data["labels"], classes, enc)[0]
+    lab = lab[lab["name"].isin(labeled)].sort_values("name", ignore_index=True)
+    manifests = sorted(str(p) for p in (Path(cfg.get("results") or "results") / "ingest").glob("s[0-9]*.parquet"))
+    everyone = sorted(names)
+    gid, issues = fg.fold_groups(everyone, lab, groups_csv, manifests, enc)
+    groups = pd.Series(dict(zip(everyone, gid)))[lab["name"]].to_numpy()
+    kinds: dict[str, list[str]] = {}
+    for i in issues:
+        kinds.setdefault(i["reason"].split(":")[0], []).append(i["name"])
+    for kind, who in kinds.items():
+        rows.append(Row("warn", "data.groups", f"{len(who)} QC row(s) '{kind}' (first: {', '.join(who[:3])})"))
+    sizes = pd.Series(groups).value_counts()
+    sources = ([f"data.groups ({Path(groups_csv).name})"] if groups_csv else []) + \
+        (["the label CSV's group column"] if "group" in lab else []) + \
+        ([f"identical bytes ({len(manifests)} ingest manifests)"] if manifests else
+         ["identical bytes: not known before ingest hashes the videos"])
+    rows.append(Row("info", "fold groups", f"{len(lab)} labeled videos in {len(sizes)} groups kept within one fold "
+                    f"each; largest: {int(sizes.iloc[0])} videos (group of {sizes.index[0]}); "
+                    f"from {', '.join(sources)}"))
+    if len(sizes) < len(lab) and len(sizes) < k:
+        rows.append(Row("error", "fold groups", f"classify.folds = {k} but the labeled videos form {len(sizes)} "
+                        "groups: lower classify.folds or revise data.groups"))
+    elif len(sizes) < len(lab):
+        y = lab["y"].to_numpy()
+        for c, n in fg.short_classes(y, groups, classes, k).items():
+            rows.append(Row("warn", "fold groups", f"{c}: its {int((y == classes.index(c)).sum())} labeled videos form "
+                            f"{n} group(s) < classify.folds = {k}: some folds hold none of it (data.groups, "
+                            "identical bytes); lower classify.folds or revise data.groups"))
+    copies = fg.test_copies(manifests, {n: "labeled" for n in labeled} | {n: "test" for n in test}) \
+        if manifests and test else set()
+    if copies:
+        first = ", ".join(sorted(copies)[:3])
+        rows.append(Row("warn", "labeled copies of test clips", f"{len(copies)} (first: {first}): {fg.TEST_COPY}"))
+
+
 def check_transcripts(data: dict[str, Any], splits: dict[str, set[str]], rows: list[Row]) -> None:
     if not data.get("transcripts"):
         rows.append(Row("info", "data.transcripts", "none: text features come from ASR (asr.enabled) only"))
@@ -223,6 +274,7 @@ def run_checks(cfg: dict[str, Any], configfiles: list[str], dag: bool = True) ->
     check_predict(cfg["data"], names, rows)
     labeled = check_labels(cfg, names, rows)
     test = check_test(cfg["data"], names, rows)
+    check_groups(cfg, names, labeled, test, rows)
     unlabeled = names - labeled - test
     rows.append(Row("info", "splits", f"{len(names)} videos: {len(labeled)} labeled, {len(test)} test, "
                     f"{len(unlabeled)} unlabeled (MAE pretraining + pseudo-label pool)"))

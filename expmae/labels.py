@@ -47,7 +47,9 @@ def qc(name: str, reason: str, stage: str = "inputs") -> dict:
 
 def read_labels(path: str | os.PathLike | None, classes: list[str], encoding: str = "",
                 key: str = "data.labels") -> tuple[pd.DataFrame, list[dict]]:
-    """-> DataFrame(name, y int, valence float|nan), QC rows (stage labels)."""
+    """-> DataFrame(name, y int, valence float|nan[, group str]), QC rows (stage labels). `group` is there only
+    when the CSV has a group column ("" where a row has none): videos of one group share a cross-validation
+    fold (expmae.train.folds)."""
     if not path or not Path(path).exists():
         return pd.DataFrame(columns=["name", "y", "valence"]), []
     df, issues = read_csv(path, encoding, key)
@@ -56,7 +58,8 @@ def read_labels(path: str | os.PathLike | None, classes: list[str], encoding: st
     if "name" not in df.columns or "discrete" not in df.columns:
         raise SystemExit(f"{path}: label CSV needs columns name,discrete[,valence] (config key {key})")
     idx = {c: i for i, c in enumerate(classes)}
-    rows: dict[str, tuple[str, int, float]] = {}
+    cols = ["name", "y", "valence"] + (["group"] if "group" in df.columns else [])
+    rows: dict[str, tuple] = {}
     first: dict[str, tuple[str, str]] = {}
     for r in df.to_dict("records"):
         name, lab, raw_val = r["name"].strip(), str(r["discrete"]).strip(), str(r.get("valence", "")).strip()
@@ -78,8 +81,8 @@ def read_labels(path: str | os.PathLike | None, classes: list[str], encoding: st
         except ValueError:
             val = float("nan")
             issues.append(qc(name, f"non-numeric valence: {raw_val[:40]!r} (treated as unknown)", "labels"))
-        rows[name] = (name, idx[lab.lower()], val)
-    return pd.DataFrame(list(rows.values()), columns=["name", "y", "valence"]), issues
+        rows[name] = (name, idx[lab.lower()], val) + ((str(r["group"]).strip(),) if len(cols) > 3 else ())
+    return pd.DataFrame(list(rows.values()), columns=cols), issues
 
 
 def read_names(path: str | os.PathLike | None, encoding: str = "", key: str = "data.test") -> tuple[list[str], list[dict]]:
