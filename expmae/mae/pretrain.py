@@ -16,6 +16,10 @@ checkpoint.safetensors after a kill replays the remaining steps bit-for-bit on C
 Outputs in --out: checkpoint.safetensors (every epoch / every N steps), meta.json, loss.png,
 recon.png, and encoder.safetensors LAST (the Snakemake rule's main output).
 
+Which videos: those of the given face folders, all of them by default; `pretrain_splits` leaving a split
+out keeps only the videos of the others (splits.py: --labels / --test / --classes say which video is
+labeled, test or unlabeled), and meta.json records pretrain_splits, videos_by_split and transductive.
+
 `"kind": "video"` in the params trains the video MAE (video.py, config `mae_video:`) on one
 T-frame face clip per video (clips.py) with the same engine; a sample is then a clip. Keys the
 params leave out get the config schema's defaults (expmae.config), as a workflow job would.
@@ -31,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -50,6 +54,7 @@ from .model import MAE, MAEConfig
 from .monitor import Monitor, grad_norm
 from .schedule import (BETAS, Schedule, can_continue, continued_schedule, full_schedule, lr_at, mask_noise,
                        param_groups)
+from .splits import excludes, keep_frames, video_splits
 from .state import Run, TrainingDiverged, finish_dist, setup_dist
 from .video import VideoMAE, VideoMAEConfig
 
@@ -84,6 +89,7 @@ class PretrainConfig:
     log_every_steps: int  # 0 = four log lines per epoch
     tensorboard: bool  # event files under <out>/tensorboard (rank 0)
     recon_every_steps: int  # TensorBoard reconstruction image every N steps (0 = at epoch ends only)
+    pretrain_splits: list[str]  # labeled | unlabeled | test (splits.py); all three = every video of the shards
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "PretrainConfig":
@@ -109,16 +115,29 @@ class PretrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self, shards: list[str], n_samples: int, continued_from: str | None = None) -> str:
+    @property
+    def filters(self) -> bool:
+        """pretrain_splits leaves a split out: pretraining sees only the videos of the others."""
+        return excludes(self.pretrain_splits)
+
+    def fingerprint(self, shards: list[str], n_samples: int, continued_from: str | None = None,
+                    videos: str | None = None) -> str:
         """Hash of everything that changes the trained weights (not device/workers/compile/logging);
-        a run continuing an earlier one (retrain_fraction) adds that run's fingerprint."""
+        a run continuing an earlier one (retrain_fraction) adds that run's fingerprint; `videos`
+        (a hash of the kept names) when pretrain_splits filters them."""
         d = self.to_dict()
+        if self.filters:  # all three splits: the fingerprint of runs from before the key existed
+            d["pretrain_splits"] = sorted(d["pretrain_splits"])
+        else:
+            d.pop("pretrain_splits")
         for k in ("device", "num_workers", "checkpoint_every_steps", "compile", "retrain_on_new_videos",
                   "retrain_fraction", "log_every_steps", "tensorboard", "recon_every_steps"):
             d.pop(k)
         if d["layer_decay"] == 1.0:  # off: the fingerprint of runs from before the key existed
             d.pop("layer_decay")
         extra = {"continued_from": continued_from} if continued_from else {}
+        if videos:
+            extra["videos"] = videos
         return config_hash({"cfg": d, "shards": shards, "n_samples": n_samples, **extra})
 
 
@@ -131,10 +150,12 @@ class TrainResult:
     finished: bool
 
 
-def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> Run:
+def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path,
+          splits: Mapping[str, str] | None = None) -> Run:
     """Process group, device, samples, model and optimizer (same seeded init on every rank),
     resume from out/checkpoint.safetensors when it is from the same run, then the training
-    forward (compile, DDP) and the dataset."""
+    forward (compile, DDP) and the dataset. `splits`: name -> labeled | test (splits.video_splits,
+    others unlabeled); needed when cfg.pretrain_splits leaves a split out, and for meta.json's counts."""
     t0 = time.time()
     rank, world, local_rank, created = setup_dist()
     device = resolve_device(cfg.device, local_rank)
@@ -142,6 +163,13 @@ def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> 
         torch.cuda.set_device(device)
     faces = [str(f) for f in faces]
     frames = [load_face_shard(f)[1] for f in faces]
+    videos = None
+    if cfg.filters:  # only then: with all three splits the samples are exactly those of every video
+        if splits is None:
+            raise ValueError(f"config key {cfg.section}.pretrain_splits = {cfg.pretrain_splits} leaves a split out, "
+                             "but no label CSV / test list was given (--labels / --test)")
+        frames = [keep_frames(f, splits, cfg.pretrain_splits) for f in frames]
+        videos = config_hash(sorted({str(n) for f in frames for n in f["name"].unique()}))
     if cfg.kind == "video":  # [N, 1+T] one clip per video
         samples = build_clip_samples(frames, cfg.model.num_frames)  # type: ignore[attr-defined]
     else:  # [N, 2] up to frames_per_video crops per video
@@ -159,7 +187,7 @@ def setup(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path) -> 
                               fused=True)
     run = Run(cfg=cfg, out=Path(out), faces=faces, shards=[Path(f).name for f in faces], rank=rank, world=world,
               created=created, device=device, frames=frames, samples=samples, warnings=warnings, batch=batch,
-              steps_per_epoch=steps_per_epoch, model=model, optim=optim, t0=t0)
+              steps_per_epoch=steps_per_epoch, model=model, optim=optim, t0=t0, videos=videos, splits=splits)
     _resume(run)  # restores the RNG state too: before anything else draws from it
 
     fwd = torch.compile(model) if cfg.compile else model
@@ -280,7 +308,8 @@ def finish(run: Run) -> list[float]:
             "final_loss": epoch_losses[-1] if epoch_losses else None,
             "wall_time_s": run.wall_before + time.time() - run.t0, "resumed_from_step": run.resumed_from,
             "warnings": run.warnings, "untrained": untrained, "schedule": run.sched.to_dict(),
-            "init": run.model.init_report}  # None: random init; else source path/format/sha256, mapped, fresh
+            "init": run.model.init_report,  # None: random init; else source path/format/sha256, mapped, fresh
+            **run.split_report()}  # pretrain_splits, videos_by_split, transductive
     write_json(run.out / "meta.json", meta)
     plots.loss_plot(run.out / "loss.png", run.step_losses, run.steps_per_epoch)
     if cfg.kind == "video":
@@ -294,10 +323,12 @@ def finish(run: Run) -> list[float]:
     return epoch_losses
 
 
-def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max_steps: int | None = None) -> TrainResult:
+def train(cfg: PretrainConfig, faces: Sequence[str | Path], out: str | Path, max_steps: int | None = None,
+          splits: Mapping[str, str] | None = None) -> TrainResult:
     """Train (or resume) into `out`. `max_steps` stops right after that optimizer step without
-    writing anything more, as a kill would (used to test resume). Raises TrainingDiverged."""
-    run = setup(cfg, faces, out)
+    writing anything more, as a kill would (used to test resume). `splits`: see setup. Raises
+    TrainingDiverged."""
+    run = setup(cfg, faces, out, splits)
     while run.step < run.total:
         if not run_epoch(run, max_steps):
             res = TrainResult(run.model, run.step, run.step_losses, run.epoch_losses(), False)
@@ -322,11 +353,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="output folder (e.g. results/mae)")
     ap.add_argument("--params", default="{}", help='JSON: the mae: (or mae_video: + "kind": "video") config '
                     "section plus seed and device")
+    ap.add_argument("--labels", help="label CSV (data.labels): its videos with a known class are split labeled")
+    ap.add_argument("--test", help="test list (data.test): its videos are split test")
+    ap.add_argument("--classes", default="", help="comma-separated classes (config classes)")
+    ap.add_argument("--encoding", default="", help="data.encoding of the CSVs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PretrainConfig.from_params(json.loads(args.params))
+    splits = None  # neither list given (a direct call): no counts in meta.json, and no filtering possible
+    if args.labels or args.test:
+        classes = [c for c in args.classes.split(",") if c]
+        try:
+            splits = video_splits(args.labels, args.test, classes, args.encoding)
+        except (SystemExit, ValueError, OSError) as e:  # an unusable list
+            if cfg.filters:  # it decides the videos: the job cannot run
+                raise SystemExit(f"error: {cfg.section}.pretrain_splits needs the lists: {e}") from None
+            log.warning("no videos_by_split in meta.json (every video is pretrained on anyway): %s", e)
     try:
-        train(cfg, args.faces, args.out)
+        train(cfg, args.faces, args.out, splits=splits)
     except TrainingDiverged as e:  # a clear one-line error in the job log, exit status 1
         log.error("%s", e)
         raise SystemExit(f"error: {e}") from None

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from .checkpoint import save_checkpoint
 from .monitor import recon_batch, recon_clips
 from .schedule import Schedule, full_schedule
+from .splits import count_by_split, transductive_summary  # noqa: F401 — transductive_summary: this module's API too
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,6 +57,8 @@ class Run:
     pending_norms: list[torch.Tensor] = field(default_factory=list)  # their gradient norms
     grad_norms: list[float] = field(default_factory=list)
     monitor: Any = None  # monitor.Monitor: log lines and TensorBoard
+    videos: str | None = None  # hash of the kept video names when cfg.pretrain_splits filters them
+    splits: Any = None  # name -> labeled | test (splits.video_splits); None: no lists given
 
     def __post_init__(self) -> None:  # derived, fixed for the whole run
         self.n, self.ckpt = len(self.samples), self.out / "checkpoint.safetensors"
@@ -65,7 +68,16 @@ class Run:
     def set_schedule(self, sched: Schedule) -> None:
         """The steps of this job (the full schedule, or a continued run's share) and its fingerprint."""
         self.sched, self.total, self.warmup = sched, sched.total, sched.warmup
-        self.fp = self.cfg.fingerprint(self.shards, self.n, sched.continued_from)
+        self.fp = self.cfg.fingerprint(self.shards, self.n, sched.continued_from, self.videos)
+
+    def split_report(self) -> dict[str, Any]:
+        """meta.json's pretrain_splits (the config value), videos_by_split (the videos with crops that
+        pretraining saw, per split) and transductive (any test video among them); None without lists."""
+        if self.splits is None:
+            return {"pretrain_splits": list(self.cfg.pretrain_splits), "videos_by_split": None, "transductive": None}
+        counts = count_by_split([n for f in self.frames for n in f["name"].unique()], self.splits)
+        return {"pretrain_splits": list(self.cfg.pretrain_splits), "videos_by_split": counts,
+                "transductive": counts["test"] > 0}
 
     def recon_samples(self) -> Any:
         """The fixed un-augmented crops (image) or clips (video) of the reconstruction figures."""

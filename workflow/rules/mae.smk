@@ -6,6 +6,7 @@
 # extract.smk); a feature set needing a disabled mae_video is a config error (features/config.py).
 # One process, torchrun per GPU, or srun + torchrun on several nodes (expmae/mae/launch.py).
 from expmae.mae import launch as mae_launch
+from expmae.mae import splits as mae_splits
 
 MAE_VIDEO_ON = bool(config.get("mae_video", {}).get("enabled", False))
 # mae_video.init: mae = start the video MAE from this run's image expMAE, inflated (expmae/mae/inflate.py).
@@ -14,12 +15,23 @@ VIDEO_FROM_IMAGE = config.get("mae_video", {}).get("init") == "mae"
 # What rule all asks for besides the classifiers: the probe(s), which pull in pretraining.
 MAE_TARGETS = [f"{RES}/mae/probe.json"] + ([f"{RES}/mae_video/probe.json"] if MAE_VIDEO_ON else [])
 _NOT_TRAINING = ("enabled", "probe_repeats", "gpus", "nodes")  # settings that must not rerun pretraining
+# <section>.pretrain_splits (expmae/mae/splits.py): which splits' videos pretraining sees. Leaving a split out
+# makes the label CSV and test list decide which videos: they are inputs (a changed list reruns pretraining),
+# and the classes / encoding that read them are in its --params. With all three splits (the default,
+# transductive) the lists give meta.json's videos_by_split only: not inputs, so editing them reruns nothing.
+MAE_FILTERS = {
+    sec: mae_splits.excludes(config[sec].get("pretrain_splits", mae_splits.SPLITS))
+    for sec in ("mae", "mae_video")
+    if sec in config
+}
+SPLIT_KEYS = {"classes": config["classes"], "encoding": DATA.get("encoding", "")}
 # --params of the pretraining / probe jobs per config section (JSON, so a change reruns the rule).
 MAE_PARAMS = {
     sec: js(
         {
             **{k: v for k, v in config[sec].items() if k not in _NOT_TRAINING},
             **({"init": IMAGE_ENCODER} if sec == "mae_video" and VIDEO_FROM_IMAGE else {}),
+            **(SPLIT_KEYS if MAE_FILTERS[sec] else {}),
             "kind": kind,
             "seed": config["seed"],
             "device": config["device"],
@@ -29,6 +41,11 @@ MAE_PARAMS = {
     if sec in config
 }
 
+
+# The lists as inputs of a filtering pretraining job (data.test may be unset), and its --labels/--test/
+# --classes/--encoding flags (always given: they give meta.json's videos_by_split).
+SPLIT_LISTS = {"labels": optional(DATA.get("labels")), "test": optional(DATA.get("test"))}
+SPLIT_ARGS = mae_splits.cli_args(DATA.get("labels"), DATA.get("test"), config["classes"], DATA.get("encoding"))
 PROBE_PARAMS = {
     sec: js(
         {
@@ -46,6 +63,7 @@ PROBE_PARAMS = {
 
 rule mae_pretrain:
     input:
+        **(SPLIT_LISTS if MAE_FILTERS["mae"] else {}),  # labels, test: when pretrain_splits leaves a split out
         faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
         init=optional(config["mae"].get("init")),  # a replaced checkpoint file reruns pretraining
     output:
@@ -77,12 +95,16 @@ rule mae_pretrain:
         cfg=MAE_PARAMS["mae"],
         out=lambda w, output: os.path.dirname(output.encoder),
         launch=lambda w, resources: mae_launch.prefix(resources),
+        # a function of input, so not a rerun trigger: what changes the weights is in cfg and the inputs
+        splits=lambda w, input: SPLIT_ARGS,
     shell:
-        "{params.launch} -m expmae.mae.pretrain --faces {input.faces:q} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1"
+        "{params.launch} -m expmae.mae.pretrain --faces {input.faces:q} --out {params.out:q} --params {params.cfg:q}"
+        " {params.splits} > {log:q} 2>&1"
 
 
 use rule mae_pretrain as mae_video_pretrain with:
     input:
+        **(SPLIT_LISTS if MAE_FILTERS.get("mae_video") else {}),
         faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
         init=(IMAGE_ENCODER if VIDEO_FROM_IMAGE else optional(config["mae_video"].get("init"))),
     output:
@@ -111,6 +133,7 @@ use rule mae_pretrain as mae_video_pretrain with:
         cfg=MAE_PARAMS.get("mae_video", "{}"),
         out=lambda w, output: os.path.dirname(output.encoder),
         launch=lambda w, resources: mae_launch.prefix(resources),
+        splits=lambda w, input: SPLIT_ARGS,
 
 
 rule mae_probe:
