@@ -14,6 +14,12 @@ itself is probed too ("init", when its file is still there), so `delta` is what 
 (generic + faces) added over random weights and `delta_vs_init` what the face pretraining added.
 Both encoders see the same crops with the same pooling as the feature jobs (the expmae_image /
 expmae_video extractors of expmae.features.mae, run by features.run.run_visual).
+
+The spread over fold shuffles (f1_std) says nothing about what the few labeled videos leave open, so
+each difference is also paired over videos: every encoder's probe predicts the same videos out of
+fold, with the same folds (they depend on the labels and the shuffle seed only), and
+expmae.train.stats.paired_diff resamples the videos once for both, the repeats' predictions being its
+seeds -> `paired_vs_random` (and `paired_vs_init`): {diff, ci (95%), n, within_noise}.
 """
 from __future__ import annotations
 
@@ -35,8 +41,9 @@ from sklearn.preprocessing import StandardScaler
 log = logging.getLogger("expmae.mae.probe")
 
 
-def linear_probe_f1(X: np.ndarray, y: Sequence, folds: int = 5, seed: int = 0, C: float = 1.0) -> float:
-    """Out-of-fold weighted F1 of a logistic regression on features X [N, D] with labels y [N]."""
+def oof_predictions(X: np.ndarray, y: Sequence, folds: int = 5, seed: int = 0, C: float = 1.0) -> np.ndarray:
+    """Out-of-fold predicted labels [N] of a logistic regression on features X [N, D] with labels y [N];
+    the folds depend on y and seed only (stratified, shuffled), so two encoders' features get the same."""
     y = np.asarray(y)
     _, counts = np.unique(y, return_counts=True)
     k = int(min(folds, counts.min()))
@@ -44,14 +51,45 @@ def linear_probe_f1(X: np.ndarray, y: Sequence, folds: int = 5, seed: int = 0, C
         raise ValueError(f"need at least 2 classes with >= 2 samples each for a {folds}-fold probe, got counts {counts}")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    pred = cross_val_predict(clf, np.asarray(X, np.float64), y, cv=cv)
-    return float(f1_score(y, pred, average="weighted"))
+    return cross_val_predict(clf, np.asarray(X, np.float64), y, cv=cv)
+
+
+def linear_probe_f1(X: np.ndarray, y: Sequence, folds: int = 5, seed: int = 0, C: float = 1.0) -> float:
+    """Out-of-fold weighted F1 of a logistic regression on features X [N, D] with labels y [N]."""
+    return float(f1_score(np.asarray(y), oof_predictions(X, y, folds, seed, C), average="weighted"))
+
+
+def repeated_oof(X: np.ndarray, y: Sequence, folds: int, seed: int, repeats: int) -> np.ndarray:
+    """oof_predictions over `repeats` fold shuffles (seeds seed, seed+1, ...) -> [repeats, N]."""
+    return np.stack([oof_predictions(X, y, folds, seed + r) for r in range(repeats)])
+
+
+def probe_scores(y: Sequence, preds: np.ndarray) -> dict[str, Any]:
+    """Weighted F1 of each repeat's predictions [R, N] -> {"f1": mean, "f1_std": std, "f1_runs": [...]}."""
+    runs = [float(f1_score(np.asarray(y), p, average="weighted")) for p in preds]
+    return {"f1": float(np.mean(runs)), "f1_std": float(np.std(runs)), "f1_runs": runs}
 
 
 def repeated_probe(X: np.ndarray, y: Sequence, folds: int, seed: int, repeats: int) -> dict[str, Any]:
     """linear_probe_f1 over `repeats` fold shuffles -> {"f1": mean, "f1_std": std, "f1_runs": [...]}."""
-    runs = [linear_probe_f1(X, y, folds, seed + r) for r in range(repeats)]
-    return {"f1": float(np.mean(runs)), "f1_std": float(np.std(runs)), "f1_runs": runs}
+    return probe_scores(y, repeated_oof(X, y, folds, seed, repeats))
+
+
+def paired_vs(oof: dict[str, tuple[list[str], np.ndarray, np.ndarray]], a: str, b: str,
+              n_cls: int) -> dict[str, Any] | None:
+    """Weighted F1 of probe a minus probe b on the videos both predicted out of fold, with the paired
+    bootstrap's 95% interval over videos (expmae.train.stats.paired_diff; the repeats are its seeds);
+    None when either probe could not run. oof: tag -> (names, y [N] class ids, preds [R, N])."""
+    from expmae.train.stats import paired_diff
+
+    if a not in oof or b not in oof:
+        return None
+    (na, ya, pa), (nb, _, pb) = oof[a], oof[b]
+    if na != nb:  # the same crops give the same videos; align anyway
+        ib = {n: i for i, n in enumerate(nb)}
+        keep = [i for i, n in enumerate(na) if n in ib]
+        ya, pa, pb = ya[keep], pa[:, keep], pb[:, [ib[na[i]] for i in keep]]
+    return paired_diff(ya, pa, pb, n_cls)
 
 
 def labeled_features(model: Any, faces: Sequence[str | Path], labels: pd.DataFrame,
@@ -123,14 +161,22 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
         init_cfg = PretrainConfig.from_params({**info["model_config"], "init": src, "kind": kind})
         models.append(("init", build_model(init_cfg).to(device).eval()))
         res["init_source"] = {k: info["init"].get(k) for k in ("path", "format", "sha256")}
+    oof: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}  # tag -> names, y, preds [repeats, N]
     for tag, model in models:
         names, X = labeled_features(model, faces, labels, int(p["batch_size"]))
-        y = by_name.loc[names].to_numpy()
+        y = by_name.loc[names].to_numpy().astype(np.int64)
         res["n_videos"] = len(names)
         try:
-            res[tag] = repeated_probe(X, y, int(p["folds"]), int(p["seed"]), int(p["repeats"]))
+            preds = repeated_oof(X, y, int(p["folds"]), int(p["seed"]), int(p["repeats"]))
         except ValueError as e:  # too few labeled videos with faces: say so, do not fail the run
             res[tag] = {"f1": None, "error": str(e)}
+            continue
+        res[tag] = probe_scores(y, preds)
+        oof[tag] = (names, y, preds)
+    # the differences, paired over videos: {diff, ci, n, within_noise} (None when a probe could not run)
+    res["paired_vs_random"] = paired_vs(oof, "pretrained", "random_init", len(classes))
+    if "init" in res:
+        res["paired_vs_init"] = paired_vs(oof, "pretrained", "init", len(classes))
     a, b = res["pretrained"].get("f1"), res["random_init"].get("f1")
     res["delta"] = None if a is None or b is None else a - b
     c = res.get("init", {}).get("f1")
