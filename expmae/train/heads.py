@@ -7,7 +7,12 @@
   (pairwise for more than two), sum-pooled over the factor k, then power- and L2-normalised:
       z_ij = SumPool_k(U_i x_i ∘ U_j x_j)         [B, o]
       z    = sign(z) * sqrt(|z|);  z = z / ||z||
-  The pooled vectors of all pairs are concatenated and classified linearly.
+  MFB itself fuses two inputs (MFH cascades MFB blocks); for M > 2 modalities this head pools every
+  pair and concatenates the M(M-1)/2 vectors before the linear classifier (one modality: its square).
+  Dropout: MFB drops units of the product U x ∘ V y; here each modality's projection U_i x_i is
+  dropped before the products (and before a missing modality's learned vector replaces it), so a
+  dropped unit of one modality is dropped from all its pairs, as modality dropout drops it whole, and
+  the "missing" vector itself is never dropped. (tests/test_heads.py recomputes the forward in numpy.)
 - Attention: each modality encoded to `hidden`, one score per modality from a small MLP, softmax
   over modalities, weighted sum, linear classifier (the MER 2023 baseline's fusion).
 (Late fusion of the per-feature-set classifiers has no weights: see expmae.train.late.)
