@@ -70,26 +70,29 @@ def _mkl_branch() -> int | None:
     return int(get(MKL_CBWR_BRANCH))
 
 
-def in_effect() -> dict[str, object]:
-    """What the process runs with: torch's CPU capability, MKL's CNR branch, numpy's active dispatched
-    features, the OpenBLAS kernels loaded, oneDNN on/off."""
+def in_effect(with_torch: bool = True) -> dict[str, object]:
+    """What the process runs with: numpy's active dispatched features, the OpenBLAS kernels loaded and
+    (with_torch) torch's CPU capability, MKL's CNR branch, oneDNN on/off."""
     import numpy  # noqa: F401 — loads its OpenBLAS
-    import torch
     from numpy._core._multiarray_umath import __cpu_features__
     from threadpoolctl import threadpool_info
 
-    return {"aten": torch.backends.cpu.get_cpu_capability(), "mkl_cbwr": _mkl_branch(),
-            "numpy_simd": [f for f in numpy_dispatch() if __cpu_features__.get(f)],
-            "openblas": sorted({i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"}),
-            "mkldnn": torch.backends.mkldnn.enabled}
+    state = {"numpy_simd": [f for f in numpy_dispatch() if __cpu_features__.get(f)],
+             "openblas": sorted({i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"})}
+    if with_torch:
+        import torch
+
+        state.update(aten=torch.backends.cpu.get_cpu_capability(), mkl_cbwr=_mkl_branch(),
+                     mkldnn=torch.backends.mkldnn.enabled)
+    return state
 
 
 def problems(state: dict[str, object]) -> list[str]:
     """The pins in_effect() shows not to have taken ([] = all in effect)."""
     out = []
-    if state["aten"] != "DEFAULT":
+    if state.get("aten", "DEFAULT") != "DEFAULT":
         out.append(f"torch CPU capability {state['aten']} (torch ran an op before the pin)")
-    if state["mkl_cbwr"] not in (MKL_CBWR_COMPATIBLE, None):
+    if state.get("mkl_cbwr") not in (MKL_CBWR_COMPATIBLE, None):
         out.append(f"MKL CNR branch {state['mkl_cbwr']} (MKL was called before the pin)")
     if state["numpy_simd"]:
         out.append(f"numpy SIMD {' '.join(state['numpy_simd'])} (numpy was imported before the pin)")
@@ -98,20 +101,22 @@ def problems(state: dict[str, object]) -> list[str]:
     return out
 
 
-def pin_numerics(reexec: bool = True) -> dict[str, object]:
+def pin_numerics(reexec: bool = True, with_torch: bool = True) -> dict[str, object]:
     """Make this process's numbers independent of the CPU's instruction set; call it first in a
     training job's main(). reexec: restart the program (os.execv of sys.orig_argv) when a setting
     can only take effect at start-up; pass False when main() runs inside another program (tests).
+    with_torch=False: a job without torch (late fusion) is not made to import it.
     -> in_effect() (for metrics.json)."""
     want = pinned_env()
     may_restart = reexec and any(os.environ.get(k) != v for k, v in want.items()) and not os.environ.get(REEXEC_MARK)
     os.environ.update(want)
     if may_restart and "numpy" in sys.modules:  # its settings are read at import: restart before importing torch
         _restart()
-    import torch  # ATEN_CPU_CAPABILITY and MKL_CBWR are still read after this, before torch's first op
+    if with_torch:
+        import torch  # ATEN_CPU_CAPABILITY and MKL_CBWR are still read after this, before torch's first op
 
-    torch.backends.mkldnn.enabled = False
-    state = in_effect()
+        torch.backends.mkldnn.enabled = False
+    state = in_effect(with_torch)
     bad = problems(state)
     if bad and may_restart:
         _restart()
