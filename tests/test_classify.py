@@ -7,7 +7,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, mean_squ
 
 from expmae import config
 from expmae.io import read_features, write_features
-from expmae.train import cv, data, plan, scoring
+from expmae.train import cv, data, fit, plan, scoring
 from expmae.train.heads import HEADS, AttentionHead, FBPHead, build_head, fbp_pool
 from expmae.train.late import late_fuse
 from expmae.train.pseudo import choose_source, select
@@ -131,10 +131,19 @@ def test_cross_validation_learns_and_fbp_fuses(tmp_path):
     np.testing.assert_allclose(folds.mean(0)[unl], df[[f"prob_{c}" for c in CLASSES]].to_numpy()[unl], atol=1e-6)
     assert ((folds.argmax(2) == folds.mean(0).argmax(1)).mean(0)[unl] == df["agree"].to_numpy()[unl]).all()
     assert len(m["curves"]) == 5 and len(m["curves"][0]["train"]) == 60 and len(m["curves"][0]["val"]) == 60
-    # early stopping on an inner split of the training rows: keeps the best inner-loss epoch
-    de, me, _ = cv.cross_validate(ds, "fbp", CLASSES, {**p, "early_stop": 0.25})
+    assert m["epoch_selection"]["mode"] == ["fixed"] and m["epoch_selection"]["chosen"] == [60] * 5
+    # early stopping on a large enough holdout of the training rows: keeps the best inner-loss epoch
+    de, me, _ = cv.cross_validate(ds, "fbp", CLASSES, {**p, "early_stop": 0.25, "early_stop_min_rows": 5})
     c = me["curves"][0]
-    assert len(c["inner"]) == 60 and c["best_epoch"] == int(np.argmin(c["inner"])) + 1 and me["weighted_f1"] > 0.6
+    assert c["selection"] == "holdout" and me["weighted_f1"] > 0.6
+    assert len(c["inner"]) == 60 and c["best_epoch"] == int(np.argmin(c["inner"])) + 1
+    # a holdout below early_stop_min_rows: inner cross-validation picks the count, the model trains on every row
+    di, mi, _ = cv.cross_validate(ds, "fbp", CLASSES, {**p, "early_stop": 0.2, "early_stop_min_rows": 50})
+    c = mi["curves"][0]
+    assert c["selection"] == "inner-cv" and len(c["inner"]) == 60 and mi["weighted_f1"] > 0.6
+    assert c["best_epoch"] == int(np.argmin(fit.smooth(c["inner"]))) + 1 == len(c["train"])
+    es = mi["epoch_selection"]
+    assert es["chosen"] == [cc["best_epoch"] for cc in mi["curves"]] and es["flag"] == bool(es["at_edge"])
     # attention and concat over grouped modalities train too; modality dropout stays deterministic
     pa = {**p, "modality_dropout": 0.3}
     da, ma, _ = cv.cross_validate(ds, "attention", CLASSES, pa, spec={"ab": ["a", "b"], "b": ["b"]})
@@ -144,24 +153,42 @@ def test_cross_validation_learns_and_fbp_fuses(tmp_path):
 
 def test_inner_split_is_stratified():
     y = np.array([0] * 10 + [1] * 5 + [2] * 2)
-    inner = cv.inner_split(y, 0.2, seed=0)
+    inner = fit.inner_split(y, 0.2, seed=0)
     assert np.bincount(y[inner], minlength=3).tolist() == [2, 1, 0]
-    np.testing.assert_array_equal(inner, cv.inner_split(y, 0.2, seed=0))
+    np.testing.assert_array_equal(inner, fit.inner_split(y, 0.2, seed=0))
+    parts = fit.inner_parts(y, 3, seed=0)  # disjoint, covering, stratified, equal in size
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(y))) and [len(q) for q in parts] == [6, 6, 5]
+    assert all(np.bincount(y[q], minlength=3)[0] in (3, 4) for q in parts)
+
+
+def test_epoch_edges_are_flagged():
+    curves = [{"best_epoch": 1, "selection": "inner-cv"}, {"best_epoch": 40, "selection": "inner-cv"},
+              {"best_epoch": 100, "selection": "holdout"}, {"best_epoch": 100, "selection": "fixed"}]
+    es = cv.epoch_summary(curves, folds=2, epochs=100)
+    assert es["at_edge"] == ["seed0.fold0: epoch 1 of 100", "seed1.fold0: epoch 100 of 100"] and es["flag"]
+    assert es["mode"] == ["fixed", "holdout", "inner-cv"] and es["median"] == 70.0
 
 
 def test_group_concatenates_a_modality_and_merges_masks(tmp_path):
     paths, _ = make_ds(tmp_path)
     ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     ds.mask[7, 0] = False
-    X, mask, mods = cv.group(ds, {"both": ["b", "a"], "a": ["a"]})
+    inp, mask, mods = cv.group(ds, {"both": ["b", "a"], "a": ["a"]})
+    X = inp.xs
     assert mods == ["both", "a"] and X[0].shape == (120, 32) and X[1].shape == (120, 12)
     np.testing.assert_array_equal(X[0][:, :20], ds.X[1])
     assert mask[7].tolist() == [True, False] and mask[3].tolist() == [False, False]
     with pytest.raises(SystemExit, match="fuse.modalities"):
         cv.group(ds, {"x": ["nope"]})
-    stats = cv.scaler(X, mask)
-    Z = cv.scale(X, mask, stats)
+    stats = fit.scaler(inp)
+    Z = fit.scale(inp, stats)
     assert not Z[1][7].any() and abs(Z[1][mask[:, 1]].mean()) < 1e-5  # absent -> 0, present standardised
+    # inside a modality each feature set has its own mask: v007 has b but not a; a's zeros stay out of the
+    # statistics and a's block is 0 after scaling, b's block standardised
+    has_a = ds.mask[:, 0]
+    np.testing.assert_allclose(stats[0][0][20:], X[0][has_a, 20:].mean(0), rtol=1e-5, atol=1e-6)
+    assert not Z[0][7, 20:].any() and Z[0][7, :20].any()
+    assert abs(Z[0][has_a, 20:].mean()) < 1e-5 and abs(Z[0][mask[:, 0], :20].mean()) < 1e-5
 
 
 def test_late_fusion_is_a_normalised_geometric_mean(tmp_path):
@@ -183,9 +210,13 @@ def test_pseudo_labels_enter_training(tmp_path):
     paths, y = make_ds(tmp_path)
     ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     unl = [n for n, s in zip(ds.names, ds.split) if s == "unlabeled"]
-    pseudo = pd.DataFrame({"name": unl + ["v000"], "y": 0, "weight": 1.0})  # v000 is labeled: ignored
+    # fold 0's lineage gets every unlabeled video, fold 1's two of them; v000 is labeled: ignored
+    pseudo = pd.DataFrame({"name": unl + ["v000"] + unl[:2], "y": 0, "weight": 1.0,
+                           "fold": [0] * (len(unl) + 1) + [1, 1]})
     _, m, _ = cv.cross_validate(ds, "mlp", CLASSES, {**P0, "epochs": 5}, pseudo)
-    assert m["n_pseudo"] == len(unl)
+    assert m["n_pseudo_per_fold"] == [len(unl), 2, 0, 0, 0]
+    with pytest.raises(SystemExit, match="fold lineage"):
+        cv.cross_validate(ds, "mlp", CLASSES, {**P0, "epochs": 5}, pseudo.drop(columns="fold"))
 
 
 def probs_table(P, split):
@@ -253,14 +284,14 @@ def test_soft_pseudo_labels_become_training_targets(tmp_path):
     paths, _ = make_ds(tmp_path)
     ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES)
     unl = [n for n, s in zip(ds.names, ds.split) if s == "unlabeled"][:4]
-    hard = pd.DataFrame({"name": unl, "y": [1, 2, 3, 4]})
-    idx, T, w = cv.pseudo_rows(ds, hard, CLASSES, ds.mask.any(1))
+    hard = pd.DataFrame({"name": unl, "y": [1, 2, 3, 4], "fold": 0})
+    idx, T, w = cv.pseudo_rows(ds, hard, CLASSES, ds.mask.any(1), 5)[0]
     np.testing.assert_array_equal(T, np.eye(6)[[1, 2, 3, 4]]) and np.testing.assert_array_equal(w, 1.0)
     soft = hard.assign(**{f"prob_{c}": 0.5 if c == "sad" else 0.1 for c in CLASSES})
-    idx, T, w = cv.pseudo_rows(ds, soft, CLASSES, ds.mask.any(1))
+    idx, T, w = cv.pseudo_rows(ds, soft, CLASSES, ds.mask.any(1), 5)[0]
     np.testing.assert_allclose(T[:, 3], 0.5) and np.testing.assert_allclose(T.sum(1), 1.0)
     _, m, _ = cv.cross_validate(ds, "mlp", CLASSES, {**P0, "epochs": 3}, soft)
-    assert m["n_pseudo"] == 4 and m["soft_pseudo"]
+    assert m["n_pseudo_per_fold"][0] == 4 and m["soft_pseudo"]
 
 
 def test_choose_source_by_oof_f1(tmp_path):
@@ -300,7 +331,7 @@ def test_train_params_are_the_schema_defaults():
     cls, fuse = config.defaults("classify"), config.defaults("fuse")
     assert p == {**{k: v for k, v in cls.items() if k != "feature_sets"}, "seed": 0, "seeds": 3,
                  **{k: fuse[k] for k in ("modality_dropout", "fbp_dim", "fbp_factor")}}
-    assert p["early_stop"] == 0.2 and p["folds"] == 5 and p["batch_size"] == 256
+    assert p["early_stop"] == 0.2 and p["folds"] == 5 and p["batch_size"] == 32
     assert plan.train_params({"epochs": 3, "seed": 4, "fbp_dim": 8}) == {**p, "epochs": 3, "seed": 4, "fbp_dim": 8}
     with pytest.raises(ValueError, match=r"classify\.folds"):
         plan.train_params({"folds": 1})

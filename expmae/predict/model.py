@@ -51,14 +51,18 @@ def read_metrics(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "metrics.json").read_text())
 
 
-def modality_inputs(feats: Features, spec: dict[str, list[str]]) -> tuple[list[np.ndarray], np.ndarray]:
-    """As expmae.train.cv.group: one input per modality (its feature sets side by side), mask [N, M]."""
+def modality_inputs(feats: Features, spec: dict[str, list[str]]):
+    """As expmae.train.cv.group: one input per modality (its feature sets side by side, each with its own
+    mask: expmae.train.fit.Inputs), and the modality mask [N, M]."""
+    from expmae.train.fit import Inputs
+
     missing = [fs for sets in spec.values() for fs in sets if fs not in feats.X]
     if missing:
         raise SystemExit(f"the model needs feature sets {missing}; they were not computed")
-    xs = [np.concatenate([feats.X[fs] for fs in sets], 1) for sets in spec.values()]
-    mask = np.stack([np.stack([feats.mask[fs] for fs in sets], 1).any(1) for sets in spec.values()], 1)
-    return xs, mask
+    inp = Inputs([np.concatenate([feats.X[fs] for fs in sets], 1) for sets in spec.values()],
+                 [np.stack([feats.mask[fs] for fs in sets], 1) for sets in spec.values()],
+                 [[feats.X[fs].shape[1] for fs in sets] for sets in spec.values()])
+    return inp, inp.mask
 
 
 def ordered_spec(m: dict) -> dict[str, list[str]]:
@@ -87,7 +91,8 @@ def predict_trained(folder: str | Path, feats: Features, classes: list[str]) -> 
     m = read_metrics(folder)
     states = load_file(str(Path(folder) / "model.safetensors"))
     spec, p, n_cls = ordered_spec(m), m["params"], len(classes)
-    xs, mask = modality_inputs(feats, spec)
+    inp, mask = modality_inputs(feats, spec)
+    xs = inp.xs
     present = mask.any(1)
     rows = np.flatnonzero(present)
     N = len(feats.names)
@@ -110,7 +115,7 @@ def predict_trained(folder: str | Path, feats: Features, classes: list[str]) -> 
             model.load_state_dict({k[len(pre):]: torch.from_numpy(v) for k, v in states.items()
                                    if k.startswith(pre) and not k[len(pre):].startswith(("scaler", "valence."))})
             model.eval()
-            x_in = scale([x[rows] for x in xs], mask[rows], stats)
+            x_in = scale(inp.rows(rows), stats)
             fold_probs[f, rows] = predict(model, x_in, mask[rows], n_cls)
             probs[rows] += fold_probs[f, rows] / len(members)
             v = _valence(states, pre, x_in, fold_probs[f, rows])

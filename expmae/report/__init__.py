@@ -1,8 +1,11 @@
 """Gather every stage's outputs: metrics.json, MER submissions, one QC table and the report figures.
 
 The final model is the fusion head over all modalities of the last round with the best out-of-fold
-weighted F1, mean over seeds (the sub-combinations are reported, not candidates: the max of many
-noisy scores would inflate it; a model without a valid score is never a candidate). metrics.json also
+weighted F1 of its seed ensemble: the same predictions are deployed (submission, bundle) and reported
+(the sub-combinations are reported, not candidates: the max of many noisy scores would inflate it; a
+model without a valid score is never a candidate). Its OOF score is the best of N candidates, so it is
+optimistic: metrics.json (`final.selected`) and the headline say so, beside its test score and the
+paired difference to the runner-up. metrics.json also
 names the best single feature set and compares the two on the same videos (paired bootstrap,
 `final.fused_minus_single`, `final.fused_vs_single`), and the final model with the runner-up
 (`final.choice_within_noise`); see expmae.report.noise. The headline of those numbers is
@@ -27,6 +30,7 @@ import pandas as pd
 
 from expmae.io import read_meta, write_json, write_text
 from expmae.labels import read_names
+from expmae.mae.splits import transductive_summary
 from expmae.report import figures, noise
 from expmae.report.qc import complete_submission, qc_table
 from expmae.report.tables import (SCORES, SUBMISSION_COLUMNS, flags, html_report, pseudo_table, round4, select_columns,
@@ -99,6 +103,9 @@ def choose_final(rounds: Rounds) -> dict:
     return {"round": int(last), "model": final_name, "head": fm.get("head"), "kind": fm.get("kind"),
             "combo": fm.get("combo"), "seeds": fm.get("seeds"), "dir": fm.get("dir"),
             "runner_up": cands[1] if len(cands) > 1 else None,
+            # the winner's OOF score is the max of len(cands) noisy scores: optimistic, and said so
+            "selected": {"from": len(cands), "candidates": cands, "by": "out-of-fold weighted F1 of the seed ensemble",
+                         "optimistic": len(cands) > 1},
             **{k: round4(fm.get(k)) for k in SCORES if k in fm},
             **{k: fm[k] for k in ("weighted_f1_seed_mean", "weighted_f1_std", "weighted_f1_ci", "test_weighted_f1_seed_mean",
                                   "test_weighted_f1_std", "test_weighted_f1_ci") if fm.get(k) is not None},
@@ -109,12 +116,17 @@ def choose_final(rounds: Rounds) -> dict:
 
 
 def pseudo_summary(paths: list[str]) -> dict[str, dict]:
-    """round -> pool size, class mix, source model (its name, as expmae.train.pseudo recorded it), mean confidence."""
+    """round -> pools (expmae.train.pseudo: one per fold, cumulative): n = pseudo-labels one fold model
+    trains on (mean over folds), per fold, distinct videos, class mix per fold model, source model(s) (as
+    expmae.train.pseudo recorded them), mean confidence of the round's new picks."""
     pseudo = {}
     for p in filter(None, paths):
         meta = read_meta(p)
-        pseudo[str(meta.get("round"))] = {"n": int(len(pd.read_parquet(p))), "class_mix": meta.get("class_mix", {}),
-                                          "source": meta.get("source"), "mean_confidence": round4(meta.get("mean_confidence"))}
+        per_fold = meta.get("per_fold") or [int(len(pd.read_parquet(p)))]
+        pseudo[str(meta.get("round"))] = {"n": round(sum(per_fold) / len(per_fold), 1), "per_fold": per_fold,
+                                          "new_per_fold": meta.get("new_per_fold"), "n_videos": meta.get("n_videos"),
+                                          "class_mix": meta.get("class_mix", {}), "source": meta.get("source"),
+                                          "mean_confidence": round4(meta.get("mean_confidence"))}
     return pseudo
 
 
@@ -143,6 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--test", default="", help="the test list: final.csv gets a (flagged) row for every name")
     ap.add_argument("--submission-columns", default="name,discrete,valence",
                     help="columns of the submission CSVs (config submission.columns)")
+    ap.add_argument("--mae-meta", nargs="*", default=[], help="results/mae*/meta.json: which splits pretraining saw")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
@@ -156,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     final = noise.compare(choose_final(rounds), rounds[str(final_round(rounds))], classes)
     if shift := noise.prior_shift(rounds[str(final["round"])][final["model"]], classes):
         final["prior_shift"] = shift
+    # MAE pretraining on test videos (no labels) is transductive: allowed by MER-SEMI, said wherever scores are
+    pretraining = transductive_summary(a.mae_meta)
+    final["transductive"] = pretraining["transductive"]
     write_text(out / "submission" / "final.flags.csv", subs[str(final["round"]), final["model"], "flags"])
     final_csv, no_video = complete_submission(subs[str(final["round"]), final["model"]], read_names(a.test)[0],
                                               classes)
@@ -171,12 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     write_text(rep / "pseudo.tsv", pseudo_table(pseudo, classes).to_csv(sep="\t", index=False))
     write_figures(rep, rounds, final, pseudo, classes)
     figures.intervals_png(rounds, rep / "intervals.png")
-    head = noise.headline(final, rounds[str(final["round"])])
+    head = noise.headline(final, rounds[str(final["round"])], pretraining)
     write_text(rep / "headline.txt", head)
     for ms in rounds.values():  # curves and confusions live in each model's metrics.json
         for m in ms.values():
             m.pop("curves", None)
-    metrics = {"rounds": rounds, "pseudo": pseudo, "final": final,
+    metrics = {"rounds": rounds, "pseudo": pseudo, "final": final, "pretraining": pretraining,
                "table": {r: {n: round4(m["weighted_f1"]) for n, m in heads.items()} for r, heads in sorted(rounds.items())},
                "qc": {"problems": int(len(qc)), "by_stage": qc["stage"].value_counts().to_dict()}}
     write_json(out / "metrics.json", metrics)

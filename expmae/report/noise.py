@@ -74,13 +74,27 @@ def fmt(m: dict, key: str = "weighted_f1") -> str:
     return s + (f" (seeds {mean:.3f} +- {sd:.3f})" if sd is not None and sd == sd and mean is not None else "")
 
 
-def headline(final: dict, models: dict[str, dict]) -> str:
+def pretraining_line(pretraining: dict | None) -> str | None:
+    """One line on which splits expMAE pretraining saw (transductive when test videos were among them)."""
+    enc = {k: v for k, v in ((pretraining or {}).get("by_encoder") or {}).items() if v.get("videos_by_split")}
+    if not enc:
+        return None
+    seen = "; ".join(f"{k} " + ", ".join(f"{n} {s}" for s, n in v["videos_by_split"].items()) for k, v in enc.items())
+    if pretraining.get("transductive"):
+        return (f"  transductive: expMAE pretraining saw the test videos (no labels; MER-SEMI allows it; "
+                f"mae.pretrain_splits): {seen}")
+    return f"  expMAE pretraining saw no test video: {seen}"
+
+
+def headline(final: dict, models: dict[str, dict], pretraining: dict | None = None) -> str:
     """The few lines `make run` ends with."""
     fm = models[final["model"]]
     n_seeds = len(fm.get("per_seed") or [1])
+    sel = final.get("selected") or {}
+    picked = (f" (selected: best of {sel['from']} by this score, optimistic)" if sel.get("optimistic") else "")
     lines = [f"final model: {final['model']} (round {final['round']}, head {final['head']}, {n_seeds}-seed ensemble;"
              " weighted F1 [95% bootstrap interval over videos] (seeds: mean +- std of the single seeds))",
-             f"  out-of-fold {fmt(fm)}   test {fmt(fm, 'test_weighted_f1')}"]
+             f"  out-of-fold {fmt(fm)}{picked}   test {fmt(fm, 'test_weighted_f1')}"]
     single = final.get("best_single")
     if single and single != final["model"]:
         sm = models[single]
@@ -93,6 +107,8 @@ def headline(final: dict, models: dict[str, dict]) -> str:
     if run:
         lines.append(f"  choice over runner-up {final['runner_up']}: {run['diff']:+.3f} [{run['ci'][0]:+.3f},"
                      f" {run['ci'][1]:+.3f}]: " + ("within the noise" if run["within_noise"] else "outside the noise"))
+    if line := pretraining_line(pretraining):
+        lines.append(line)
     shift = final.get("prior_shift")
     if shift:
         lines.append(f"  test class prior differs from the labeled set: {shift['note']} (test scores are not OOF scores)")

@@ -1,21 +1,29 @@
 """Train a classifier head with k-fold cross-validation on the labeled set (+ pseudo-labels), once per seed.
 
-The labeled videos with data for the job's inputs (modality mask; a video without any is left out of
-training and scoring) are split into `folds` stratified folds; fold f's model trains on the other
-folds plus every pseudo-labeled video, and predicts its held-out fold (out-of-fold probabilities give
-the weighted F1 reported for the labeled set — the MER metric). The mean of the fold models'
+Folds are fixed for the whole run: every labeled video gets one fold from config `seed` (stratified
+group k-fold over all labeled videos, expmae.train.folds: byte copies and data.groups / a `group` column
+stay in one fold), the same for every seed, every feature set, every head and every round, so "fold f"
+means one set of held-out videos everywhere. Fold f's model trains on the labeled videos of the other
+folds plus fold f's own pseudo-labels (fold lineage: they were selected from fold f's models of the
+previous round, which never saw fold f's labels; expmae.train.pseudo) and predicts its held-out fold
+(out-of-fold probabilities give the weighted F1 reported for the labeled set — the MER metric); no
+label thus reaches its own out-of-fold prediction in any round. A labeled video without data for the
+job's inputs (modality mask) is left out of training and scoring. The mean of the fold models'
 probabilities predicts the unlabeled pool and the test split; rows without any data get the labeled
-class prior and are flagged (`no_data`). Too few labels for the folds is refused before training
-(an error naming classify.folds with the per-class counts). When the label CSV has valence, each fold
+class prior and are flagged (`no_data`). A labeled byte copy of a test clip is no training row (split
+`excluded`, QC row). Too few labels for the folds is refused before training (an error naming
+classify.folds with the per-class counts). When the label CSV has valence, each fold
 also predicts it (`valence: posterior` = the class posterior times the training rows' mean valence
 per class; `ridge` = ridge regression on the same inputs; `none`): valence MSE and the MER 2023
-combined score.
+combined score. Each fold model's epoch count is chosen on its own labeled training rows
+(expmae.train.fit.train_selected); metrics.json's `epoch_selection` flags a chosen epoch among the
+first two or the last.
 
-Seeds (config `seeds`): the whole cross-validation runs once per seed (seed, seed+1, ...: folds,
-initialisation, batches); the predictions are the mean over seeds (seed ensemble; each seed's own in
+Seeds (config `seeds`): the whole cross-validation runs once per seed (seed, seed+1, ...:
+initialisation, batches, epoch-selection splits; the folds stay); the predictions are the mean over seeds (seed ensemble; each seed's own in
 columns s{s}_<class>), the scores those of the ensemble with a bootstrap interval over videos, beside
 the seeds' own scores, their mean and std (expmae.train.scoring, expmae.train.stats). Every fold model of every seed is kept (f{j}_<class>
-columns, j = seed x folds + fold) so pseudo-labelling can ask that all of them agree.
+columns, j = seed index x folds + fold): pseudo-labelling reads fold f's lineage from them.
 
 Heads (expmae.train.heads): mlp (one feature set), concat | fbp | attention over modalities
 (--modality groups feature sets; default one modality per feature set). Late fusion trains no
@@ -43,21 +51,24 @@ import pandas as pd
 
 from expmae.io import atomic_path
 from expmae.train import data, plan
-from expmae.train.fit import fit_head, inner_split, predict, scale, scaler, valence_model
+from expmae.train.fit import Inputs, predict, scale, scaler, train_selected, valence_model
+from expmae.train.folds import assign_folds
 from expmae.train.scoring import NO_DATA, NO_VIDEO, probs_frame, summarize, write_result
 
 
-def group(ds: data.Dataset, spec: dict[str, list[str]] | None) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-    """Feature sets -> modality inputs. One modality = its feature sets' columns side by side.
-    -> X per modality [N, sum D], mask [N, M] (present when any of its sets is), modality names."""
+def group(ds: data.Dataset, spec: dict[str, list[str]] | None) -> tuple[Inputs, np.ndarray, list[str]]:
+    """Feature sets -> modality inputs. One modality = its feature sets' columns side by side, each set
+    with its own mask (expmae.train.fit.Inputs). -> inputs, modality mask [N, M] (present when any of
+    its sets is), modality names."""
     spec = spec or {m: [m] for m in ds.modalities}
     pos = {m: i for i, m in enumerate(ds.modalities)}
     missing = [fs for sets in spec.values() for fs in sets if fs not in pos]
     if missing:
         raise SystemExit(f"config key fuse.modalities: feature sets {missing} were not passed with --features")
-    xs = [np.concatenate([ds.X[pos[fs]] for fs in sets], 1) for sets in spec.values()]
-    mask = np.stack([ds.mask[:, [pos[fs] for fs in sets]].any(1) for sets in spec.values()], 1)
-    return xs, mask, list(spec)
+    inp = Inputs([np.concatenate([ds.X[pos[fs]] for fs in sets], 1) for sets in spec.values()],
+                 [ds.mask[:, [pos[fs] for fs in sets]] for sets in spec.values()],
+                 [[ds.X[pos[fs]].shape[1] for fs in sets] for sets in spec.values()])
+    return inp, inp.mask, list(spec)
 
 
 def check_folds(y: np.ndarray, classes: list[str], folds: int, inputs: list[str]) -> None:
@@ -76,77 +87,100 @@ def check_folds(y: np.ndarray, classes: list[str], folds: int, inputs: list[str]
         f" Label more videos of the short classes or {fix}. Refused before training: no score would be valid.")
 
 
-def fold_splits(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified k-fold over the labeled rows (y: their classes); check_folds has vouched for k = folds."""
-    from sklearn.model_selection import StratifiedKFold
+def run_folds(ds: data.Dataset, folds: int, seed: int) -> np.ndarray:
+    """[N] the fold of every labeled row (-1 elsewhere): one assignment over ALL labeled videos, whether
+    or not this job's inputs have data for them, so every job of the run holds out the same videos in
+    fold f (fold lineage of the pseudo-labels, late fusion's members). Rows go in name order: the
+    assignment depends on the labels, groups and seed only."""
+    lab = np.flatnonzero(ds.split == "labeled")
+    order = lab[np.argsort(np.asarray(ds.names, object)[lab], kind="stable")]
+    out = np.full(len(ds.names), -1)
+    if len(order):
+        groups = ds.groups[order] if ds.groups is not None else np.asarray(ds.names, object)[order]
+        out[order] = assign_folds(ds.y[order], groups, folds, seed)
+    return out
 
-    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y, y))
 
-
-def pseudo_rows(ds: data.Dataset, pseudo: pd.DataFrame | None, classes: list[str],
-                present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pseudo-labels on unlabeled rows with data for this job's inputs -> (row index, targets [n, C],
-    weights). Soft targets when the table carries prob_<class> columns (pseudolabel.soft_labels), else one-hot on y."""
+def pseudo_rows(ds: data.Dataset, pseudo: pd.DataFrame | None, classes: list[str], present: np.ndarray,
+                folds: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each fold's own pseudo-labels (column `fold`: its lineage) on unlabeled rows with data for this
+    job's inputs -> per fold (row index, targets [n, C], weights). Soft targets when the table carries
+    prob_<class> columns (pseudolabel.soft_labels), else one-hot on y."""
     n_cls = len(classes)
+    empty = (np.zeros(0, int), np.zeros((0, n_cls)), np.zeros(0))
     if pseudo is None or not len(pseudo):
-        return np.zeros(0, int), np.zeros((0, n_cls)), np.zeros(0)
+        return [empty] * folds
+    if "fold" not in pseudo:
+        raise SystemExit("--pseudo: the table has no `fold` column (fold lineage): written by an older expmae; rerun "
+                         "the pseudolabel job")
     pos = pd.Index(ds.names).get_indexer(pseudo["name"])
     keep = (pos >= 0) & (ds.split[pos.clip(0)] == "unlabeled") & present[pos.clip(0)]
     cols = [f"prob_{c}" for c in classes]
     if all(c in pseudo for c in cols):
-        T = pseudo[cols].to_numpy(np.float64)[keep]
+        T = pseudo[cols].to_numpy(np.float64)
         T = T / T.sum(1, keepdims=True)
     else:
-        T = np.eye(n_cls)[pseudo["y"].to_numpy()[keep]]
-    w = pseudo["weight"].to_numpy(np.float64)[keep] if "weight" in pseudo else np.ones(keep.sum())
-    return pos[keep], T, w
+        T = np.eye(n_cls)[pseudo["y"].to_numpy()]
+    w = pseudo["weight"].to_numpy(np.float64) if "weight" in pseudo else np.ones(len(pseudo))
+    lineage = pseudo["fold"].to_numpy()
+    return [(pos[sel], T[sel], w[sel]) for sel in (keep & (lineage == f) for f in range(folds))]
 
 
-def train_fold(kind: str, X: list[np.ndarray], mask: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+def train_fold(kind: str, inp: Inputs, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
                T: np.ndarray, w: np.ndarray, y_lab: np.ndarray, y_va: np.ndarray, p: dict, seed: int):
-    """One fold: scale on its training rows, train (early stopping on an inner split of its labeled
-    training rows; pseudo rows always train). rows = (train, held-out, other) row indices.
-    -> model, curves, (scaled inputs, mask) of the three row sets."""
-    stats = scaler([x[rows[0]] for x in X], mask[rows[0]])
-    parts = [(scale([x[i] for x in X], mask[i], stats), mask[i]) for i in rows]
-    inner = inner_split(y_lab, p["early_stop"], seed) if p["early_stop"] else None
-    model, curve = fit_head(kind, *parts[0], T, w, p, seed, (*parts[1], y_va), inner)
+    """One fold: scale on its training rows, train with the epoch chosen on its labeled training rows
+    (expmae.train.fit.train_selected; pseudo rows always train). rows = (train, held-out, other) row
+    indices, the labeled training rows first. -> model, curves, (scaled inputs, mask) of the three row sets."""
+    stats = scaler(inp.rows(rows[0]))
+    parts = [(scale(inp.rows(i), stats), inp.mask[i]) for i in rows]
+    model, curve = train_selected(kind, *parts[0], T, w, y_lab, p, seed, (*parts[1], y_va))
     model.scaler = stats  # saved beside the weights: prediction elsewhere (expmae.predict) scales as this fold did
     return model, curve, parts
 
 
-def one_seed(ds: data.Dataset, kind: str, X: list[np.ndarray], mask: np.ndarray, rows: tuple[np.ndarray, np.ndarray],
-             ps: tuple[np.ndarray, np.ndarray, np.ndarray], vals: np.ndarray, n_cls: int, p: dict, seed: int) -> dict:
-    """The k-fold cross-validation with one seed. rows = (labeled rows with data, other rows with data).
+def one_seed(ds: data.Dataset, kind: str, inp: Inputs, rows: tuple[np.ndarray, np.ndarray], fold_of: np.ndarray,
+             ps: list[tuple[np.ndarray, np.ndarray, np.ndarray]], vals: np.ndarray, n_cls: int, p: dict, seed: int) -> dict:
+    """The k-fold cross-validation with one seed. rows = (labeled rows with data, other rows with data);
+    fold_of [N]: the run's folds; ps: each fold's pseudo-labels.
     -> probs [N, C] (rows without data: 0), fold_probs [k, N, C], v_hat [N], fold_of [N], states, curves."""
     lab, other = rows
-    ps_idx, ps_T, ps_w = ps
-    N = len(ds.names)
-    splits = fold_splits(ds.y[lab], p["folds"], seed)
+    N, k = len(ds.names), p["folds"]
     probs = np.zeros((N, n_cls), np.float32)
-    fold_probs = np.zeros((len(splits), N, n_cls), np.float32)
-    v_hat, fold_of = np.full(N, np.nan), np.full(N, -1)
+    fold_probs = np.zeros((k, N, n_cls), np.float32)
+    v_hat, held = np.full(N, np.nan), np.full(N, -1)
     states, curves = {}, []
-    for f, (tr, va) in enumerate(splits):
-        tr_idx, va_idx = np.concatenate([lab[tr], ps_idx]), lab[va]
-        T = np.concatenate([np.eye(n_cls)[ds.y[lab[tr]]], ps_T])
+    for f in range(k):
+        tr, va_idx = lab[fold_of[lab] != f], lab[fold_of[lab] == f]
+        ps_idx, ps_T, ps_w = ps[f]
+        tr_idx = np.concatenate([tr, ps_idx])
+        T = np.concatenate([np.eye(n_cls)[ds.y[tr]], ps_T])
         w = np.concatenate([np.ones(len(tr)), ps_w])
-        model, curve, (trn, hold, rest) = train_fold(kind, X, mask, (tr_idx, va_idx, other), T, w, ds.y[lab[tr]],
+        model, curve, (trn, hold, rest) = train_fold(kind, inp, (tr_idx, va_idx, other), T, w, ds.y[tr],
                                                      ds.y[va_idx], p, seed * 1000 + f)
         curves.append(curve)
         probs[va_idx] = fold_probs[:, va_idx] = predict(model, *hold, n_cls)  # OOF: the same in every fold column
-        fold_of[va_idx] = f
+        held[va_idx] = f
         fold_probs[f, other] = predict(model, *rest, n_cls)
-        probs[other] += fold_probs[f, other] / len(splits)
-        pv, vstates = valence_model(p["valence"], trn[0], vals[tr_idx], ds.y[lab[tr]], vals[lab[tr]], n_cls)
+        probs[other] += fold_probs[f, other] / k
+        pv, vstates = valence_model(p["valence"], trn[0], vals[tr_idx], ds.y[tr], vals[tr], n_cls)
         if pv is not None:
             v_hat[va_idx] = pv(hold[0], probs[va_idx])
-            v_hat[other] = np.nan_to_num(v_hat[other]) + pv(rest[0], fold_probs[f, other]) / len(splits)
+            v_hat[other] = np.nan_to_num(v_hat[other]) + pv(rest[0], fold_probs[f, other]) / k
         states.update({f"fold{f}.{n}": t for n, t in vstates.items()})
         states.update({f"fold{f}.{n}": t.detach().numpy() for n, t in model.state_dict().items()})
-        states.update({f"fold{f}.scaler{m}.{k}": v for m, st in enumerate(model.scaler) for k, v in zip(("mean", "std"), st)})
-    return {"probs": probs, "fold_probs": fold_probs, "v_hat": v_hat, "fold_of": fold_of, "states": states,
+        states.update({f"fold{f}.scaler{m}.{k_}": v for m, st in enumerate(model.scaler) for k_, v in zip(("mean", "std"), st)})
+    return {"probs": probs, "fold_probs": fold_probs, "v_hat": v_hat, "fold_of": held, "states": states,
             "curves": curves}
+
+
+def epoch_summary(curves: list[dict], folds: int, epochs: int) -> dict:
+    """How each fold model's epoch was chosen, and the fold models whose choice sits at an edge (among the
+    first two epochs: the loss never fell after the first steps; the last: it might still have fallen)."""
+    chosen = [int(c.get("best_epoch", len(c.get("train", [])))) for c in curves]
+    edge = [f"seed{i // folds}.fold{i % folds}: epoch {e} of {epochs}" for i, e in enumerate(chosen)
+            if e <= 2 or (e >= epochs and curves[i].get("selection") != "fixed")]
+    return {"mode": sorted({c.get("selection", "fixed") for c in curves}), "epochs": epochs, "chosen": chosen,
+            "median": float(np.median(chosen)) if chosen else None, "at_edge": edge, "flag": bool(edge)}
 
 
 def no_data_reasons(ds: data.Dataset, present: np.ndarray) -> np.ndarray:
@@ -160,14 +194,15 @@ def cross_validate(ds: data.Dataset, kind: str, classes: list[str], p: dict, pse
     """-> probs table (seed ensemble), metrics (scores with their spread, curves, counts), model weights
     (seed{s}.fold{f}.<tensor>)."""
     n_cls, N = len(classes), len(ds.names)
-    X, mask, mods = group(ds, spec)
+    inp, mask, mods = group(ds, spec)
     present = mask.any(1)
     labeled = ds.split == "labeled"
     lab, other = np.flatnonzero(labeled & present), np.flatnonzero(~labeled & present)
     check_folds(ds.y[lab], classes, p["folds"], mods)
-    ps = pseudo_rows(ds, pseudo, classes, present)
+    fold_of = run_folds(ds, p["folds"], p["seed"])
+    ps = pseudo_rows(ds, pseudo, classes, present, p["folds"])
     vals = ds.valence if ds.valence is not None and p["valence"] != "none" else np.full(N, np.nan)
-    runs = [one_seed(ds, kind, X, mask, (lab, other), ps, vals, n_cls, p, p["seed"] + s) for s in range(p["seeds"])]
+    runs = [one_seed(ds, kind, inp, (lab, other), fold_of, ps, vals, n_cls, p, p["seed"] + s) for s in range(p["seeds"])]
     # rows without any data: the labeled class prior, flagged (never a training or scored row)
     prior = np.bincount(ds.y[lab], minlength=n_cls) / len(lab)
     for r in runs:
@@ -179,9 +214,10 @@ def cross_validate(ds: data.Dataset, kind: str, classes: list[str], p: dict, pse
                      np.concatenate([r["fold_probs"] for r in runs]), seed_v.mean(0), classes,
                      seed_probs=seed_probs, seed_valence=seed_v, no_data=no_data_reasons(ds, present))
     m = summarize(df, classes, vals, ds.meta.get("test_truth") or {}, ds.meta.get("test_valence") or {})
-    m.update(run_summary(ds, kind, classes, spec, mods, pseudo, p["folds"], len(lab), len(ps[0])),
+    curves = [c for r in runs for c in r["curves"]]
+    m.update(run_summary(ds, kind, classes, spec, mods, pseudo, p["folds"], len(lab), [len(x[0]) for x in ps]),
              seeds=[p["seed"] + s for s in range(p["seeds"])], n_labeled_without_data=int((labeled & ~present).sum()),
-             curves=[c for r in runs for c in r["curves"]])
+             curves=curves, epoch_selection=epoch_summary(curves, p["folds"], p["epochs"]))
     states = {f"seed{s}.{k}": v for s, r in enumerate(runs) for k, v in r["states"].items()}
     return df, m, states
 
@@ -198,12 +234,14 @@ def data_issues(ds: data.Dataset, mask: np.ndarray) -> list[dict]:
 
 
 def run_summary(ds: data.Dataset, kind: str, classes: list[str], spec: dict[str, list[str]] | None, mods: list[str],
-                pseudo: pd.DataFrame | None, folds: int, n_lab: int, n_pseudo: int) -> dict:
+                pseudo: pd.DataFrame | None, folds: int, n_lab: int, n_pseudo: list[int]) -> dict:
     """The counts and layout metrics.json records beside the scores."""
     # modality_order: the heads' input order (metrics.json sorts the keys of "modalities"); expmae.predict needs it
     return {"head": kind, "modalities": {mm: (spec or {mm: [mm]})[mm] for mm in mods}, "modality_order": mods, "folds": folds,
-            "n_labeled": int(n_lab), "n_pseudo": int(n_pseudo),
-            "soft_pseudo": bool(n_pseudo) and bool(pseudo is not None and f"prob_{classes[0]}" in pseudo),
+            # n_pseudo: pseudo-labels per fold model, mean over folds (each fold trains on its own lineage's)
+            "n_labeled": int(n_lab), "n_pseudo": int(round(np.mean(n_pseudo))) if n_pseudo else 0,
+            "n_pseudo_per_fold": [int(n) for n in n_pseudo],
+            "soft_pseudo": bool(sum(n_pseudo)) and bool(pseudo is not None and f"prob_{classes[0]}" in pseudo),
             "n_unlabeled": int((ds.split == "unlabeled").sum()), "n_test": int((ds.split == "test").sum())}
 
 
@@ -228,6 +266,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--test-labels", default="")
     ap.add_argument("--encoding", default="", help="config data.encoding of the CSVs")
     ap.add_argument("--pseudo", default="")
+    ap.add_argument("--groups", default="", help="config data.groups: CSV name,group kept in one fold")
+    ap.add_argument("--manifests", nargs="*", default=[], help="ingest shard manifests (sha256: byte copies share a fold)")
     ap.add_argument("--classes", required=True, help="comma-separated class names")
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config classify (+ fuse)")
@@ -245,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)  # tiny heads: more threads only contend with the parallel jobs
-    ds = data.load(features, a.labels, a.test, classes, a.test_labels or None, a.encoding)
+    ds = data.load(features, a.labels, a.test, classes, a.test_labels or None, a.encoding, a.groups, a.manifests)
     pseudo = pd.read_parquet(a.pseudo) if a.pseudo else None
     spec = plan.parse_pairs(a.modality) or None
     df, m, states = cross_validate(ds, a.head, classes, p, pseudo, spec)

@@ -1,7 +1,9 @@
 """Assemble training data: cached feature shards + label CSV + test list (+ pseudo-labels).
 
 Splits: a video listed in the label CSV with a known class is `labeled`; one in the test
-list is `test`; every other registered video is `unlabeled`. Problems (unknown class,
+list is `test`; every other registered video is `unlabeled`; a labeled video whose bytes equal a test
+clip's is `excluded` (neither trained nor scored: it would be train/test leakage; QC row). Each row also
+gets its fold group (expmae.train.folds: byte copies, data.groups, a `group` column in the label CSV). Problems (unknown class,
 label for a video that does not exist, a name both labeled and test) become QC rows and
 never stop training. A test-list name with no registered video still gets a row (no data in any
 modality; meta['no_video'] lists them) so the submission has a prediction for every test name.
@@ -16,6 +18,7 @@ import pandas as pd
 
 from expmae import labels as labels_csv
 from expmae.io import read_features
+from expmae.train import folds
 
 
 def read_labels(path: str | os.PathLike | None, classes: list[str], encoding: str = "") -> tuple[pd.DataFrame, list[dict]]:
@@ -39,11 +42,14 @@ class Dataset:
     meta: dict = field(default_factory=dict)
     issues: list[dict] = field(default_factory=list)
     valence: np.ndarray | None = None    # [N] float, NaN where unknown (labeled rows only)
+    groups: np.ndarray | None = None     # [N] str: fold group (rows of one group share a fold)
 
 
 def load(features: dict[str, list[str]], labels: str | None, test: str | None, classes: list[str],
-         test_labels: str | None = None, encoding: str = "") -> Dataset:
-    """features: modality name -> list of shard parquet paths (all shards of one extractor)."""
+         test_labels: str | None = None, encoding: str = "", groups_csv: str = "",
+         manifests: list[str] | tuple[str, ...] = ()) -> Dataset:
+    """features: modality name -> list of shard parquet paths (all shards of one extractor); groups_csv:
+    config data.groups; manifests: the ingest shard manifests (content hashes: copies)."""
     mods = list(features)
     base: list[str] | None = None
     Xs, masks, metas = [], [], {}
@@ -76,11 +82,16 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
     split = np.array(["test" if n in test_names else "labeled" if n in ymap else "unlabeled" for n in base], dtype=object)
     for n in sorted(test_names & set(ymap)):
         issues.append({"name": n, "stage": "labels", "reason": "in both label CSV and test list (kept as test)"})
+    copies = folds.test_copies(manifests, dict(zip(base, split))) if manifests else set()
+    if copies:
+        split = np.array(["excluded" if n in copies else s for n, s in zip(base, split)], dtype=object)
+        issues += folds.copy_rows(copies)
     y = np.array([ymap.get(n, -1) if s == "labeled" else -1 for n, s in zip(base, split)], dtype=np.int64)
     vmap = dict(zip(lab["name"], lab["valence"]))
     valence = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(base, split)], np.float64)
-    ds = Dataset(base, Xs, np.stack(masks, 1) if masks else np.zeros((0, 0), bool), split, y, mods, metas, issues,
-                 valence)
+    groups, group_issues = folds.fold_groups(base, lab, groups_csv, list(manifests), encoding)
+    ds = Dataset(base, Xs, np.stack(masks, 1) if masks else np.zeros((0, 0), bool), split, y, mods, metas,
+                 issues + group_issues, valence, groups)
     ds.meta["no_video"] = no_video
     if test_labels:
         tl, _ = read_labels(test_labels, classes, encoding)

@@ -1,28 +1,72 @@
-"""Training one head on one fold: input scaling, the training loop (modality dropout, early stopping),
+"""Training one head on one fold: input scaling, epoch selection, the training loop (modality dropout),
 prediction. expmae.train.cv calls these once per seed and fold.
 
-Inputs come with their modality mask [n, M] (True = the video has data for that modality): absent
-modalities stay out of the scaling statistics, and the heads get the mask itself (expmae.train.heads)."""
+Inputs (class Inputs) are one matrix per modality, its feature sets side by side, with a mask per
+feature set: a set a video has no data for stays out of the scaling statistics and is 0 after scaling
+(the training rows' mean), also when another set of the same modality is present; the heads get the
+modality mask (present = any of its sets), see expmae.train.heads.
+
+Epoch selection (config classify.early_stop, early_stop_min_rows, inner_folds): the fold's labeled
+training rows alone decide how long to train, never its held-out fold:
+- holdout: a stratified `early_stop` share of them is held out and the epoch with the lowest loss on it is
+  kept; used when that share holds at least `early_stop_min_rows` rows (about 250+ labeled training rows);
+- inner-cv: on smaller sets one holdout of a dozen rows cannot rank epochs (it kept the network after one
+  step from random weights), so the labeled training rows are split into `inner_folds` stratified parts,
+  one model per part is trained on the rest for `epochs` epochs, their held-out losses are averaged
+  epoch by epoch (3-epoch moving mean) and the fold model is trained on all its rows for the best epoch count;
+- fixed (early_stop: 0): `epochs` epochs.
+Pseudo-labeled rows always train. The chosen epoch is recorded per fold model (curves["best_epoch"],
+["selection"]); expmae.train.cv flags one among the first two or the last.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+SMOOTH = 3  # epochs of the moving mean the inner-cv curve is ranked on
 
-def scaler(xs: list[np.ndarray], mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-modality z-score statistics from the training rows where the modality is present
-    (never from the held-out fold; absent rows are zero vectors and would bias them)."""
+
+@dataclass
+class Inputs:
+    """xs: one [n, D_m] matrix per modality (its feature sets side by side); sets: per modality [n, S_m]
+    bool (each feature set present); widths: per modality the feature sets' dims."""
+    xs: list[np.ndarray]
+    sets: list[np.ndarray]
+    widths: list[list[int]]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """[n, M] modality present (any of its feature sets)."""
+        return np.stack([s.any(1) for s in self.sets], 1) if self.sets else np.zeros((0, 0), bool)
+
+    def rows(self, idx) -> "Inputs":
+        return Inputs([x[idx] for x in self.xs], [s[idx] for s in self.sets], self.widths)
+
+
+def _blocks(widths: list[int]):
+    start = np.cumsum([0, *widths])
+    return [slice(int(a), int(b)) for a, b in zip(start[:-1], start[1:])]
+
+
+def scaler(inp: Inputs) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-modality z-score statistics, feature set by feature set, from the training rows where that
+    set is present (never from the held-out fold; absent rows are zero vectors and would bias them)."""
     out = []
-    for m, x in enumerate(xs):
-        rows = x[mask[:, m]] if mask[:, m].any() else x
-        out.append((rows.mean(0), rows.std(0) + 1e-6))
+    for x, s, w in zip(inp.xs, inp.sets, inp.widths):
+        mu, sd = np.zeros(x.shape[1], x.dtype), np.zeros(x.shape[1], x.dtype)
+        for j, b in enumerate(_blocks(w)):
+            rows = x[s[:, j], b] if s[:, j].any() else x[:, b]
+            mu[b], sd[b] = rows.mean(0), rows.std(0)
+        out.append((mu, sd + 1e-6))
     return out
 
 
-def scale(xs: list[np.ndarray], mask: np.ndarray, stats: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    # an absent modality becomes 0 after scaling; the head reads the mask, not this value
-    return [np.where(mask[:, [m]], (x - mu) / sd, 0.0).astype(np.float32) for m, (x, (mu, sd)) in enumerate(zip(xs, stats))]
+def scale(inp: Inputs, stats: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    # an absent feature set becomes 0 after scaling; the head reads the modality mask, not this value
+    return [np.where(np.repeat(s, w, axis=1), (x - mu) / sd, 0.0).astype(np.float32)
+            for x, s, w, (mu, sd) in zip(inp.xs, inp.sets, inp.widths, stats)]
 
 
 def inner_split(y: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -33,6 +77,26 @@ def inner_split(y: np.ndarray, share: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(out)) if out else np.zeros(0, int)
 
 
+def inner_parts(y: np.ndarray, parts: int, seed: int) -> list[np.ndarray]:
+    """`parts` disjoint stratified sets of positions covering the rows (each class dealt round-robin
+    after a seeded shuffle; a class with fewer rows than parts is in some parts only)."""
+    rng = np.random.default_rng(seed)
+    part = np.zeros(len(y), int)
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        part[idx] = (np.arange(len(idx)) + offset) % parts
+        offset += len(idx)  # the next class starts where this one stopped: parts stay equal in size
+    return [np.flatnonzero(part == k) for k in range(parts)]
+
+
+def smooth(curve: np.ndarray, k: int = SMOOTH) -> np.ndarray:
+    """Centred moving mean (shorter at the ends)."""
+    c = np.asarray(curve, float)
+    h = k // 2
+    return np.array([c[max(0, i - h):i + h + 1].mean() for i in range(len(c))])
+
+
 def _tensors(xs: list[np.ndarray], mask: np.ndarray, rows=slice(None)):
     import torch
 
@@ -40,13 +104,15 @@ def _tensors(xs: list[np.ndarray], mask: np.ndarray, rows=slice(None)):
 
 
 def fit_head(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w: np.ndarray, p: dict, seed: int,
-             val: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None = None, inner: np.ndarray | None = None):
-    """Train one head on soft targets T [n, C] (one-hot for labels) with row weights w [n]; mask [n, M].
-    Modality dropout (p['modality_dropout']) drops a whole present modality of a training row from
-    its mask, never all of them, so a fusion head cannot lean on one modality alone. Early stopping:
-    rows `inner` (a labeled part of the training rows, never the held-out fold) are left out of
-    training and the weights of the epoch with their lowest loss are kept. `val` (xs, mask, y of the
-    held-out fold) is only recorded as a curve. -> model, curves."""
+             val: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None = None, inner: np.ndarray | None = None,
+             epochs: int | None = None, keep_best: bool = True):
+    """Train one head for `epochs` (default p['epochs']) on soft targets T [n, C] (one-hot for labels)
+    with row weights w [n]; xs scaled, mask [n, M] per modality. Modality dropout
+    (p['modality_dropout']) drops a whole present modality of a training row from its mask, never all
+    of them, so a fusion head cannot lean on one modality alone. `inner` (positions of labeled training
+    rows, never the held-out fold) are left out of training and their loss is recorded every epoch
+    (curves['inner']); with keep_best the weights of the epoch with the lowest inner loss are kept.
+    `val` (xs, mask, y of the held-out fold) is only recorded as a curve. -> model, curves."""
     import torch
     import torch.nn.functional as F
 
@@ -68,7 +134,7 @@ def fit_head(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w
     md = float(p["modality_dropout"]) if M > 1 else 0.0
     curves: dict[str, list[float]] = {"train": [], "val": [], "inner": []}
     best = (float("inf"), None, 0)
-    for _ in range(p["epochs"]):
+    for _ in range(p["epochs"] if epochs is None else epochs):
         model.train()
         perm, total = torch.randperm(n, generator=g), 0.0
         for i in range(0, n, bs):
@@ -94,12 +160,42 @@ def fit_head(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w
             if stop is not None:
                 loss = float(F.cross_entropy(model(stop[0], stop[1]), stop[2]))
                 curves["inner"].append(round(loss, 4))
-                if loss < best[0] - 1e-4:
+                if keep_best and loss < best[0] - 1e-4:
                     best = (loss, {k: v.clone() for k, v in model.state_dict().items()}, len(curves["train"]))
     if best[1] is not None:
         model.load_state_dict(best[1])
         curves["best_epoch"] = best[2]
     return model.eval(), curves
+
+
+def selection_mode(n_lab: int, p: dict) -> str:
+    """holdout | inner-cv | fixed for a fold with n_lab labeled training rows (module docstring)."""
+    if not p["early_stop"]:
+        return "fixed"
+    return "holdout" if round(p["early_stop"] * n_lab) >= p["early_stop_min_rows"] else "inner-cv"
+
+
+def train_selected(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w: np.ndarray, y_lab: np.ndarray,
+                   p: dict, seed: int, val=None):
+    """One fold model with its epoch chosen on the fold's own labeled training rows (the first len(y_lab)
+    rows of xs/T; pseudo-labeled rows after them always train). -> model, curves (+ best_epoch, selection)."""
+    mode = selection_mode(len(y_lab), p)
+    if mode == "fixed":
+        model, curves = fit_head(kind, xs, mask, T, w, p, seed, val)
+        curves["best_epoch"] = p["epochs"]
+    elif mode == "holdout":
+        model, curves = fit_head(kind, xs, mask, T, w, p, seed, val, inner_split(y_lab, p["early_stop"], seed))
+    else:
+        parts = [q for q in inner_parts(y_lab, p["inner_folds"], seed) if len(q)]
+        losses = [fit_head(kind, xs, mask, T, w, p, seed + 7919 * (k + 1), None, q, keep_best=False)[1]["inner"]
+                  for k, q in enumerate(parts)]
+        # each part's loss weighs by its rows: the mean over the labeled training rows, epoch by epoch
+        inner = np.average(np.array(losses), axis=0, weights=[len(q) for q in parts])
+        best = int(np.argmin(smooth(inner))) + 1
+        model, curves = fit_head(kind, xs, mask, T, w, p, seed, val, epochs=best)
+        curves.update(inner=[round(float(v), 4) for v in inner], best_epoch=best)
+    curves["selection"] = mode
+    return model, curves
 
 
 def predict(model, xs: list[np.ndarray], mask: np.ndarray, n_cls: int) -> np.ndarray:

@@ -1,17 +1,30 @@
 """Select pseudo-labels for unlabeled videos from one round's predictions (config `pseudolabel:`).
 
-Source: the round's fusion head over all modalities with the best out-of-fold weighted F1 (mean
-over seeds; `source: best`, as for the final model; never a model without a valid score), or a named
-one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in this order:
-- `threshold`: floor on the ensemble's top probability (both policies; 0 disables it);
+Fold lineage (why the out-of-fold scores of later rounds stay honest): the run's folds are fixed
+(expmae.train.cv), and fold f keeps a pool of its own. Round r's pool of fold f is selected from the
+predictions of fold f's models of round r (the mean over seeds of the f{j} columns with
+j = seed index x folds + f), which trained on the labeled videos of the other folds and on fold f's
+earlier pool only; round r+1's fold-f model trains on that pool and predicts fold f's held-out videos.
+No model that saw a fold-f label ever chooses a fold-f pseudo-label. (The test predictions, the mean of
+every fold model, use every label, as they may.) Pools accumulate: round r's pool of fold f is round
+r-1's plus the new picks; a video already in fold f's pool keeps the label it was given and is never
+re-selected, since fold f's models trained on it (their prediction of it is in-sample); new picks come
+only from videos fold f's models did not train on.
+
+Source: per fold, the round's fusion head over all modalities with the best out-of-fold weighted F1 of
+its seed ensemble on the labeled videos OUTSIDE that fold (`source: best`; never a model without a
+valid score), or a named one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in
+this order to fold f's candidates:
+- `threshold`: floor on the lineage's top probability (both policies; 0 disables it);
 - `policy: threshold` keeps every row above the floor; `policy: topk` keeps the `top_k` most
   confident rows per predicted class (class-balanced, so the majority class does not take over);
-- `agreement: true`: all k fold models must predict the same class (column `agree` == 1);
-- `max_per_class`: cap per class, most confident first; `max_per_round`: cap on the whole pool,
+- `agreement: true`: every seed's fold-f model predicts the same class (with `seeds: 1` this holds
+  trivially: the fold models of other folds saw fold f's labels and are not asked);
+- `max_per_class`: cap per class, most confident first; `max_per_round`: cap on one round's new picks,
   taken round-robin over classes by confidence so the cap keeps the balance (0 = no cap);
 - `soft_labels: true`: the rows keep their probability vector (prob_<class>) and round r+1 trains
   on it instead of the one-hot class.
-Selected rows carry their confidence and round; round r+1 trains on labeled + these.
+Selected rows carry their fold, confidence and the round that picked them.
 Never in the pool (`--manifests`, `--faces-qc`): still images (a picture renamed .mp4: no expression
 dynamics), and videos whose bytes equal another registered video's (a copy of a labeled or test clip would
 be a pseudo-label of known, or leaked, content; of copies that are all unlabeled the first name stays).
@@ -19,8 +32,8 @@ be a pseudo-label of known, or leaked, content; of copies that are all unlabeled
 Candidates are training outputs; their names (and whether they fuse all modalities) are read from the
 identity in their metrics.json. Settings: --params over the schema defaults of config `pseudolabel`.
 
-    python -m expmae.train.pseudo --candidates results/fuse/round0/all/fbp ... --round 0 --classes ... \
-        --out results/pseudo/round0.parquet --params '{"policy": "topk", "top_k": 10, ...}'
+    python -m expmae.train.pseudo --candidates results/fuse/round0/all/fbp ... --round 1 --classes ... \
+        --previous results/pseudo/round0.parquet --out results/pseudo/round1.parquet --params '{"policy": "topk", ...}'
 """
 from __future__ import annotations
 
@@ -34,9 +47,10 @@ import pandas as pd
 from expmae import config
 from expmae.io import write_table
 from expmae.train.plan import is_subcombination
-from expmae.train.scoring import rank_score
+from expmae.train.scoring import rank_score, weighted_f1
 
 SELECT_KEYS = ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")
+POOL_COLUMNS = ["name", "fold", "y", "discrete", "confidence", "agree", "round", "weight"]
 
 
 def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_per_class: int = 0,
@@ -88,9 +102,21 @@ def valid(m: dict) -> bool:
     return rank_score(m) is not None
 
 
-def choose_source(candidates: list[str], source: str = "best") -> Path:
-    """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 (mean
-    over seeds; first on ties). A model without a valid score is never the source: an error."""
+def lineage_score(df: pd.DataFrame, classes: list[str], fold: int | None) -> float | None:
+    """Weighted F1 of a model's seed ensemble on the labeled videos it scored out of fold, those of `fold`
+    left out (None: all); None without such rows."""
+    rows = (df["split"] == "labeled") & (df["fold"] >= 0) & (df["fold"] != (-2 if fold is None else fold))
+    if not rows.any():
+        return None
+    pred = df.loc[rows, [f"prob_{c}" for c in classes]].to_numpy().argmax(1)
+    return weighted_f1(df.loc[rows, "y"].to_numpy(), pred)
+
+
+def choose_source(candidates: list[str], source: str = "best", fold: int | None = None,
+                  classes: list[str] | None = None) -> Path:
+    """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 of its
+    seed ensemble (first on ties): with `fold`, on the labeled videos outside that fold (from the
+    candidates' probs tables; `classes` needed). A model without a valid score is never the source: an error."""
     dirs = [Path(c) for c in candidates]
     ms = [read_identity(d) for d in dirs]
     if source != "best":
@@ -107,7 +133,29 @@ def choose_source(candidates: list[str], source: str = "best") -> Path:
     if not pool:
         raise SystemExit(f"no candidate of {[m['name'] for m in ms]} has a valid out-of-fold score: no pseudo-labels "
                          "can be selected (see classify.folds)")
-    return pool[int(np.argmax([rank_score(m) for _, m in pool]))][0]
+    if fold is None:
+        score = [rank_score(m) for _, m in pool]
+    else:
+        score = [lineage_score(pd.read_parquet(d / "probs.parquet"), classes, fold) for d, _ in pool]
+        score = [-1.0 if v is None else v for v in score]
+    return pool[int(np.argmax(score))][0]
+
+
+def lineage(df: pd.DataFrame, classes: list[str], fold: int, folds: int) -> pd.DataFrame:
+    """Fold `fold`'s view of a probs table: prob_<class> = the mean over seeds of that fold's models
+    (f{j} columns, j = seed index x folds + fold), agree = share of those models whose top class is
+    the mean's. Labeled rows keep their out-of-fold values (never candidates anyway)."""
+    n_f = sum(1 for c in df.columns if c.startswith("f") and c.endswith(f"_{classes[0]}") and c[1:-len(classes[0]) - 1].isdigit())
+    if n_f % folds:
+        raise SystemExit(f"a probs table has {n_f} fold-model columns, not a multiple of classify.folds = {folds}")
+    js = range(fold, n_f, folds)
+    P = np.stack([df[[f"f{j}_{c}" for c in classes]].to_numpy(np.float64) for j in js])  # [S, N, C]
+    mean = P.mean(0)
+    out = df[["name", "split"] + (["no_data"] if "no_data" in df else [])].copy()
+    for i, c in enumerate(classes):
+        out[f"prob_{c}"] = mean[:, i]
+    out["agree"] = (P.argmax(2) == mean.argmax(1)[None]).mean(0)
+    return out
 
 
 def still_images(faces_qc: list[str]) -> set[str]:
@@ -138,12 +186,52 @@ def pool_filter(probs: pd.DataFrame, still: set[str], groups: list[list[str]]) -
     return probs[~(probs["name"].astype(str).isin(drop) & (probs["split"] == "unlabeled"))]
 
 
+def grow(prev: pd.DataFrame | None, candidates: list[str], round_: int, classes: list[str], p: dict,
+         still: set[str], groups: list[list[str]]) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Round `round_`'s pools: `prev` (round r-1's, every fold's) plus, per fold, new picks from that fold's
+    lineage of its source model. -> the pools (name, fold, y, ...), fold -> source model name."""
+    folds = {int(read_identity(Path(c)).get("folds") or 0) for c in candidates} - {0}
+    if len(folds) != 1:
+        raise SystemExit(f"the candidates disagree on classify.folds ({sorted(folds)}): rerun them")
+    k = folds.pop()
+    cols = POOL_COLUMNS + ([f"prob_{c}" for c in classes] if p["soft_labels"] else [])
+    prev = prev if prev is not None and len(prev) else pd.DataFrame(columns=cols)
+    if "fold" not in prev:
+        raise SystemExit("--previous: the table has no `fold` column (fold lineage): written by an older expmae; rerun it")
+    tables: dict[Path, pd.DataFrame] = {}
+    picks, sources = [prev], {}
+    for f in range(k):
+        src = choose_source(candidates, p["source"], f, classes)
+        if src not in tables:
+            tables[src] = pool_filter(pd.read_parquet(src / "probs.parquet"), still, groups)
+        view = lineage(tables[src], classes, f, k)
+        view = view[~view["name"].isin(set(prev.loc[prev["fold"] == f, "name"]))]  # in-sample for fold f's models
+        sel = select(view, classes, round_=round_, **{key: p[key] for key in SELECT_KEYS})
+        picks.append(sel.assign(fold=np.int64(f)))
+        sources[f] = read_identity(src)["name"]
+    pool = pd.concat([t for t in picks if len(t)] or [prev], ignore_index=True)
+    pool = pool.astype({"fold": np.int64, "y": np.int64, "round": np.int64})
+    return pool[[c for c in cols if c in pool]].sort_values(["fold", "name"], ignore_index=True), sources
+
+
+def pool_meta(pool: pd.DataFrame, round_: int, classes: list[str], folds: int) -> dict:
+    """What metrics.json and the report say of a round's pools: size per fold (cumulative and new), the
+    class mix one fold model trains on (mean over folds), distinct videos."""
+    new = pool[pool["round"] == round_]
+    per_fold = [int((pool["fold"] == f).sum()) for f in range(folds)]
+    return {"per_fold": per_fold, "new_per_fold": [int((new["fold"] == f).sum()) for f in range(folds)],
+            "n_videos": int(pool["name"].nunique()),
+            "class_mix": {c: round(float((pool["discrete"] == c).sum()) / folds, 1) for c in classes},
+            "mean_confidence": float(new["confidence"].mean()) if len(new) else None}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Select pseudo-labels.")
     ap.add_argument("--candidates", nargs="+", required=True, help="training output folders of this round")
     ap.add_argument("--round", type=int, required=True)
     ap.add_argument("--classes", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--previous", default="", help="the previous round's pools (they accumulate)")
     ap.add_argument("--params", default="{}", help="JSON over the schema defaults of config pseudolabel")
     ap.add_argument("--manifests", nargs="*", default=[], help="ingest shard manifests (sha256: copies)")
     ap.add_argument("--faces-qc", nargs="*", default=[], help="faces qc.parquet files (still images)")
@@ -151,14 +239,14 @@ def main(argv: list[str] | None = None) -> None:
     # pseudolabel.rounds says how many rounds exist, not how one selects
     p = {k: v for k, v in config.resolve("pseudolabel", json.loads(a.params)).items() if k != "rounds"}
     classes = a.classes.split(",")
-    src = choose_source(a.candidates, p["source"])
-    probs = pool_filter(pd.read_parquet(src / "probs.parquet"), still_images(a.faces_qc), copy_groups(a.manifests))
-    sel = select(probs, classes, round_=a.round, **{k: p[k] for k in SELECT_KEYS})
-    mix = {c: int((sel["discrete"] == c).sum()) for c in classes}
-    name = read_identity(src)["name"]
-    write_table(a.out, sel, meta={"round": a.round, "params": p, "class_mix": mix, "source": name, "source_dir": str(src),
-                                  "mean_confidence": float(sel["confidence"].mean()) if len(sel) else None})
-    print(f"round {a.round}: {len(sel)} pseudo-labels from {name} ({src}) {mix}")
+    prev = pd.read_parquet(a.previous) if a.previous else None
+    pool, sources = grow(prev, a.candidates, a.round, classes, p, still_images(a.faces_qc), copy_groups(a.manifests))
+    meta = pool_meta(pool, a.round, classes, len(sources))
+    names = sorted(set(sources.values()))
+    write_table(a.out, pool, meta={"round": a.round, "params": p, **meta, "sources": {str(f): n for f, n in sources.items()},
+                                   "source": names[0] if len(names) == 1 else ",".join(names)})
+    print(f"round {a.round}: pools per fold {meta['per_fold']} (new {meta['new_per_fold']}, {meta['n_videos']} videos)"
+          f" from {sources}; per fold model {meta['class_mix']}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ probabilities over seeds; what the submission holds, so the official scoring of 
 same test F1); `<score>_seed_mean` and `<score>_std` are the mean and std of the seeds' own scores
 (s{s}_<class> columns; the seed spread), `per_seed` every seed's numbers, and `weighted_f1_ci` /
 `test_weighted_f1_ci` the 95% bootstrap interval over videos of the ensemble's weighted F1
-(expmae.train.stats). Models are ranked on `weighted_f1_seed_mean` (rank_score).
+(expmae.train.stats). Models are ranked on the ensemble's `weighted_f1` (rank_score): what is
+selected is what is deployed and reported.
 """
 from __future__ import annotations
 
@@ -108,8 +109,9 @@ def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes, see
 
 
 def rank_score(m: dict) -> float | None:
-    """The number models are chosen on: the mean over seeds of the OOF weighted F1 (None/NaN: no valid score)."""
-    v = m.get("weighted_f1_seed_mean", m.get("weighted_f1"))
+    """The number models are chosen on: the OOF weighted F1 of the seed ensemble, the model that is
+    deployed and reported (None/NaN: no valid score)."""
+    v = m.get("weighted_f1")
     return None if v is None or v != v else float(v)
 
 

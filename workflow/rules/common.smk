@@ -226,13 +226,12 @@ def flag_args(input, keys):
     return " ".join(out)
 
 
-def label_args(input, keys=("test", "test_labels", "pseudo")):
-    """--test / --test-labels / --pseudo for the inputs (of these keys) that exist."""
-    flags = {"test": "--test", "test_labels": "--test-labels", "pseudo": "--pseudo"}
-    out = []
-    for key in keys:
-        val = input[key]
-        out += [f"{flags[key]} {_shlex.quote(v)}" for v in ([val] if isinstance(val, str) else list(val))]
+def label_args(input, keys=("test", "test_labels", "pseudo", "groups")):
+    """--test / --test-labels / --pseudo / --groups for the inputs (of these keys) that exist, and the
+    training jobs' --manifests (content hashes: byte copies share a fold)."""
+    out = [flag_args(input, keys)]
+    if "manifests" in input.keys():
+        out.append("--manifests " + " ".join(_shlex.quote(v) for v in input.manifests))
     if DATA.get("encoding"):  # the CSVs' configured encoding (expmae/labels.py tries it after UTF-8)
         out.append(f"--encoding {_shlex.quote(DATA['encoding'])}")
     return " ".join(out)

@@ -6,13 +6,16 @@
 
 
 rule classify:
-    # One classifier per feature set and round, k-fold CV on the labeled set (+ pseudo-labels of round-1).
+    # One classifier per feature set and round, k-fold CV on the labeled set (+ each fold's own pseudo-labels
+    # of round-1: fold lineage, expmae/train/pseudo.py). Folds: the same for every job (labels, groups, seed).
     input:
         features=lambda w: per_shard(f"{RES}/features/{w.fs}/{{shard}}.parquet"),
         labels=DATA["labels"],
         test=optional(DATA.get("test")),
         test_labels=optional(DATA.get("test_labels")),
         pseudo=pseudo_input,
+        manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),  # byte copies share a fold
+        groups=optional(DATA.get("groups")),
     output:
         probs=f"{RES}/classify/round{{round}}/{{fs}}/probs.parquet",
         metrics=f"{RES}/classify/round{{round}}/{{fs}}/metrics.json",
@@ -45,6 +48,8 @@ rule fuse:
         test=optional(DATA.get("test")),
         test_labels=optional(DATA.get("test_labels")),
         pseudo=pseudo_input,
+        manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),
+        groups=optional(DATA.get("groups")),
     output:
         probs=f"{RES}/fuse/round{{round}}/{{combo}}/{{head}}/probs.parquet",
         metrics=f"{RES}/fuse/round{{round}}/{{combo}}/{{head}}/metrics.json",
@@ -102,9 +107,11 @@ rule fuse_late:
 
 
 rule pseudolabel:
-    # Confident predictions of round r's model on the unlabeled pool -> training data of round r+1.
+    # Confident predictions of round r's fold-f models on the unlabeled pool -> fold f's training data of
+    # round r+1, added to fold f's earlier pool (fold lineage: expmae/train/pseudo.py).
     input:
         models=lambda w: [f"{d}/{f}" for d in pseudo_sources(w) for f in ("probs.parquet", "metrics.json")],
+        previous=pseudo_input,
         # still images and copies of other videos never join the pool (expmae/train/pseudo.py)
         manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),
         faces=per_shard(f"{RES}/faces/{{shard}}"),
@@ -117,9 +124,10 @@ rule pseudolabel:
     params:
         dirs=pseudo_sources,
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
+        previous=lambda w, input: flag_args(input, ("previous",)),
         cfg=js(PSEUDO_CFG),
         classes=CLASSES,
     shell:
-        "python -m expmae.train.pseudo --candidates {params.dirs:q} --round {wildcards.round}"
+        "python -m expmae.train.pseudo --candidates {params.dirs:q} --round {wildcards.round} {params.previous}"
         " --manifests {input.manifests:q} --faces-qc {params.faces_qc:q}"
         " --classes {params.classes} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
