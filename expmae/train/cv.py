@@ -53,6 +53,7 @@ from expmae.io import atomic_path
 from expmae.train import data, plan
 from expmae.train.fit import Inputs, predict, scale, scaler, train_selected, valence_model
 from expmae.train.folds import assign_folds
+from expmae.train.repro import pin_numerics
 from expmae.train.scoring import NO_DATA, NO_VIDEO, probs_frame, summarize, write_result
 
 
@@ -275,6 +276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # the same numbers on any x86-64 CPU (a job restarts itself once in the pinned environment)
+    numerics = pin_numerics(reexec=argv is None)
     a = parse_args(argv)
     if a.head == plan.LATE:
         raise SystemExit("--head late: late fusion trains nothing; it is `python -m expmae.train.late --members ...`")
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     extra = data_issues(ds, group(ds, spec)[1]) if ident["combo"] == plan.ALL else []
     m.update(feature_meta={fs: {k: v for k, v in meta.items() if k in ("extractor", "model_id", "dim", "encoder_sha256")}
                            for fs, meta in ds.meta.items() if isinstance(meta, dict) and not fs.startswith("test_")},
-             issues=ds.issues + extra)
+             issues=ds.issues + extra, numerics=numerics)
     save_model(out / "model.safetensors", states, a.head, classes, p)
     write_result(out, df, m, p, ident, t0)
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from expmae.train import data, plan, scoring
+from expmae.train.repro import pin_numerics
 from expmae.train.scoring import probs_frame, summarize, write_result
 
 
@@ -80,6 +81,7 @@ def run_late(members: list[str], labels: str, test_labels: str, classes: list[st
 
 
 def main(argv: list[str] | None = None) -> None:
+    pin_numerics(reexec=argv is None, with_torch=False)  # the same numbers on any x86-64 CPU
     ap = argparse.ArgumentParser(description="Late fusion of trained per-feature-set classifiers.")
     plan.add_identity_args(ap)
     ap.add_argument("--members", nargs="+", required=True, help="output folders of the classifiers fused")
