@@ -8,8 +8,8 @@ round 1 "beats" round 0 far outside the noise (before fold lineage: OOF weighted
 Honest: every model stays at chance in every round, and round 1 does not beat round 0.
 
 Planted: the class is in modality a only (b and c are noise of higher dimension, as text or audio
-features are when they carry nothing); a's classifier must recover it, FBP, attention and late fusion
-keep it, concat keeps part of it (a plain MLP over all 108 inputs).
+features are when they carry nothing); a's classifier must recover it and every fused head keep most
+of it (before mini-batches and epoch selection on enough rows, attention and concat kept under 60%).
 """
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ CHANCE = 1 / len(CLASSES)  # weighted F1 of predictions unrelated to balanced la
 TRAIN = {"epochs": 30, "seeds": 1}
 PSEUDO = {"policy": "topk", "top_k": 20, "threshold": 0.0, "agreement": False}
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# the programs run in this process: numpy was loaded before their pin (a job of the workflow restarts pinned)
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.filterwarnings("ignore:expmae.train.repro:RuntimeWarning")]
 
 
 def write_data(tmp, y_lab, feats: dict[str, np.ndarray], n_lab: int, n_unl: int):
@@ -96,7 +98,7 @@ def test_permuted_labels_stay_at_chance_in_every_round(tmp_path):
 
 def test_a_signal_in_one_modality_is_found_and_kept_by_fusion(tmp_path):
     rng = np.random.default_rng(3)
-    n_lab, n_unl, n_test = 90, 60, 30
+    n_lab, n_unl, n_test = 150, 60, 30
     y = np.r_[rng.permutation(np.arange(n_lab) % 6), rng.integers(0, 6, n_unl + n_test)]
     centers = rng.normal(size=(6, 12))
     feats = {"a": centers[y] + 1.3 * rng.normal(size=(len(y), 12)),  # the signal: class centres + noise
@@ -107,8 +109,8 @@ def test_a_signal_in_one_modality_is_found_and_kept_by_fusion(tmp_path):
         found = f1(out["a"])
         assert found >= 0.5, found                                   # chance is ~0.17
         assert f1(out["b"]) < 0.35 and f1(out["c"]) < 0.35
-        for head in ("fbp", "attention", "late"):
-            assert f1(out[head]) >= found - 0.15, (head, f1(out[head]), found)  # fusion keeps it
-        # a plain MLP over the concatenation (108 inputs, 72 training rows) keeps only part of a 12-dim
-        # signal (0.41 vs 0.79 here): above chance, not level with the modality alone
-        assert f1(out["concat"]) >= 0.35, f1(out["concat"])
+        # fusion keeps the signal: the share of a's margin over chance each fused head keeps (FBP, the
+        # paper's head, and late fusion, which has no weights to learn, at least 75%; attention and a plain
+        # MLP over all 108 concatenated inputs, which must find the 12 signal dims among them, 60%)
+        kept = {h: (f1(out[h]) - CHANCE) / (found - CHANCE) for h in ("fbp", "late", "attention", "concat")}
+        assert min(kept["fbp"], kept["late"]) >= 0.75 and min(kept.values()) >= 0.6, kept

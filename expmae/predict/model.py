@@ -3,7 +3,7 @@
 A trained model is an expmae.train.cv output folder: metrics.json (head, modalities = modality ->
 feature sets, params, seeds, labeled class counts) and model.safetensors (every seed x fold member
 seed{s}.fold{f}.<tensor>, its input scaling seed{s}.fold{f}.scaler{m}.mean|std and its valence
-predictor seed{s}.fold{f}.valence.*). Prediction repeats cv.one_seed's arithmetic for rows outside
+predictor seed{s}.fold{f}.valence.*). Prediction repeats cv.run_folds_and_seeds' arithmetic for rows outside
 the training set: per seed the mean of the fold models' softmax (float32, fold by fold), then the
 mean over seeds; valence the same way; a row without data for any of the model's modalities gets
 the labeled class prior and its no_data flag. Late fusion (expmae.train.late) has no weights: its

@@ -51,7 +51,7 @@ import pandas as pd
 
 from expmae.io import atomic_path
 from expmae.train import data, plan
-from expmae.train.fit import Inputs, predict, scale, scaler, train_selected, valence_model
+from expmae.train.fit import Inputs, choose_epochs, predict, scale, scaler, selection_mode, train_selected, valence_model
 from expmae.train.folds import assign_folds
 from expmae.train.repro import pin_numerics
 from expmae.train.scoring import NO_DATA, NO_VIDEO, probs_frame, summarize, write_result
@@ -127,51 +127,55 @@ def pseudo_rows(ds: data.Dataset, pseudo: pd.DataFrame | None, classes: list[str
     return [(pos[sel], T[sel], w[sel]) for sel in (keep & (lineage == f) for f in range(folds))]
 
 
-def train_fold(kind: str, inp: Inputs, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
-               T: np.ndarray, w: np.ndarray, y_lab: np.ndarray, y_va: np.ndarray, p: dict, seed: int):
-    """One fold: scale on its training rows, train with the epoch chosen on its labeled training rows
-    (expmae.train.fit.train_selected; pseudo rows always train). rows = (train, held-out, other) row
-    indices, the labeled training rows first. -> model, curves, (scaled inputs, mask) of the three row sets."""
-    stats = scaler(inp.rows(rows[0]))
-    parts = [(scale(inp.rows(i), stats), inp.mask[i]) for i in rows]
-    model, curve = train_selected(kind, *parts[0], T, w, y_lab, p, seed, (*parts[1], y_va))
-    model.scaler = stats  # saved beside the weights: prediction elsewhere (expmae.predict) scales as this fold did
-    return model, curve, parts
-
-
-def one_seed(ds: data.Dataset, kind: str, inp: Inputs, rows: tuple[np.ndarray, np.ndarray], fold_of: np.ndarray,
-             ps: list[tuple[np.ndarray, np.ndarray, np.ndarray]], vals: np.ndarray, n_cls: int, p: dict, seed: int) -> dict:
-    """The k-fold cross-validation with one seed. rows = (labeled rows with data, other rows with data);
-    fold_of [N]: the run's folds; ps: each fold's pseudo-labels.
-    -> probs [N, C] (rows without data: 0), fold_probs [k, N, C], v_hat [N], fold_of [N], states, curves."""
+def fold_data(ds: data.Dataset, inp: Inputs, f: int, rows: tuple[np.ndarray, np.ndarray], fold_of: np.ndarray,
+              ps: tuple[np.ndarray, np.ndarray, np.ndarray], n_cls: int) -> dict:
+    """Fold f's rows (train: its labeled training rows first, then its pseudo-labeled rows; held-out;
+    other), targets, weights and inputs scaled on its training rows (the same for every seed)."""
     lab, other = rows
-    N, k = len(ds.names), p["folds"]
-    probs = np.zeros((N, n_cls), np.float32)
-    fold_probs = np.zeros((k, N, n_cls), np.float32)
-    v_hat, held = np.full(N, np.nan), np.full(N, -1)
-    states, curves = {}, []
+    tr, va = lab[fold_of[lab] != f], lab[fold_of[lab] == f]
+    ps_idx, ps_T, ps_w = ps
+    idx = (np.concatenate([tr, ps_idx]), va, other)
+    stats = scaler(inp.rows(idx[0]))
+    return {"idx": idx, "y_lab": ds.y[tr], "y_va": ds.y[va], "stats": stats,
+            "T": np.concatenate([np.eye(n_cls)[ds.y[tr]], ps_T]), "w": np.concatenate([np.ones(len(tr)), ps_w]),
+            "parts": [(scale(inp.rows(i), stats), inp.mask[i]) for i in idx]}
+
+
+def run_folds_and_seeds(ds: data.Dataset, kind: str, inp: Inputs, rows: tuple[np.ndarray, np.ndarray],
+                        fold_of: np.ndarray, ps: list[tuple[np.ndarray, np.ndarray, np.ndarray]], vals: np.ndarray,
+                        n_cls: int, p: dict) -> list[dict]:
+    """The k-fold cross-validation, fold by fold, every seed within a fold (seed p['seed'] + s: initialisation,
+    batches, holdout split). With inner-cv epoch selection the epoch count is chosen once per fold (its
+    labeled training rows do not change with the seed) and every seed trains for it.
+    -> per seed: probs [N, C] (rows without data: 0), fold_probs [k, N, C], v_hat [N], fold_of [N], states, curves."""
+    N, k, S = len(ds.names), p["folds"], p["seeds"]
+    out = [{"probs": np.zeros((N, n_cls), np.float32), "fold_probs": np.zeros((k, N, n_cls), np.float32),
+            "v_hat": np.full(N, np.nan), "fold_of": np.full(N, -1), "states": {}, "curves": [None] * k} for _ in range(S)]
     for f in range(k):
-        tr, va_idx = lab[fold_of[lab] != f], lab[fold_of[lab] == f]
-        ps_idx, ps_T, ps_w = ps[f]
-        tr_idx = np.concatenate([tr, ps_idx])
-        T = np.concatenate([np.eye(n_cls)[ds.y[tr]], ps_T])
-        w = np.concatenate([np.ones(len(tr)), ps_w])
-        model, curve, (trn, hold, rest) = train_fold(kind, inp, (tr_idx, va_idx, other), T, w, ds.y[tr],
-                                                     ds.y[va_idx], p, seed * 1000 + f)
-        curves.append(curve)
-        probs[va_idx] = fold_probs[:, va_idx] = predict(model, *hold, n_cls)  # OOF: the same in every fold column
-        held[va_idx] = f
-        fold_probs[f, other] = predict(model, *rest, n_cls)
-        probs[other] += fold_probs[f, other] / k
-        pv, vstates = valence_model(p["valence"], trn[0], vals[tr_idx], ds.y[tr], vals[tr], n_cls)
-        if pv is not None:
-            v_hat[va_idx] = pv(hold[0], probs[va_idx])
-            v_hat[other] = np.nan_to_num(v_hat[other]) + pv(rest[0], fold_probs[f, other]) / k
-        states.update({f"fold{f}.{n}": t for n, t in vstates.items()})
-        states.update({f"fold{f}.{n}": t.detach().numpy() for n, t in model.state_dict().items()})
-        states.update({f"fold{f}.scaler{m}.{k_}": v for m, st in enumerate(model.scaler) for k_, v in zip(("mean", "std"), st)})
-    return {"probs": probs, "fold_probs": fold_probs, "v_hat": v_hat, "fold_of": held, "states": states,
-            "curves": curves}
+        d = fold_data(ds, inp, f, rows, fold_of, ps[f], n_cls)
+        (tr_idx, va_idx, other), (trn, hold, rest) = d["idx"], d["parts"]
+        chosen = None
+        if selection_mode(len(d["y_lab"]), p) == "inner-cv":
+            chosen = choose_epochs(kind, *trn, d["T"], d["w"], d["y_lab"], p, p["seed"] * 1000 + f)
+        for s, r in enumerate(out):
+            model, curve = train_selected(kind, *trn, d["T"], d["w"], d["y_lab"], p, (p["seed"] + s) * 1000 + f,
+                                          (*hold, d["y_va"]), chosen)
+            r["curves"][f] = curve
+            r["probs"][va_idx] = r["fold_probs"][:, va_idx] = predict(model, *hold, n_cls)  # OOF: the same in every fold column
+            r["fold_of"][va_idx] = f
+            r["fold_probs"][f, other] = predict(model, *rest, n_cls)
+            r["probs"][other] += r["fold_probs"][f, other] / k
+            y_tr = d["y_lab"]
+            pv, vstates = valence_model(p["valence"], trn[0], vals[tr_idx], y_tr, vals[tr_idx[:len(y_tr)]], n_cls)
+            if pv is not None:
+                r["v_hat"][va_idx] = pv(hold[0], r["probs"][va_idx])
+                r["v_hat"][other] = np.nan_to_num(r["v_hat"][other]) + pv(rest[0], r["fold_probs"][f, other]) / k
+            r["states"].update({f"fold{f}.{n}": t for n, t in vstates.items()})
+            r["states"].update({f"fold{f}.{n}": t.detach().numpy() for n, t in model.state_dict().items()})
+            # the input scaling, saved beside the weights: prediction elsewhere (expmae.predict) scales as this fold did
+            r["states"].update({f"fold{f}.scaler{m}.{k_}": v for m, st in enumerate(d["stats"])
+                                for k_, v in zip(("mean", "std"), st)})
+    return out
 
 
 def epoch_summary(curves: list[dict], folds: int, epochs: int) -> dict:
@@ -203,7 +207,7 @@ def cross_validate(ds: data.Dataset, kind: str, classes: list[str], p: dict, pse
     fold_of = run_folds(ds, p["folds"], p["seed"])
     ps = pseudo_rows(ds, pseudo, classes, present, p["folds"])
     vals = ds.valence if ds.valence is not None and p["valence"] != "none" else np.full(N, np.nan)
-    runs = [one_seed(ds, kind, inp, (lab, other), fold_of, ps, vals, n_cls, p, p["seed"] + s) for s in range(p["seeds"])]
+    runs = run_folds_and_seeds(ds, kind, inp, (lab, other), fold_of, ps, vals, n_cls, p)
     # rows without any data: the labeled class prior, flagged (never a training or scored row)
     prior = np.bincount(ds.y[lab], minlength=n_cls) / len(lab)
     for r in runs:

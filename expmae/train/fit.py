@@ -14,7 +14,8 @@ training rows alone decide how long to train, never its held-out fold:
   step from random weights), so the labeled training rows are split into `inner_folds` stratified parts,
   one model per part is trained on the rest for `epochs` epochs, their held-out accuracy (and loss, to
   break ties) is pooled over every labeled training row epoch by epoch (5-epoch moving mean), and the
-  fold model is trained on all its rows for the best epoch count (best_epoch);
+  fold model is trained on all its rows for the best epoch count (best_epoch), once per fold whatever
+  the number of seeds (choose_epochs: the fold's labeled training rows are the same for every seed);
 - fixed (early_stop: 0): `epochs` epochs.
 Pseudo-labeled rows always train. The chosen epoch is recorded per fold model (curves["best_epoch"],
 ["selection"]); expmae.train.cv flags one among the first two or the last.
@@ -187,10 +188,27 @@ def selection_mode(n_lab: int, p: dict) -> str:
     return "holdout" if round(p["early_stop"] * n_lab) >= p["early_stop_min_rows"] else "inner-cv"
 
 
+def choose_epochs(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w: np.ndarray,
+                  y_lab: np.ndarray, p: dict, seed: int) -> dict:
+    """inner-cv: the epoch count for a fold, from `inner_folds` models each trained with one part of its
+    labeled training rows held out (module docstring). -> best_epoch, inner (pooled loss), inner_acc."""
+    parts = [q for q in inner_parts(y_lab, p["inner_folds"], seed) if len(q)]
+    runs = [fit_head(kind, xs, mask, T, w, p, seed + 7919 * (k + 1), None, q, keep_best=False)[1]
+            for k, q in enumerate(parts)]
+    # each part weighs by its rows: the mean over the labeled training rows, epoch by epoch
+    wts = [len(q) for q in parts]
+    inner = np.average([r["inner"] for r in runs], axis=0, weights=wts)
+    acc = np.average([r["inner_acc"] for r in runs], axis=0, weights=wts)
+    return {"best_epoch": best_epoch(inner, acc), "inner": [round(float(v), 4) for v in inner],
+            "inner_acc": [round(float(v), 4) for v in acc]}
+
+
 def train_selected(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w: np.ndarray, y_lab: np.ndarray,
-                   p: dict, seed: int, val=None):
+                   p: dict, seed: int, val=None, chosen: dict | None = None):
     """One fold model with its epoch chosen on the fold's own labeled training rows (the first len(y_lab)
-    rows of xs/T; pseudo-labeled rows after them always train). -> model, curves (+ best_epoch, selection)."""
+    rows of xs/T; pseudo-labeled rows after them always train). chosen: choose_epochs' result for this
+    fold (inner-cv; computed once, shared by the seeds), else computed here.
+    -> model, curves (+ best_epoch, selection)."""
     mode = selection_mode(len(y_lab), p)
     if mode == "fixed":
         model, curves = fit_head(kind, xs, mask, T, w, p, seed, val)
@@ -198,17 +216,9 @@ def train_selected(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndar
     elif mode == "holdout":
         model, curves = fit_head(kind, xs, mask, T, w, p, seed, val, inner_split(y_lab, p["early_stop"], seed))
     else:
-        parts = [q for q in inner_parts(y_lab, p["inner_folds"], seed) if len(q)]
-        runs = [fit_head(kind, xs, mask, T, w, p, seed + 7919 * (k + 1), None, q, keep_best=False)[1]
-                for k, q in enumerate(parts)]
-        # each part weighs by its rows: the mean over the labeled training rows, epoch by epoch
-        wts = [len(q) for q in parts]
-        inner = np.average([r["inner"] for r in runs], axis=0, weights=wts)
-        acc = np.average([r["inner_acc"] for r in runs], axis=0, weights=wts)
-        best = best_epoch(inner, acc)
-        model, curves = fit_head(kind, xs, mask, T, w, p, seed, val, epochs=best)
-        curves.update(inner=[round(float(v), 4) for v in inner], inner_acc=[round(float(v), 4) for v in acc],
-                      best_epoch=best)
+        chosen = chosen or choose_epochs(kind, xs, mask, T, w, y_lab, p, seed)
+        model, curves = fit_head(kind, xs, mask, T, w, p, seed, val, epochs=chosen["best_epoch"])
+        curves.update(chosen)
     curves["selection"] = mode
     return model, curves
 
