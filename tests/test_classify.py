@@ -338,3 +338,44 @@ def test_train_params_are_the_schema_defaults():
     with pytest.raises(ValueError, match="classify"):
         plan.train_params({"nope": 1})
 
+
+
+def test_pseudo_labels_follow_fold_lineage_and_accumulate(tmp_path):
+    """Fold f's pool is chosen from fold f's models only (f{j} columns, j = seed x folds + f), grows round by
+    round, and a video already in fold f's pool is never re-chosen for it."""
+    import json
+
+    from expmae.train.pseudo import grow
+
+    k, S, names = 2, 2, ["u0", "u1", "u2", "l0", "l1"]
+    df = pd.DataFrame({"name": names, "split": ["unlabeled"] * 3 + ["labeled"] * 2, "y": [-1, -1, -1, 0, 1],
+                       "fold": [-1, -1, -1, 0, 1], "no_data": ""})
+    cols = {}
+    for j in range(k * S):  # fold 0's models (j = 0, 2) say angry for u0; fold 1's (j = 1, 3) say sad for u1
+        P = np.full((5, 6), 0.02)
+        P[0, 1 if j % k == 0 else 0] = 0.9
+        P[1, 3 if j % k == 1 else 0] = 0.9
+        P[2, 0] = 0.5
+        P[3, 0] = P[4, 1] = 0.9  # labeled rows: out-of-fold, right
+        cols.update({f"f{j}_{c}": P[:, i] for i, c in enumerate(CLASSES)})
+    df = pd.concat([df, pd.DataFrame(cols)], axis=1)
+    for i, c in enumerate(CLASSES):
+        df[f"prob_{c}"] = df[[f"f{j}_{c}" for j in range(k * S)]].mean(axis=1)
+    d = tmp_path / "fbp"
+    d.mkdir()
+    df.to_parquet(d / "probs.parquet")
+    (d / "metrics.json").write_text(json.dumps({**plan.identity(0, "fused", "fbp", "fbp", "all"), "weighted_f1": 1.0,
+                                                "folds": k}))
+    p = {**config.resolve("pseudolabel", {"threshold": 0.8, "policy": "threshold"}), "source": "best"}
+    pool0, src = grow(None, [str(d)], 0, CLASSES, p, set(), [])
+    got = {(r.fold, r.name): r.discrete for r in pool0.itertuples()}
+    # each fold's own models decide: u0 is angry for fold 0 and neutral for fold 1, u1 the other way round
+    assert got == {(0, "u0"): "angry", (0, "u1"): "neutral", (1, "u0"): "neutral", (1, "u1"): "sad"}
+    assert src == {0: "fbp", 1: "fbp"}
+    # round 1: the same predictions; fold 0's u0 stays (its label and round), nothing is picked twice
+    p1 = {**p, "threshold": 0.45}
+    pool1, _ = grow(pool0, [str(d)], 1, CLASSES, p1, set(), [])
+    rows = {(r.fold, r.name): (r.discrete, r.round) for r in pool1.itertuples()}
+    assert rows[(0, "u0")] == ("angry", 0) and rows[(1, "u1")] == ("sad", 0)
+    assert rows[(0, "u2")] == ("neutral", 1) and rows[(1, "u2")] == ("neutral", 1)
+    assert len(pool1) == len(rows) == 6 and (pool1["round"] == 1).sum() == 2

@@ -7,7 +7,9 @@ colon is detail):
     inputs   bytes replaced | unparsable CSV | empty CSV | file not found | transcript column missing |
              no name column                       (name: the CSV's base name)
     labels   unknown label | non-numeric valence | duplicate label row | conflicting label rows |
-             label row without a name | label for a video that was not found | in both label CSV and test list
+             label row without a name | label for a video that was not found | in both label CSV and test list |
+             labeled copy of a test clip | groups row without a name | empty group | group for a video that
+             was not found | duplicate groups row | several groups
     test     test name without a video
     faces    failures: zero-byte file | file missing | undecodable | no video stream | no frames | no face |
              still image; notes of readable videos: no audio | rotated N | 1 frame | variable frame rate |

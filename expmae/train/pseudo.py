@@ -112,11 +112,19 @@ def lineage_score(df: pd.DataFrame, classes: list[str], fold: int | None) -> flo
     return weighted_f1(df.loc[rows, "y"].to_numpy(), pred)
 
 
+def read_probs(d: Path, tables: dict[Path, pd.DataFrame]) -> pd.DataFrame:
+    """A candidate's probs table, read once per process (`tables` holds the ones read)."""
+    if d not in tables:
+        tables[d] = pd.read_parquet(d / "probs.parquet")
+    return tables[d]
+
+
 def choose_source(candidates: list[str], source: str = "best", fold: int | None = None,
-                  classes: list[str] | None = None) -> Path:
+                  classes: list[str] | None = None, tables: dict[Path, pd.DataFrame] | None = None) -> Path:
     """The candidate folder named `source`, or the all-modality one with the best OOF weighted F1 of its
     seed ensemble (first on ties): with `fold`, on the labeled videos outside that fold (from the
-    candidates' probs tables; `classes` needed). A model without a valid score is never the source: an error."""
+    candidates' probs tables, kept in `tables`; `classes` needed). A model without a valid score is never
+    the source: an error."""
     dirs = [Path(c) for c in candidates]
     ms = [read_identity(d) for d in dirs]
     if source != "best":
@@ -136,7 +144,8 @@ def choose_source(candidates: list[str], source: str = "best", fold: int | None 
     if fold is None:
         score = [rank_score(m) for _, m in pool]
     else:
-        score = [lineage_score(pd.read_parquet(d / "probs.parquet"), classes, fold) for d, _ in pool]
+        tables = {} if tables is None else tables
+        score = [lineage_score(read_probs(d, tables), classes, fold) for d, _ in pool]
         score = [-1.0 if v is None else v for v in score]
     return pool[int(np.argmax(score))][0]
 
@@ -201,10 +210,8 @@ def grow(prev: pd.DataFrame | None, candidates: list[str], round_: int, classes:
     tables: dict[Path, pd.DataFrame] = {}
     picks, sources = [prev], {}
     for f in range(k):
-        src = choose_source(candidates, p["source"], f, classes)
-        if src not in tables:
-            tables[src] = pool_filter(pd.read_parquet(src / "probs.parquet"), still, groups)
-        view = lineage(tables[src], classes, f, k)
+        src = choose_source(candidates, p["source"], f, classes, tables)
+        view = lineage(pool_filter(read_probs(src, tables), still, groups), classes, f, k)
         view = view[~view["name"].isin(set(prev.loc[prev["fold"] == f, "name"]))]  # in-sample for fold f's models
         sel = select(view, classes, round_=round_, **{key: p[key] for key in SELECT_KEYS})
         picks.append(sel.assign(fold=np.int64(f)))
