@@ -136,9 +136,11 @@ def test_report_picks_final_fused_and_compares_with_single(tmp_path):
             f1[r, ident["name"]] = fake_model(d, ident, shift + r, classes, rng, curves=head != "late")
             dirs.append(str(d))
     pseudo = tmp_path / "pseudo" / "round0.parquet"
-    write_table(pseudo, pd.DataFrame({"name": ["v20", "v21"], "discrete": ["happy", "sad"]}),
-                meta={"round": 0, "class_mix": {"happy": 1, "sad": 1}, "source": "fbp",
-                      "source_dir": str(tmp_path / "fuse/round0/all/fbp")})
+    # one pool per fold (expmae.train.pseudo): fold 0 got v20 and v21, fold 1 v20; the mix per fold model
+    write_table(pseudo, pd.DataFrame({"name": ["v20", "v21", "v20"], "fold": [0, 0, 1],
+                                      "discrete": ["happy", "sad", "happy"]}),
+                meta={"round": 0, "class_mix": {"happy": 1.0, "sad": 0.5}, "source": "fbp", "per_fold": [2, 1],
+                      "new_per_fold": [2, 1], "n_videos": 2, "sources": {"0": "fbp", "1": "fbp"}})
     out = tmp_path / "res"
     report.main(["--classify", *dirs, "--pseudo", str(pseudo), "--classes", ",".join(classes), "--out", str(out)])
     m = json.loads((out / "metrics.json").read_text())
@@ -148,7 +150,11 @@ def test_report_picks_final_fused_and_compares_with_single(tmp_path):
     assert m["final"]["best_single"] == max(("egemaps", "minilm"), key=lambda n: f1[1, n])
     assert m["final"]["fused_ge_single"] == (fused1[best_fused] >= max(f1[1, "egemaps"], f1[1, "minilm"]))
     assert set(m["table"]["0"]) == {"egemaps", "minilm", "fbp", "late", "fbp[audio+text]"}
-    assert m["pseudo"]["0"] == {"n": 2, "class_mix": {"happy": 1, "sad": 1}, "source": "fbp", "mean_confidence": None}
+    assert m["pseudo"]["0"] == {"n": 1.5, "per_fold": [2, 1], "new_per_fold": [2, 1], "n_videos": 2,
+                                "class_mix": {"happy": 1.0, "sad": 0.5}, "source": "fbp", "mean_confidence": None}
+    assert m["final"]["selected"] == {"from": 2, "candidates": sorted(fused1, key=fused1.get, reverse=True),
+                                      "by": "out-of-fold weighted F1 of the seed ensemble", "optimistic": True}
+    assert "(selected: best of 2 by this score, optimistic)" in (out / "report" / "headline.txt").read_text()
     sub = pd.read_csv(out / "submission" / "final.csv")
     assert list(sub.columns) == ["name", "discrete", "valence"] and len(sub) == 10 and sub["valence"].abs().sum() > 0
     assert (out / "submission" / "round0_fbp[audio+text].csv").exists()
@@ -156,7 +162,7 @@ def test_report_picks_final_fused_and_compares_with_single(tmp_path):
     assert "<table>" in html and "fbp[audio+text]" in html
     tsv = pd.read_csv(out / "report" / "f1_table.tsv", sep="\t")
     assert len(tsv) == 10 and {"valence_mse", "mer_combined"} <= set(tsv.columns)
-    assert pd.read_csv(out / "report" / "pseudo.tsv", sep="\t")[["happy", "sad"]].values.tolist() == [[1, 1]]
+    assert pd.read_csv(out / "report" / "pseudo.tsv", sep="\t")[["happy", "sad"]].values.tolist() == [[1.0, 0.5]]
     for png in ("confusion.png", "pseudo.png", "curves.png"):
         assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
     qc = pd.read_csv(out / "qc" / "summary.tsv", sep="\t")

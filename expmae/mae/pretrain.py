@@ -29,20 +29,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from expmae.config import resolve, section_schema
 from expmae.device import resolve_device
 from expmae.faces.store import load_face_shard
 from expmae.io import config_hash, write_json
@@ -50,96 +48,16 @@ from expmae.io import config_hash, write_json
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_encoder
 from .clips import FaceClipDataset, build_clip_samples
 from .data import EpochBatches, FaceCropDataset, build_samples, epoch_plan
-from .model import MAE, MAEConfig
+from .jobconfig import PretrainConfig
+from .model import MAE
 from .monitor import Monitor, grad_norm
 from .schedule import (BETAS, Schedule, can_continue, continued_schedule, full_schedule, lr_at, mask_noise,
                        param_groups)
-from .splits import excludes, keep_frames, video_splits
+from .splits import add_split_args, keep_frames, splits_from_args
 from .state import Run, TrainingDiverged, finish_dist, setup_dist
-from .video import VideoMAE, VideoMAEConfig
+from .video import VideoMAE
 
 log = logging.getLogger("expmae.mae.pretrain")
-
-SECTIONS = {"image": "mae", "video": "mae_video"}  # kind -> config section (and its schema defaults)
-
-
-@dataclass(kw_only=True)
-class PretrainConfig:
-    """One pretraining job: the model plus the training keys of config section `mae` (kind image)
-    or `mae_video` (kind video). No defaults here: from_params takes them from the schema."""
-    model: MAEConfig  # a VideoMAEConfig when kind == "video"
-    kind: str  # image | video
-    epochs: int
-    batch_size: int  # global batch per optimizer step (split over ranks and accumulation)
-    lr: float
-    min_lr: float
-    weight_decay: float
-    warmup_epochs: float
-    frames_per_video: int | None = None  # image MAE only (crops per video); the video MAE takes one clip
-    seed: int
-    device: str
-    grad_accum: int
-    num_workers: int
-    checkpoint_every_steps: int  # 0 = only at the end of each epoch
-    compile: bool
-    bf16: bool  # autocast on CUDA only; CPU always runs fp32
-    retrain_on_new_videos: bool  # read by the workflow (which shards), and by schedule.can_continue
-    retrain_fraction: float  # < 1: new shards continue the previous weights for this share of the steps
-    layer_decay: float  # 1.0 = off; < 1: lr_scale layer_decay**(depth+1-layer) (schedule.param_groups)
-    log_every_steps: int  # 0 = four log lines per epoch
-    tensorboard: bool  # event files under <out>/tensorboard (rank 0)
-    recon_every_steps: int  # TensorBoard reconstruction image every N steps (0 = at epoch ends only)
-    pretrain_splits: list[str]  # labeled | unlabeled | test (splits.py); all three = every video of the shards
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "PretrainConfig":
-        """params: (part of) the config section of `kind` plus job keys (kind, seed, device); other
-        keys are ignored. Missing section keys get the schema defaults; the section's keys are
-        validated (errors name them, e.g. `config key mae.lr: ...`)."""
-        kind = str(params.get("kind", "image"))
-        if kind not in SECTIONS:
-            raise ValueError(f"MAE kind must be image or video, got {kind!r}")
-        section = SECTIONS[kind]
-        keys = section_schema(section)["properties"]
-        job = {k: section_schema(k)["default"] for k in ("seed", "device")}  # top-level config keys
-        p = resolve(section, {k: v for k, v in params.items() if k in keys},
-                    extra={**job, **{k: v for k, v in params.items() if k not in keys}})
-        mcfg = (VideoMAEConfig if kind == "video" else MAEConfig).from_dict(p)
-        names = {f.name for f in dataclasses.fields(cls)} - {"model", "kind"}
-        return cls(model=mcfg, kind=kind, **{k: v for k, v in p.items() if k in names})
-
-    @property
-    def section(self) -> str:
-        return SECTIONS[self.kind]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def filters(self) -> bool:
-        """pretrain_splits leaves a split out: pretraining sees only the videos of the others."""
-        return excludes(self.pretrain_splits)
-
-    def fingerprint(self, shards: list[str], n_samples: int, continued_from: str | None = None,
-                    videos: str | None = None) -> str:
-        """Hash of everything that changes the trained weights (not device/workers/compile/logging);
-        a run continuing an earlier one (retrain_fraction) adds that run's fingerprint; `videos`
-        (a hash of the kept names) when pretrain_splits filters them."""
-        d = self.to_dict()
-        if self.filters:  # all three splits: the fingerprint of runs from before the key existed
-            d["pretrain_splits"] = sorted(d["pretrain_splits"])
-        else:
-            d.pop("pretrain_splits")
-        for k in ("device", "num_workers", "checkpoint_every_steps", "compile", "retrain_on_new_videos",
-                  "retrain_fraction", "log_every_steps", "tensorboard", "recon_every_steps"):
-            d.pop(k)
-        if d["layer_decay"] == 1.0:  # off: the fingerprint of runs from before the key existed
-            d.pop("layer_decay")
-        extra = {"continued_from": continued_from} if continued_from else {}
-        if videos:
-            extra["videos"] = videos
-        return config_hash({"cfg": d, "shards": shards, "n_samples": n_samples, **extra})
-
 
 @dataclass
 class TrainResult:
@@ -353,22 +271,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="output folder (e.g. results/mae)")
     ap.add_argument("--params", default="{}", help='JSON: the mae: (or mae_video: + "kind": "video") config '
                     "section plus seed and device")
-    ap.add_argument("--labels", help="label CSV (data.labels): its videos with a known class are split labeled")
-    ap.add_argument("--test", help="test list (data.test): its videos are split test")
-    ap.add_argument("--classes", default="", help="comma-separated classes (config classes)")
-    ap.add_argument("--encoding", default="", help="data.encoding of the CSVs")
+    add_split_args(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PretrainConfig.from_params(json.loads(args.params))
-    splits = None  # neither list given (a direct call): no counts in meta.json, and no filtering possible
-    if args.labels or args.test:
-        classes = [c for c in args.classes.split(",") if c]
-        try:
-            splits = video_splits(args.labels, args.test, classes, args.encoding)
-        except (SystemExit, ValueError, OSError) as e:  # an unusable list
-            if cfg.filters:  # it decides the videos: the job cannot run
-                raise SystemExit(f"error: {cfg.section}.pretrain_splits needs the lists: {e}") from None
-            log.warning("no videos_by_split in meta.json (every video is pretrained on anyway): %s", e)
+    splits = splits_from_args(args, cfg.section, cfg.filters, log)
     try:
         train(cfg, args.faces, args.out, splits=splits)
     except TrainingDiverged as e:  # a clear one-line error in the job log, exit status 1

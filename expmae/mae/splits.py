@@ -10,7 +10,9 @@ No torch here: the report reads transductive_summary() from the pretraining jobs
 """
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -40,6 +42,29 @@ def cli_args(labels: str | None, test: str | None, classes: Sequence[str], encod
 
     flags = [("--labels", labels), ("--test", test), ("--classes", ",".join(classes)), ("--encoding", encoding)]
     return " ".join(f"{f} {shlex.quote(str(v))}" for f, v in flags if v)
+
+
+def add_split_args(ap: argparse.ArgumentParser) -> None:
+    """The pretraining job's --labels / --test / --classes / --encoding (cli_args writes them)."""
+    ap.add_argument("--labels", help="label CSV (data.labels): its videos with a known class are split labeled")
+    ap.add_argument("--test", help="test list (data.test): its videos are split test")
+    ap.add_argument("--classes", default="", help="comma-separated classes (config classes)")
+    ap.add_argument("--encoding", default="", help="data.encoding of the CSVs")
+
+
+def splits_from_args(args: argparse.Namespace, section: str, filters: bool, log: logging.Logger) -> dict | None:
+    """name -> split from the parsed lists; None when neither was given (a direct call: no counts in
+    meta.json, and no filtering possible). An unusable list stops a job that filters (it decides the
+    videos) and only drops the counts otherwise."""
+    if not (args.labels or args.test):
+        return None
+    try:
+        return video_splits(args.labels, args.test, [c for c in args.classes.split(",") if c], args.encoding)
+    except (SystemExit, ValueError, OSError) as e:
+        if filters:
+            raise SystemExit(f"error: {section}.pretrain_splits needs the lists: {e}") from None
+        log.warning("no videos_by_split in meta.json (every video is pretrained on anyway): %s", e)
+        return None
 
 
 def split_of(name: str, splits: Mapping[str, str]) -> str:

@@ -13,7 +13,8 @@ training rows alone decide how long to train, never its held-out fold:
 - inner-cv: on smaller sets one holdout of a dozen rows cannot rank epochs (it kept the network after one
   step from random weights), so the labeled training rows are split into `inner_folds` stratified parts,
   one model per part is trained on the rest for `epochs` epochs, their held-out accuracy (and loss, to
-  break ties) is pooled over every labeled training row epoch by epoch (5-epoch moving mean), and the
+  break ties) is pooled over every labeled training row epoch by epoch (5-epoch moving mean; they stop
+  once it has not improved for `patience` epochs, so `epochs` can be generous at little cost), and the
   fold model is trained on all its rows for the best epoch count (best_epoch), once per fold whatever
   the number of seeds (choose_epochs: the fold's labeled training rows are the same for every seed);
 - fixed (early_stop: 0): `epochs` epochs.
@@ -112,9 +113,19 @@ def fit_head(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w
     with row weights w [n]; xs scaled, mask [n, M] per modality. Modality dropout
     (p['modality_dropout']) drops a whole present modality of a training row from its mask, never all
     of them, so a fusion head cannot lean on one modality alone. `inner` (positions of labeled training
-    rows, never the held-out fold) are left out of training and their loss is recorded every epoch
-    (curves['inner']); with keep_best the weights of the epoch with the lowest inner loss are kept.
-    `val` (xs, mask, y of the held-out fold) is only recorded as a curve. -> model, curves."""
+    rows, never the held-out fold) are left out of training and their loss and accuracy are recorded
+    every epoch (curves['inner'], ['inner_acc']); with keep_best the weights of the epoch with the lowest
+    inner loss are kept. `val` (xs, mask, y of the held-out fold) is only recorded as a curve.
+    -> model, curves."""
+    for model, curves in train_epochs(kind, xs, mask, T, w, p, seed, val, inner, epochs, keep_best):
+        pass
+    return model, curves
+
+
+def train_epochs(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w: np.ndarray, p: dict, seed: int,
+                 val=None, inner: np.ndarray | None = None, epochs: int | None = None, keep_best: bool = True):
+    """fit_head epoch by epoch: yields (model, curves) after each epoch (the last one after the best
+    weights are restored), so a caller can stop early (choose_epochs)."""
     import torch
     import torch.nn.functional as F
 
@@ -136,7 +147,8 @@ def fit_head(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w
     md = float(p["modality_dropout"]) if M > 1 else 0.0
     curves: dict[str, list[float]] = {"train": [], "val": [], "inner": []}
     best = (float("inf"), None, 0)
-    for _ in range(p["epochs"] if epochs is None else epochs):
+    E = p["epochs"] if epochs is None else epochs
+    for e in range(E):
         model.train()
         perm, total = torch.randperm(n, generator=g), 0.0
         for i in range(0, n, bs):
@@ -166,10 +178,12 @@ def fit_head(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w
                 curves.setdefault("inner_acc", []).append(float((logits.argmax(1) == stop[2].argmax(1)).float().mean()))
                 if keep_best and loss < best[0] - 1e-4:
                     best = (loss, {k: v.clone() for k, v in model.state_dict().items()}, len(curves["train"]))
+        if e < E - 1:
+            yield model, curves
     if best[1] is not None:
         model.load_state_dict(best[1])
         curves["best_epoch"] = best[2]
-    return model.eval(), curves
+    yield model.eval(), curves
 
 
 def best_epoch(loss: np.ndarray, acc: np.ndarray) -> int:
@@ -191,15 +205,21 @@ def selection_mode(n_lab: int, p: dict) -> str:
 def choose_epochs(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarray, w: np.ndarray,
                   y_lab: np.ndarray, p: dict, seed: int) -> dict:
     """inner-cv: the epoch count for a fold, from `inner_folds` models each trained with one part of its
-    labeled training rows held out (module docstring). -> best_epoch, inner (pooled loss), inner_acc."""
+    labeled training rows held out (module docstring), side by side epoch by epoch; they stop once the
+    pooled curve has not improved for `patience` epochs (or at `epochs`). -> best_epoch, inner (pooled
+    loss), inner_acc."""
     parts = [q for q in inner_parts(y_lab, p["inner_folds"], seed) if len(q)]
-    runs = [fit_head(kind, xs, mask, T, w, p, seed + 7919 * (k + 1), None, q, keep_best=False)[1]
+    runs = [train_epochs(kind, xs, mask, T, w, p, seed + 7919 * (k + 1), None, q, keep_best=False)
             for k, q in enumerate(parts)]
-    # each part weighs by its rows: the mean over the labeled training rows, epoch by epoch
-    wts = [len(q) for q in parts]
-    inner = np.average([r["inner"] for r in runs], axis=0, weights=wts)
-    acc = np.average([r["inner_acc"] for r in runs], axis=0, weights=wts)
-    return {"best_epoch": best_epoch(inner, acc), "inner": [round(float(v), 4) for v in inner],
+    wts = [len(q) for q in parts]  # each part weighs by its rows: the mean over the labeled training rows
+    for e in range(p["epochs"]):
+        curves = [next(r)[1] for r in runs]
+        inner = np.average([c["inner"] for c in curves], axis=0, weights=wts)
+        acc = np.average([c["inner_acc"] for c in curves], axis=0, weights=wts)
+        best = best_epoch(inner, acc)
+        if e + 1 - best >= p["patience"]:
+            break
+    return {"best_epoch": best, "inner": [round(float(v), 4) for v in inner],
             "inner_acc": [round(float(v), 4) for v in acc]}
 
 
