@@ -82,14 +82,15 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
     split = np.array(["test" if n in test_names else "labeled" if n in ymap else "unlabeled" for n in base], dtype=object)
     for n in sorted(test_names & set(ymap)):
         issues.append({"name": n, "stage": "labels", "reason": "in both label CSV and test list (kept as test)"})
-    copies = folds.test_copies(manifests, dict(zip(base, split))) if manifests else set()
+    man = folds.read_manifests(manifests)  # read once: copies of test clips and fold groups both need it
+    copies = folds.test_copies(man, dict(zip(base, split)))
     if copies:
         split = np.array(["excluded" if n in copies else s for n, s in zip(base, split)], dtype=object)
         issues += folds.copy_rows(copies)
     y = np.array([ymap.get(n, -1) if s == "labeled" else -1 for n, s in zip(base, split)], dtype=np.int64)
     vmap = dict(zip(lab["name"], lab["valence"]))
     valence = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(base, split)], np.float64)
-    groups, group_issues = folds.fold_groups(base, lab, groups_csv, list(manifests), encoding)
+    groups, group_issues = folds.fold_groups(base, lab, groups_csv, man, encoding)
     ds = Dataset(base, Xs, np.stack(masks, 1) if masks else np.zeros((0, 0), bool), split, y, mods, metas,
                  issues + group_issues, valence, groups)
     ds.meta["no_video"] = no_video

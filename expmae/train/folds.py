@@ -25,9 +25,12 @@ KEY = "data.groups"
 TEST_COPY = "labeled copy of a test clip: left out of training and scoring (train/test leakage)"
 
 
-def read_manifests(manifests: list[str] | tuple[str, ...]) -> pd.DataFrame:
-    """The ingest manifests (results/ingest/<shard>.parquet) as one table: name, size, sha256."""
-    if not manifests:
+def read_manifests(manifests: list[str] | tuple[str, ...] | pd.DataFrame) -> pd.DataFrame:
+    """The ingest manifests (results/ingest/<shard>.parquet) as one table: name, size, sha256 (a table
+    already read is returned as it is, so a caller that needs it twice reads the files once)."""
+    if isinstance(manifests, pd.DataFrame):
+        return manifests
+    if not len(manifests):
         return pd.DataFrame({"name": pd.Series([], dtype=str), "size": pd.Series([], dtype="int64"),
                              "sha256": pd.Series([], dtype=str)})
     man = pd.concat([pd.read_parquet(p) for p in manifests], ignore_index=True)
@@ -73,7 +76,8 @@ def read_groups(path: str | os.PathLike, known: set[str],
 
 
 def fold_groups(names: list[str], labels: pd.DataFrame | None = None, groups_csv: str = "",
-                manifests: list[str] | tuple[str, ...] = (), encoding: str = "") -> tuple[np.ndarray, list[dict]]:
+                manifests: list[str] | tuple[str, ...] | pd.DataFrame = (),
+                encoding: str = "") -> tuple[np.ndarray, list[dict]]:
     """A fold group id per name (object array of str, aligned with `names`) and the QC rows of data.groups.
     A group's id is its alphabetically first member among `names`, so ids do not depend on row order.
     Known names (others in data.groups are QC rows): `names` and the manifests' names."""
@@ -139,7 +143,7 @@ def short_classes(y: np.ndarray, groups: np.ndarray, classes: list[str], folds: 
     return {c: k for c, k in n.items() if 0 < k < folds}
 
 
-def test_copies(manifests: list[str] | tuple[str, ...], split: dict[str, str]) -> set[str]:
+def test_copies(manifests: list[str] | tuple[str, ...] | pd.DataFrame, split: dict[str, str]) -> set[str]:
     """Labeled names (split[name] == "labeled") whose bytes equal a test clip's (split "test")."""
     out: set[str] = set()
     for same in content_groups(read_manifests(manifests)):

@@ -36,8 +36,7 @@ def late_fuse(members: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
     al = [m.set_index("name").loc[base["name"]].reset_index() for m in members]
     has = np.stack([(m["no_data"].fillna("") == "").to_numpy() if "no_data" in m else np.ones(len(m), bool) for m in al], 1)
     use = np.where(has.any(1, keepdims=True), has, True).astype(np.float64)      # [N, members]
-    n_f = min(sum(c.startswith("f") and c.endswith(f"_{classes[0]}") and c[1:-len(classes[0]) - 1].isdigit()
-                  for c in m.columns) for m in al)
+    n_f = min(scoring.n_fold_models(m, classes) for m in al)
     n_s = min(scoring.n_seeds(m, classes) for m in al)
 
     def gmean(cols: list[str]) -> np.ndarray:

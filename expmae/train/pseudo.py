@@ -47,7 +47,7 @@ import pandas as pd
 from expmae import config
 from expmae.io import write_table
 from expmae.train.plan import is_subcombination
-from expmae.train.scoring import rank_score, weighted_f1
+from expmae.train.scoring import n_fold_models, rank_score, weighted_f1
 
 SELECT_KEYS = ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")
 POOL_COLUMNS = ["name", "fold", "y", "discrete", "confidence", "agree", "round", "weight"]
@@ -154,7 +154,7 @@ def lineage(df: pd.DataFrame, classes: list[str], fold: int, folds: int) -> pd.D
     """Fold `fold`'s view of a probs table: prob_<class> = the mean over seeds of that fold's models
     (f{j} columns, j = seed index x folds + fold), agree = share of those models whose top class is
     the mean's. Labeled rows keep their out-of-fold values (never candidates anyway)."""
-    n_f = sum(1 for c in df.columns if c.startswith("f") and c.endswith(f"_{classes[0]}") and c[1:-len(classes[0]) - 1].isdigit())
+    n_f = n_fold_models(df, classes)
     if n_f % folds:
         raise SystemExit(f"a probs table has {n_f} fold-model columns, not a multiple of classify.folds = {folds}")
     js = range(fold, n_f, folds)
@@ -181,8 +181,9 @@ def still_images(faces_qc: list[str]) -> set[str]:
 def copy_groups(manifests: list[str]) -> list[list[str]]:
     """Names with identical bytes (the ingest manifests' sha256), groups of two or more, sorted."""
     from expmae.labels import content_groups
+    from expmae.train.folds import read_manifests
 
-    return content_groups(pd.concat([pd.read_parquet(f) for f in manifests]) if manifests else pd.DataFrame())
+    return content_groups(read_manifests(manifests))
 
 
 def pool_filter(probs: pd.DataFrame, still: set[str], groups: list[list[str]]) -> pd.DataFrame:

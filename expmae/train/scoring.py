@@ -115,6 +115,13 @@ def rank_score(m: dict) -> float | None:
     return None if v is None or v != v else float(v)
 
 
+def n_fold_models(df: pd.DataFrame, classes: list[str]) -> int:
+    """How many fold models' predictions a probs table carries (f{j}_<class> columns, j = seed index x
+    folds + fold)."""
+    tail = f"_{classes[0]}"
+    return sum(1 for c in df.columns if c.startswith("f") and c.endswith(tail) and c[1:-len(tail)].isdigit())
+
+
 def n_seeds(df: pd.DataFrame, classes: list[str]) -> int:
     """How many seeds' predictions a probs table carries (s{s}_<class> columns)."""
     n = 0
