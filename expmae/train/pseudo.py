@@ -209,10 +209,13 @@ def grow(prev: pd.DataFrame | None, candidates: list[str], round_: int, classes:
     if "fold" not in prev:
         raise SystemExit("--previous: the table has no `fold` column (fold lineage): written by an older expmae; rerun it")
     tables: dict[Path, pd.DataFrame] = {}
+    pools: dict[Path, pd.DataFrame] = {}  # a source's table without still images and copies, made once
     picks, sources = [prev], {}
     for f in range(k):
         src = choose_source(candidates, p["source"], f, classes, tables)
-        view = lineage(pool_filter(read_probs(src, tables), still, groups), classes, f, k)
+        if src not in pools:
+            pools[src] = pool_filter(read_probs(src, tables), still, groups)
+        view = lineage(pools[src], classes, f, k)
         view = view[~view["name"].isin(set(prev.loc[prev["fold"] == f, "name"]))]  # in-sample for fold f's models
         sel = select(view, classes, round_=round_, **{key: p[key] for key in SELECT_KEYS})
         picks.append(sel.assign(fold=np.int64(f)))
