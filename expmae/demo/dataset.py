@@ -13,7 +13,7 @@ import pandas as pd
 
 from .audio import synth_voice
 from .encode import read_csv, write_bytes, write_csv, write_mp4, write_text
-from .spec import CLASSES, CUE_COLS, FPS, ODD_NAME, P_CUE, PRESETS, VALENCE_MEAN
+from .spec import CLASSES, CUE_COLS, FPS, ODD_NAME, P_CUE, PRESETS, TEST_PRIORS, VALENCE_MEAN
 from .text import make_transcript
 from .visual import face_frames, identities, noface_frames
 
@@ -21,9 +21,20 @@ def _draw_cue(true: int, rng: np.random.Generator) -> int:
     return true if rng.random() < P_CUE else int((true + 1 + rng.integers(5)) % 6)
 
 
-def plan_clips(names: list[str], split: str, rng: np.random.Generator, n_ident: int) -> list[dict[str, Any]]:
-    """One row per clip: balanced true classes, independent per-modality cues, valence, transcript."""
-    classes = rng.permutation(np.resize(np.arange(6), len(names)))
+def class_counts(weights: tuple[float, ...], n: int) -> np.ndarray:
+    """n clips split over the six classes in proportion to weights (largest remainder, exact total)."""
+    w = np.asarray(weights, float) / float(np.sum(weights)) * n
+    counts = np.floor(w).astype(int)
+    rest = n - int(counts.sum())
+    counts[np.argsort(-(w - counts), kind="stable")[:rest]] += 1
+    return counts
+
+
+def plan_clips(names: list[str], split: str, rng: np.random.Generator, n_ident: int,
+               prior: tuple[float, ...] | None = None) -> list[dict[str, Any]]:
+    """One row per clip: true classes (balanced, or in proportion to prior), per-modality cues, valence, transcript."""
+    pool = np.resize(np.arange(6), len(names)) if prior is None else np.repeat(np.arange(6), class_counts(prior, len(names)))
+    classes = rng.permutation(pool)  # same draws either way, so the other splits stay byte-identical
     rows = []
     for name, c in zip(names, classes):
         c = int(c)
@@ -89,8 +100,14 @@ def _finish(out: Path, cues: pd.DataFrame, history: list[str]) -> None:
 
 def make_dataset(out: str | os.PathLike, preset: str = "default", seed: int = 0, n_labeled: int | None = None,
                  n_unlabeled: int | None = None, n_test: int | None = None, force: bool = False,
-                 bad_inputs: bool = True, workers: int = 1) -> pd.DataFrame:
-    """Write a fresh demo dataset into `out`; returns the cues table (one row per video)."""
+                 bad_inputs: bool = True, workers: int = 1, test_prior: str = "balanced") -> pd.DataFrame:
+    """Write a fresh demo dataset into `out`; returns the cues table (one row per video).
+
+    test_prior names a TEST_PRIORS entry: the test split's classes in that proportion (labeled and
+    unlabeled stay balanced), so a classifier trained on the labeled prior meets a prior shift.
+    """
+    if test_prior not in TEST_PRIORS:
+        raise ValueError(f"--test-prior {test_prior!r}: choose one of {', '.join(TEST_PRIORS)}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -108,7 +125,8 @@ def make_dataset(out: str | os.PathLike, preset: str = "default", seed: int = 0,
     names = [f"demo_{i:05d}" for i in order]
     rows = (plan_clips(sorted(names[:nl]), "labeled", rng, n_ident)
             + plan_clips(sorted(names[nl:nl + nu]), "unlabeled", rng, n_ident)
-            + plan_clips(sorted(names[nl + nu:]), "test", rng, n_ident))
+            + plan_clips(sorted(names[nl + nu:]), "test", rng, n_ident,
+                         None if test_prior == "balanced" else TEST_PRIORS[test_prior]))
     if bad_inputs:
         odd = plan_clips([ODD_NAME, "corrupt_0001", "empty_0001", "noface_0001"], "unlabeled", rng, n_ident)
         for r, kind in zip(odd, ("odd_name", "corrupt", "empty", "noface")):
@@ -127,7 +145,8 @@ def make_dataset(out: str | os.PathLike, preset: str = "default", seed: int = 0,
     write_csv(out / "transcripts.csv", df[df.english.notna()].sort_values("name")[["name", "english"]])
     write_csv(out / "test.csv", test[["name"]])
     write_csv(out / "test_labels.csv", test[["name", "discrete", "valence"]])
-    _finish(out, df, [f"made with seed={seed}, preset={preset}"])
+    made = f"made with seed={seed}, preset={preset}" + ("" if test_prior == "balanced" else f", test_prior={test_prior}")
+    _finish(out, df, [made])
     return df[CUE_COLS]
 
 
