@@ -103,9 +103,7 @@ def _is_section(node: Mapping[str, Any]) -> bool:
     return bool(node.get("properties")) or (isinstance(extra, dict) and bool(extra.get("properties")))
 
 
-def _item(key: Key, section: str) -> str:
-    node = key.node
-    name = key.path[len(section) + 1:] if section else key.path
+def _item(name: str, node: Mapping[str, Any]) -> str:
     facts = [_type(node)]
     if "default" in node:
         facts.append(f"default `{json.dumps(node['default'])}`")
@@ -114,28 +112,32 @@ def _item(key: Key, section: str) -> str:
     return f"- **`{name}`** ({'; '.join(facts)}): {_text(node.get('description', ''))}"
 
 
+def _section(path: str, node: Mapping[str, Any], depth: int) -> list[str]:
+    """A heading, the section's description, a bullet per key (a `<name>` map's keys as
+    `<name>.key`), then its subsections: so every bullet sits under its own section's heading."""
+    lines = [f"{'#' * min(depth + 2, 4)} `{path}`", "", _text(node.get("description", "")), ""]
+    props = node.get("properties") or {}
+    lines += [_item(name, child) for name, child in props.items() if not _is_section(child)]
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("properties"):
+        lines += [_item(f"<name>.{name}", child) for name, child in extra["properties"].items()]
+    lines.append("")
+    for name, child in props.items():
+        if _is_section(child):
+            lines += _section(f"{path}.{name}", child, depth + 1)
+    return lines
+
+
 def render(schema: Mapping[str, Any]) -> str:
     """The whole page: top-level keys that are not sections first, then one heading per section
-    (## section, ### section.sub) with a bullet per key; keys of a `<name>` map are listed under
-    their section as `<name>.key`."""
-    keys = list(walk(schema))
+    (## section, ### section.sub), in schema order."""
+    props = schema.get("properties") or {}
     lines = [HEADER, "## Top-level keys", ""]
-    lines += [_item(k, "") for k in keys if k.depth == 0 and not _is_section(k.node)] + [""]
-    section = ""
-    for key in keys:
-        if key.depth == 0 and not _is_section(key.node):
-            continue
-        if _is_section(key.node):
-            section = key.path
-            lines += ["", f"{'#' * min(key.depth + 2, 4)} `{key.path}`", "", _text(key.node.get("description", "")), ""]
-            continue
-        if not key.path.startswith(section + "."):  # back out of a nested section
-            section = key.path.rsplit(".", 1)[0]
-        lines.append(_item(key, section))
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.rstrip("\n") + "\n"
+    lines += [_item(name, node) for name, node in props.items() if not _is_section(node)] + [""]
+    for name, node in props.items():
+        if _is_section(node):
+            lines += _section(name, node, 0)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
