@@ -80,3 +80,22 @@ def test_markup_in_descriptions_is_escaped():
     text = render(schema)
     assert "&lt;name>: {extractor: ...}" in text
     assert r"- **`glob`** (string; default `" + '"*.csv"' + r"`): files like results/\*.csv" in text
+
+
+def test_a_key_after_a_subsection_stays_under_its_own_section():
+    schema = yaml.safe_load("""
+properties:
+  mae:
+    type: object
+    description: image MAE
+    properties:
+      size: {type: string, default: micro, description: model size}
+      schedule:
+        type: object
+        description: learning-rate schedule
+        properties:
+          warmup: {type: integer, default: 40, description: warmup epochs}
+      epochs: {type: integer, default: 8, description: pretraining epochs}
+""")
+    text = render(schema)
+    assert text.index("**`epochs`**") < text.index("### `mae.schedule`") < text.index("**`warmup`**")
