@@ -15,21 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .hidden import masked_mean, select_layer
 from .registry import Extractor, register, resolve_model
-
-
-def _pool(hidden: Any, valid: Any) -> Any:
-    """hidden [B, T, D], valid [B, T] bool -> mean over valid frames [B, D] (float32)."""
-    m = valid.unsqueeze(-1).to(hidden.dtype)
-    return ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).float()
-
-
-def _layer(out: Any, layer: int | list[int]) -> Any:
-    """One hidden layer ([B, T, D]) or the mean of several; -1 = last. hidden_states[0] is the input embedding."""
-    hs = out.hidden_states
-    if isinstance(layer, list):
-        return sum(hs[i] for i in layer) / len(layer)
-    return hs[layer]
 
 
 # Both families: batch_size is the GPU setting; on CPU one clip per call (see the module docstring).
@@ -37,26 +24,45 @@ AUDIO_DEFAULTS: dict[str, Any] = {"layer": -1, "sample_rate": 16000, "max_second
                                   "cpu_batch_size": 1}
 
 
+class SpeechEncoder(Extractor):
+    """What both families share: the model folder (never a download), its feature extractor, the encoder
+    on the job's device in eval mode and its width. A family says which encoder to load (`encoder`) and
+    which config key holds the width (`width_key`)."""
+
+    modality = "audio"
+    needs = "audio 16 kHz"
+    gpu = True
+    defaults = AUDIO_DEFAULTS
+    width_key = "hidden_size"
+
+    def encoder(self, path: Any) -> Any:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        from transformers import AutoFeatureExtractor
+
+        self.path = resolve_model(self.p["model"], f"{self.key}.model")
+        self.fe = AutoFeatureExtractor.from_pretrained(self.path)
+        self.model = self.encoder(self.path).to(self.device).eval()
+        self.dim = int(getattr(self.model.config, self.width_key))
+
+
 @register("wav2vec2", model="facebook/wav2vec2-base")
 @register("hubert", model="facebook/hubert-base-ls960")
 @register("wavlm", model="microsoft/wavlm-base-plus")
 @register("hf_audio", doc="any transformers audio encoder (AutoModel + AutoFeatureExtractor)")
-class HFAudio(Extractor):
+class HFAudio(SpeechEncoder):
     """transformers speech encoder (wav2vec2 / HuBERT / WavLM), layer choice, masked mean over time."""
 
-    modality = "audio"
-    needs = "audio 16 kHz"
     dims = "hidden_size"
-    gpu = True
-    defaults = AUDIO_DEFAULTS
+
+    def encoder(self, path: Any) -> Any:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(path)
 
     def load(self) -> None:
-        from transformers import AutoFeatureExtractor, AutoModel
-
-        self.path = resolve_model(self.p["model"], f"{self.key}.model")
-        self.fe = AutoFeatureExtractor.from_pretrained(self.path)
-        self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
-        self.dim = int(self.model.config.hidden_size)
+        super().load()
         # Group-norm models (wav2vec2-base) are trained without an attention mask: zero padding only.
         self.use_mask = bool(getattr(self.fe, "return_attention_mask", False))
 
@@ -69,29 +75,23 @@ class HFAudio(Extractor):
         am = b["attention_mask"].to(self.device)                                # [B, T]
         with torch.inference_mode(), self.autocast():
             out = self.model(x, attention_mask=am if self.use_mask else None, output_hidden_states=True)
-        h = _layer(out, self.p["layer"])                                        # [B, T', D]
+        h = select_layer(out.hidden_states, self.p["layer"])                    # [B, T', D]
         lengths = self.model._get_feat_extract_output_lengths(am.sum(-1))       # [B] frames covering real audio
         valid = torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]
-        return _pool(h, valid).cpu().numpy()
+        return masked_mean(h, valid).cpu().numpy()
 
 
 @register("whisper", model="openai/whisper-base")
-class WhisperEncoder(Extractor):
+class WhisperEncoder(SpeechEncoder):
     """Whisper encoder (log-mel, 30 s window), layer choice, mean over the frames of real audio."""
 
-    modality = "audio"
-    needs = "audio 16 kHz"
     dims = "d_model"
-    gpu = True
-    defaults = AUDIO_DEFAULTS
+    width_key = "d_model"
 
-    def load(self) -> None:
-        from transformers import AutoFeatureExtractor, WhisperModel
+    def encoder(self, path: Any) -> Any:
+        from transformers import WhisperModel
 
-        self.path = resolve_model(self.p["model"], f"{self.key}.model")
-        self.fe = AutoFeatureExtractor.from_pretrained(self.path)
-        self.model = WhisperModel.from_pretrained(self.path).encoder.to(self.device).eval()  # decoder not needed
-        self.dim = int(self.model.config.d_model)
+        return WhisperModel.from_pretrained(path).encoder  # the decoder is not needed
 
     def encode(self, items: Sequence[np.ndarray]) -> np.ndarray:
         import torch
@@ -101,8 +101,8 @@ class WhisperEncoder(Extractor):
         x = b["input_features"].to(self.device)                                 # [B, mels, 3000]
         with torch.inference_mode(), self.autocast():
             out = self.model(x, output_hidden_states=True)
-        h = _layer(out, self.p["layer"])                                        # [B, 1500, D]
+        h = select_layer(out.hidden_states, self.p["layer"])                    # [B, 1500, D]
         hop, stride = self.fe.hop_length, 2                                     # conv2 halves the mel frames
         n = torch.tensor([max(1, -(-len(w) // (hop * stride))) for w in items], device=h.device)
         valid = torch.arange(h.shape[1], device=h.device)[None] < n[:, None]
-        return _pool(h, valid).cpu().numpy()
+        return masked_mean(h, valid).cpu().numpy()

@@ -14,6 +14,7 @@ import numpy as np
 
 from expmae.npnet import BertTextEncoder
 
+from .hidden import masked_mean, select_layer
 from .registry import Extractor, register, resolve_model
 
 
@@ -120,11 +121,8 @@ class HFText(Extractor):
                      return_tensors="pt").to(self.device)
         with torch.inference_mode(), self.autocast():
             out = self.model(**b, output_hidden_states=True)
-        layer = self.p["layer"]
-        h = (sum(out.hidden_states[i] for i in layer) / len(layer)) if isinstance(layer, list) \
-            else out.hidden_states[layer]                                     # [B, T, D]
-        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)                      # [B, T, 1]
-        v = ((h * m).sum(1) / m.sum(1).clamp(min=1)).float()                   # mean over real tokens
+        h = select_layer(out.hidden_states, self.p["layer"])                  # [B, T, D]
+        v = masked_mean(h, b["attention_mask"])                                # mean over real tokens
         if self.p["normalize"]:
             v = torch.nn.functional.normalize(v, dim=-1)
         return v.cpu().numpy()
