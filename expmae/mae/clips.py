@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from expmae.faces.store import load_face_shard
-
 from expmae.imaging import to_tensor
+
+from .data import ShardCrops
 
 
 def clip_rows(rows: np.ndarray, num_frames: int) -> np.ndarray:
@@ -79,17 +79,13 @@ class FaceClipDataset(Dataset):
     """Indexed by (clip index, augmentation seed) pairs from data.EpochBatches -> [3, T, H, W]."""
 
     def __init__(self, folders: Sequence[str | Path], samples: np.ndarray, img_size: int) -> None:
-        self.folders = [str(f) for f in folders]
+        self.crops = ShardCrops(folders)
         self.samples = samples  # [N, 1+T] (shard, crop rows)
         self.img_size = img_size
-        self._crops: list[np.ndarray | None] | None = None  # opened lazily, once per worker process
 
     def clip(self, idx: int) -> np.ndarray:
         """uint8 [T, S, S, 3] of clip `idx` (un-augmented)."""
-        if self._crops is None:
-            self._crops = [load_face_shard(f)[0] for f in self.folders]
-        shard, rows = int(self.samples[idx, 0]), self.samples[idx, 1:]
-        return np.asarray(self._crops[shard][rows])  # type: ignore[index]
+        return self.crops.read(int(self.samples[idx, 0]), self.samples[idx, 1:])
 
     def __len__(self) -> int:
         return len(self.samples)

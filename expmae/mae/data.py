@@ -24,6 +24,28 @@ from expmae.imaging import to_tensor
 log = logging.getLogger(__name__)
 
 
+class ShardCrops:
+    """The face shards' crops (crops.npy, memory-mapped), opened on first read in each process: a DataLoader
+    worker maps the files itself instead of receiving a pickled map, which numpy would pickle as a full
+    copy of the array. Shared by the image and the video datasets (FaceCropDataset, clips.FaceClipDataset)."""
+
+    def __init__(self, folders: Sequence[str | Path]) -> None:
+        self.folders = [str(f) for f in folders]
+        self._maps: list[np.ndarray | None] | None = None
+
+    def read(self, shard: int, rows: int | np.ndarray) -> np.ndarray:
+        """uint8 crops of `shard` at `rows` (one row [S, S, 3] or several [n, S, S, 3]), copied out of the map."""
+        if self._maps is None:
+            self._maps = [load_face_shard(f)[0] for f in self.folders]
+        crops = self._maps[shard]
+        if crops is None:  # samples come from the frames tables, so only a shard with crops is ever read
+            raise ValueError(f"face shard {self.folders[shard]} has no crops")
+        return np.asarray(crops[rows])
+
+    def __getstate__(self) -> dict:
+        return {"folders": self.folders, "_maps": None}
+
+
 def build_samples(frames_per_shard: Sequence[pd.DataFrame], frames_per_video: int) -> np.ndarray:
     """Pick up to `frames_per_video` crops per video, evenly spaced in time -> [N, 2] (shard, crop_row)."""
     out: list[np.ndarray] = []
@@ -60,15 +82,9 @@ class FaceCropDataset(Dataset):
     """Indexed by (sample index, augmentation seed) pairs from `EpochBatches`."""
 
     def __init__(self, folders: Sequence[str | Path], samples: np.ndarray, img_size: int) -> None:
-        self.folders = [str(f) for f in folders]
+        self.crops = ShardCrops(folders)
         self.samples = samples  # [N, 2] (shard, crop_row)
         self.img_size = img_size
-        self._crops: list[np.ndarray | None] | None = None  # opened lazily, once per worker process
-
-    def _crop(self, shard: int, row: int) -> np.ndarray:
-        if self._crops is None:
-            self._crops = [load_face_shard(f)[0] for f in self.folders]
-        return np.asarray(self._crops[shard][row])  # type: ignore[index]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -76,7 +92,7 @@ class FaceCropDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
         idx, seed = item
         shard, row = self.samples[idx]
-        return augment(self._crop(int(shard), int(row)), np.random.default_rng(seed), self.img_size)
+        return augment(self.crops.read(int(shard), int(row)), np.random.default_rng(seed), self.img_size)
 
 
 def epoch_plan(n: int, batch_size: int, world: int, accum: int) -> tuple[int, int]:
