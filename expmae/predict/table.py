@@ -70,15 +70,13 @@ def heads_table(dirs: list[str], feats: Features, classes: list[str], qc: dict[s
 
 def main(argv: list[str] | None = None) -> None:
     from expmae.predict.bundle import verify
+    from expmae.report.qc import add_qc_arguments
 
     ap = argparse.ArgumentParser(description="Predict the data.predict videos with the bundle and the last round's models.")
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--features", action="append", default=[], help="feature set=shard1.parquet,shard2.parquet")
     ap.add_argument("--models", nargs="*", default=[], help="the last round's model folders (heads.csv)")
-    ap.add_argument("--faces-qc", nargs="*", default=[])
-    ap.add_argument("--audio-qc", nargs="*", default=[])
-    ap.add_argument("--text", nargs="*", default=[])
-    ap.add_argument("--asr", nargs="*", default=[])
+    add_qc_arguments(ap)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     import torch

@@ -32,7 +32,7 @@ from expmae.io import read_meta, write_json, write_text
 from expmae.labels import read_names
 from expmae.mae.splits import transductive_summary
 from expmae.report import figures, noise
-from expmae.report.qc import complete_submission, qc_table
+from expmae.report.qc import add_qc_arguments, complete_submission, qc_table
 from expmae.report.tables import (SCORES, SUBMISSION_COLUMNS, flags, html_report, pseudo_table, round4, select_columns,
                                   submission, tables)
 from expmae.train.plan import is_subcombination
@@ -147,10 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="training output folders (classify/round{r}/{feature set}, fuse/round{r}/{combination}/{head})")
     ap.add_argument("--pseudo", nargs="*", default=[])
     ap.add_argument("--classes", required=True)
-    ap.add_argument("--faces-qc", nargs="*", default=[])
-    ap.add_argument("--audio-qc", nargs="*", default=[])
-    ap.add_argument("--text", nargs="*", default=[])
-    ap.add_argument("--asr", nargs="*", default=[])
+    add_qc_arguments(ap)
     ap.add_argument("--inputs-qc", default="", help="the inputs check's QC rows (results/qc/inputs.tsv)")
     ap.add_argument("--test", default="", help="the test list: final.csv gets a (flagged) row for every name")
     ap.add_argument("--submission-columns", default="name,discrete,valence",

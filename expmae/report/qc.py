@@ -22,6 +22,7 @@ Names are video ids (or a CSV's / folder's base name), never paths: the table is
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -77,6 +78,15 @@ def qc_table(faces_qc: list[str], audio_qc: list[str], text: list[str], inputs_q
         rows += pd.read_csv(inputs_qc, sep="\t", dtype=str, keep_default_na=False).to_dict("records")
     rows += label_issues
     return pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(ignore_index=True)
+
+
+def add_qc_arguments(ap: argparse.ArgumentParser) -> None:
+    """The per-shard files whose QC rows a job gathers for qc_table (the report, the predict job): one home
+    for the flags, so both jobs read the same inputs under the same names."""
+    ap.add_argument("--faces-qc", nargs="*", default=[], help="the face stage's qc.parquet per shard")
+    ap.add_argument("--audio-qc", nargs="*", default=[], help="an audio feature table per shard (its QC columns)")
+    ap.add_argument("--text", nargs="*", default=[], help="a text feature table per shard (videos without transcript)")
+    ap.add_argument("--asr", nargs="*", default=[], help="the ASR table per shard (videos it could not transcribe)")
 
 
 def complete_submission(text: str, test_names: list[str], classes: list[str]) -> tuple[str, list[str]]:
