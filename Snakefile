@@ -40,6 +40,10 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
 
 
+# The shard plan and every stage's constants are made: freeze them out of the GC's sweeps (expmae/dag/shards.py).
+_dag_shards.end_of_parse(PARSE_T0)
+
+
 rule all:
     default_target: True
     input:
@@ -47,6 +51,6 @@ rule all:
         f"{RES}/submission/final.csv",
         f"{RES}/qc/summary.tsv",
         f"{RES}/qc/faces_summary.tsv",
-        MAE_TARGETS,
-        CACHE_FILES,  # common.smk: a deleted per-shard file is rebuilt by a plain rerun
+        MAE_TARGETS,  # mae.smk: the probes, which pull in pretraining
+        CACHE_FILES,  # extract.smk: a deleted per-shard file is rebuilt by a plain rerun
         PREDICT_TARGETS,  # predict.smk: results/bundle (+ results/predict/final.csv with data.predict)

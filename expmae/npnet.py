@@ -7,7 +7,7 @@ the job imports in ~0.4 s, so a new batch of videos costs in proportion to its s
 GPU runs (device cuda) keep the torch models; tests check that both give the same numbers.
 
 Weights come from the same safetensors files (read with safetensors.numpy; the expMAE encoder
-file's layout: expmae.mae.format); parameter names follow timm's `Block` (expMAE) and Hugging
+file's layout: expmae.encoder_format); parameter names follow timm's `Block` (expMAE) and Hugging
 Face's `BertModel` (MiniLM).
 
 Shapes: B batch, N tokens, D width, H heads, d = D/H head width.
@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from expmae.mae import format as encoder_file  # the encoder.safetensors format (torch-free)
+from expmae import encoder_format as encoder_file  # the encoder.safetensors format (torch-free)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

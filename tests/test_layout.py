@@ -1,5 +1,6 @@
-"""The shape of the code: no import circles in expmae/, modules and functions of readable size,
-no test module importing another, and a dry run that leaves results/ untouched."""
+"""The shape of the code: no import circles in expmae/, every module on its floor (a lower floor never
+imports a higher one), modules and functions of readable size, no test module importing another, and a
+dry run that leaves results/ untouched."""
 from __future__ import annotations
 
 import ast
@@ -15,6 +16,19 @@ PKG = ROOT / "expmae"
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 80
 SHORT_FUNCTIONS = ("mae/pretrain.py", "report/", "train/")  # where every function must stay short
+# The package's floors, lowest first: a module imports (lazily too) only modules of its own floor or
+# below. A name is a module or a package (all its modules); a new module must be placed here.
+FLOORS: list[tuple[str, tuple[str, ...]]] = [
+    ("base: files, config, numerics", ("expmae", "expmae.config", "expmae.io", "expmae.weights", "expmae.device",
+                                        "expmae.encoder_format", "expmae.npnet", "expmae.imaging", "expmae.labels",
+                                        "expmae.manifest", "expmae.registry", "expmae.shard_hash", "expmae.ingest")),
+    ("per-video stages", ("expmae.faces", "expmae.mae")),
+    ("features", ("expmae.features", "expmae.models")),
+    ("training", ("expmae.train",)),
+    ("evaluation and use", ("expmae.probe", "expmae.report", "expmae.predict")),
+    ("entry points", ("expmae.check", "expmae.dag", "expmae.cli", "expmae.__main__", "expmae.demo",
+                      "expmae.docs_config")),
+]
 
 
 def module_name(path: Path) -> str:
@@ -63,12 +77,49 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_circle_in_the_package():
+def import_graph() -> dict[str, set[str]]:
     files = sorted(PKG.rglob("*.py"))
     modules = {module_name(f) for f in files}
-    graph = {module_name(f): imports_of(f, modules) for f in files}
+    return {module_name(f): imports_of(f, modules) for f in files}
+
+
+def floor_of(module: str, floors: list[tuple[str, tuple[str, ...]]] = FLOORS) -> int | None:
+    """Index of the floor naming `module` or its closest package (expmae.train.cv -> expmae.train)."""
+    best: tuple[int, int] | None = None  # (length of the matching name, floor)
+    for i, (_, names) in enumerate(floors):
+        for n in names:
+            if (module == n or module.startswith(n + ".")) and (best is None or len(n) > best[0]):
+                best = (len(n), i)
+    return None if best is None else best[1]
+
+
+def floor_violations(graph: dict[str, set[str]], floors: list[tuple[str, tuple[str, ...]]] = FLOORS) -> list[str]:
+    """'a (floor) imports b (higher floor)' for every import that goes up, and the modules on no floor."""
+    out = [f"{m} is on no floor: add it to FLOORS" for m in sorted(graph) if floor_of(m, floors) is None]
+    for a in sorted(graph):
+        fa = floor_of(a, floors)
+        for b in sorted(graph[a]):
+            fb = floor_of(b, floors)
+            if fa is not None and fb is not None and fb > fa:
+                out.append(f"{a} ({floors[fa][0]}) imports {b} ({floors[fb][0]})")
+    return out
+
+
+def test_no_import_circle_in_the_package():
+    graph = import_graph()
     assert "expmae.train.cv" in graph, "layout changed: update this test"
     assert find_cycle(graph) is None, f"import circle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_no_floor_imports_a_higher_one():
+    assert not floor_violations(import_graph()), floor_violations(import_graph())
+
+
+def test_the_floor_check_finds_inversions():
+    floors = [("low", ("p.a",)), ("high", ("p.b",))]
+    assert floor_violations({"p.a.x": {"p.b.y"}, "p.b.y": set()}, floors) == ["p.a.x (low) imports p.b.y (high)"]
+    assert floor_violations({"p.b.y": {"p.a.x"}, "p.a.x": set()}, floors) == []
+    assert floor_violations({"p.c": set()}, floors) == ["p.c is on no floor: add it to FLOORS"]
 
 
 def test_the_cycle_finder_finds_cycles():

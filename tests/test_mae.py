@@ -455,7 +455,7 @@ def test_video_features_format(shards, tmp_path) -> None:
 # ----------------------------------------------------------------------------- linear probe
 
 def test_linear_probe_f1_range_and_signal() -> None:
-    from expmae.mae.probe import linear_probe_f1, repeated_probe
+    from expmae.probe import linear_probe_f1, repeated_probe
 
     rng = np.random.default_rng(0)
     y = np.repeat(["a", "b", "c"], 20)
@@ -472,7 +472,7 @@ def test_linear_probe_f1_range_and_signal() -> None:
 
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_probe_cli_writes_json_and_png(shards, tmp_path, kind: str) -> None:
-    from expmae.mae.probe import main as probe_main
+    from expmae.probe import main as probe_main
 
     c = cfg(epochs=1) if kind == "image" else vcfg(epochs=1)
     train(c, shards, tmp_path / "m")
@@ -497,7 +497,7 @@ def test_probe_cli_writes_json_and_png(shards, tmp_path, kind: str) -> None:
 def test_paired_probe_difference() -> None:
     """Features with the class signal vs noise, probed on the same folds: a positive difference whose
     paired interval over videos excludes 0; an encoder against itself: 0, within noise."""
-    from expmae.mae.probe import paired_vs, repeated_oof, repeated_probe
+    from expmae.probe import paired_vs, repeated_oof, repeated_probe
 
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(3), 20)
@@ -519,7 +519,7 @@ def test_paired_probe_difference() -> None:
 
 def test_probe_survives_bad_label_csv(shards, tmp_path) -> None:
     """Non-UTF-8 bytes, a duplicate row and a label outside `classes` must not fail the probe job."""
-    from expmae.mae.probe import main as probe_main
+    from expmae.probe import main as probe_main
 
     train(cfg(epochs=1), shards, tmp_path / "m")
     labels = tmp_path / "labels.csv"
@@ -585,7 +585,7 @@ def test_pretrain_from_init_records_the_source(shards, tmp_path) -> None:
 
 def test_probe_pairs_the_face_pretraining_against_its_init(shards, tmp_path) -> None:
     """With mae.init the init checkpoint is probed too: paired_vs_init beside delta_vs_init."""
-    from expmae.mae.probe import main as probe_main
+    from expmae.probe import main as probe_main
 
     torch.manual_seed(5)
     src = MAE(MAEConfig.from_dict(TINY))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from expmae.io import file_sha256
-from expmae.mae.format import read_encoder_info
+from expmae.encoder_format import read_encoder_info
 from expmae.npnet import MAEImageEncoder
 
 from .registry import Extractor, register

@@ -1,7 +1,7 @@
 """expMAE: masked autoencoder pretraining on face crops and per-shard feature extraction.
 
 The models are imported on first use (PEP 562), so a CPU feature job, which reads the encoder
-file (format.py) and runs it on numpy (expmae.npnet), never imports torch."""
+file (expmae/encoder_format.py) and runs it on numpy (expmae.npnet), never imports torch."""
 from __future__ import annotations
 
 import importlib

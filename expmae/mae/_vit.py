@@ -121,7 +121,7 @@ class MAEBackbone(nn.Module):
 
     def set_pos_embed(self, table: torch.Tensor) -> None:
         """Replace the fixed sin-cos position table (same shape) by a checkpoint's; it is then
-        stored with the encoder ("pos_embed", see format.py)."""
+        stored with the encoder ("pos_embed", see expmae/encoder_format.py)."""
         if table.shape != self.pos_embed.shape:
             raise ValueError(f"position table {list(table.shape)} does not fit the model's {list(self.pos_embed.shape)}")
         self.pos_embed = table.detach().to(self.pos_embed)  # still the non-persistent buffer

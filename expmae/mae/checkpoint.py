@@ -5,7 +5,7 @@ checkpoint.safetensors  tensors  model/<param>          full MAE (encoder + deco
                                  rng/torch_cpu, rng/cuda RNG states as uint8 tensors
                         metadata "format", "state" -> JSON: step, epoch, losses, optimizer
                                  param_groups, config, shards, run fingerprint
-encoder.safetensors     the encoder file format: see format.py (torch-free, shared with expmae.npnet)
+encoder.safetensors     the encoder file format: see expmae/encoder_format.py (torch-free, shared with expmae.npnet)
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 import expmae
 from expmae.io import atomic_path
 
-from .format import encoder_kind, encoder_metadata, read_encoder_info
+from expmae.encoder_format import encoder_kind, encoder_metadata, read_encoder_info
 from .model import MAE, MAEConfig
 from .video import VideoMAE, VideoMAEConfig
 

@@ -61,7 +61,7 @@ def checkpoint_arch(path: str | Path, section: str) -> dict[str, Any]:
     error messages, `_shapes` (which tensor said what)."""
     m, sha, inflate = load_mapped(path, section)
     if m.format == "expmae-encoder":
-        from .format import read_encoder_info
+        from expmae.encoder_format import read_encoder_info
 
         arch = read_encoder_info(weights_file(Path(path)))["model_config"]
         if inflate:  # an image encoder's decoder never fits the video one; the tubelet is the video's

@@ -69,7 +69,7 @@ def read_tensors(path: Path) -> tuple[Tensors, dict[str, Any], str]:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        from .format import ENCODER_FORMAT
+        from expmae.encoder_format import ENCODER_FORMAT
 
         with safe_open(str(f), framework="pt") as fh:
             ours = (fh.metadata() or {}).get("format") == ENCODER_FORMAT

@@ -25,7 +25,7 @@ from expmae.config import defaults
 
 from . import sizes
 from ._vit import MAEBackbone, masked_patch_loss, take
-from .format import IMAGE_ENCODER_PREFIXES
+from expmae.encoder_format import IMAGE_ENCODER_PREFIXES
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ._vit import MAEBackbone, masked_patch_loss, take
-from .format import VIDEO_ENCODER_PREFIXES
+from expmae.encoder_format import VIDEO_ENCODER_PREFIXES
 from .model import MAEConfig
 
 

@@ -5,7 +5,35 @@
 # transcripts + ASR / face crops + encoder); the command is the same: extract_args turns the
 # job's named inputs and outputs into the runner's flags. The expMAE sets (expmae_image /
 # expmae_video) are extract_visual jobs whose `encoder` input is the pretraining rule's output.
-# Helpers (only_names, fparams, encoder_input, extract_args): workflow/rules/common.smk.
+from expmae.dag import extract as _dag_extract
+from expmae.features import config as _fcfg
+from expmae.features import media as _text
+
+# FEATURE_NAMES: modality -> the configured instance names (the expMAE sets expmae / expmae_video too).
+try:
+    FEATURE_NAMES = _fcfg.plan(FEATURES, FEATURE_SETS, config)
+except ValueError as _err:
+    raise WorkflowError(str(_err))
+_TRANSCRIPTS, _ = _text.read_transcripts(DATA.get("transcripts") or None, DATA["transcript_column"], DATA["encoding"])
+ASR = config.get("asr") or {}
+# shard -> hash of its videos' transcript CSV rows (a param of extract_text), and shard -> hash of the
+# videos to transcribe, for the shards with any (the others have no asr job).
+TEXT_HASH = PLAN.per_shard(lambda reg: _text.shard_hashes(_TRANSCRIPTS, reg))
+ASR_TODO = PLAN.per_shard(
+    lambda reg: _fcfg.asr_plan(ASR, _TRANSCRIPTS, reg),
+    lambda: _fcfg.asr_rows(ASR, _TRANSCRIPTS, PLAN.registry)["shard"].unique(),
+)
+
+
+# The rules' input and param functions (expmae/dag/extract.py), by the names the rules use.
+EXTRACT = _dag_extract.ExtractPlan(config, RES, FEATURE_NAMES, ASR_TODO)
+fparams, encoder_input, shard_cache = EXTRACT.fparams, EXTRACT.encoder_input, EXTRACT.shard_cache
+extract_args = _dag_extract.extract_args
+
+# Targets of the all rule. Snakemake never rebuilds a deleted intermediate file of an up-to-date job (it
+# treats it like a removed temp file), so every per-shard cache file is requested: a plain rerun
+# rebuilds a deleted one, and everything computed from it. O(shards) targets.
+CACHE_FILES = [f for s in SHARDS for f in EXTRACT.shard_files(s)]
 
 
 rule extract_audio:

@@ -1,3 +1,9 @@
+# Ingest's params: each shard's members' fingerprint (name, path, size, mtime), so a replaced video reruns
+# its shard, and the digest of the ingest issues, so a new or fixed problem reruns inputs_qc (expmae/dag/shards.py).
+FINGERPRINT = PLAN.per_shard(_ingest.fingerprints)
+INGEST_DIGEST = PLAN.digest
+
+
 rule ingest_shard:
     # One manifest per shard. Its fingerprint param (members' name, path, size, mtime)
     # reruns the shard when one of its videos is replaced; new videos only add shards.

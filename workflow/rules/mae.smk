@@ -1,13 +1,23 @@
 # expMAE pretraining (image MAE: config mae:, video MAE: config mae_video:) and its linear probe.
-# Both train on the face crops of pretrain_shards(section) (see common.smk: by default new videos do
+# Both train on the face crops of the shards of PRETRAIN_FACES (below: by default new videos do
 # not retrigger pretraining). Resumable from <out>/checkpoint.safetensors, so --retries after a
 # walltime kill continues. Figures and probe scores go into `snakemake --report` (category expMAE).
 # The features of the encoders are extract_visual jobs (feature sets expmae / expmae_video,
 # extract.smk); a feature set needing a disabled mae_video is a config error (features/config.py).
 # One process, torchrun per GPU, or srun + torchrun on several nodes (expmae/mae/launch.py).
 from expmae.mae import launch as mae_launch
+from expmae.dag import shards as _dag_shards
 from expmae.mae import splits as mae_splits
 
+# <section> -> the face folders its pretraining sees (expmae/dag/shards.py: unless
+# <section>.retrain_on_new_videos, the shards of the existing checkpoint, so new videos do not retrigger it).
+PRETRAIN_FACES = {
+    sec: [
+        f"{RES}/faces/{s}" for s in _dag_shards.pretrain_shards(RES, sec, config[sec]["retrain_on_new_videos"], SHARDS)
+    ]
+    for sec in ("mae", "mae_video")
+    if sec in config
+}
 MAE_VIDEO_ON = bool(config.get("mae_video", {}).get("enabled", False))
 # mae_video.init: mae = start the video MAE from this run's image expMAE, inflated (expmae/mae/inflate.py).
 IMAGE_ENCODER = f"{RES}/mae/encoder.safetensors"
@@ -64,7 +74,7 @@ PROBE_PARAMS = {
 rule mae_pretrain:
     input:
         **(SPLIT_LISTS if MAE_FILTERS["mae"] else {}),  # labels, test: when pretrain_splits leaves a split out
-        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
+        faces=PRETRAIN_FACES["mae"],
         init=optional(config["mae"].get("init")),  # a replaced checkpoint file reruns pretraining
     output:
         encoder=IMAGE_ENCODER,
@@ -105,7 +115,7 @@ rule mae_pretrain:
 use rule mae_pretrain as mae_video_pretrain with:
     input:
         **(SPLIT_LISTS if MAE_FILTERS.get("mae_video") else {}),
-        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
+        faces=PRETRAIN_FACES.get("mae_video", []),
         init=(IMAGE_ENCODER if VIDEO_FROM_IMAGE else optional(config["mae_video"].get("init"))),
     output:
         encoder=f"{RES}/mae_video/encoder.safetensors",
@@ -141,7 +151,7 @@ rule mae_probe:
     # random init, on the labeled videos of the pretraining shards.
     input:
         encoder=rules.mae_pretrain.output.encoder,
-        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae")),
+        faces=PRETRAIN_FACES["mae"],
         labels=DATA["labels"],
     output:
         probe=report(
@@ -167,14 +177,14 @@ rule mae_probe:
     params:
         cfg=PROBE_PARAMS["mae"],
     shell:
-        "python -m expmae.mae.probe --encoder {input.encoder:q} --faces {input.faces:q} --labels {input.labels:q}"
+        "python -m expmae.probe --encoder {input.encoder:q} --faces {input.faces:q} --labels {input.labels:q}"
         " --out {output.probe:q} --params {params.cfg:q} > {log:q} 2>&1"
 
 
 use rule mae_probe as mae_video_probe with:
     input:
         encoder=rules.mae_video_pretrain.output.encoder,
-        faces=lambda w: expand(f"{RES}/faces/{{shard}}", shard=pretrain_shards("mae_video")),
+        faces=PRETRAIN_FACES.get("mae_video", []),
         labels=DATA["labels"],
     output:
         probe=report(

@@ -1,13 +1,22 @@
 # Collects every round: metrics.json, MER submissions, QC table, and the figures/tables that
 # `snakemake --report results/report.html` shows (captions in workflow/report/).
+from expmae import config as _cfg
+
+# columns of the submission CSVs (MER 2025: name,discrete); the schema's default when the section is absent
+SUBMISSION_COLUMNS = (config.get("submission") or {}).get("columns") or _cfg.defaults("submission")["columns"]
+# QC rows of the report (and of predict's tables): the first trained audio extractor's QC table (a video
+# without decodable audio fails every audio extractor alike) and the first text set's list of videos without text.
+QC_SETS = {m: [n for n in FEATURE_NAMES.get(m, []) if n in FEATURE_SETS][:1] for m in ("audio", "text")}
+
+
 rule report:
     input:
         classify=expand(f"{RES}/classify/round{{round}}/{{fs}}/metrics.json", round=ROUNDS, fs=FEATURE_SETS),
         fuse=[f"{d}/metrics.json" for r in ROUNDS for d in fuse_dirs(r)],
         pseudo=expand(f"{RES}/pseudo/round{{round}}.parquet", round=ROUNDS[:-1]),
         faces=per_shard(f"{RES}/faces/{{shard}}"),
-        audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in _QC_SETS["audio"] for s in SHARDS],
-        text=[f"{RES}/features/{fs}/{s}.parquet" for fs in _QC_SETS["text"] for s in SHARDS],
+        audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in QC_SETS["audio"] for s in SHARDS],
+        text=[f"{RES}/features/{fs}/{s}.parquet" for fs in QC_SETS["text"] for s in SHARDS],
         asr=[f"{RES}/asr/{s}.parquet" for s in ASR_TODO if s in SHARDS],  # not data.predict's shards
         inputs_qc=f"{RES}/qc/inputs.tsv",
         cache=per_shard(f"{RES}/cache_check/{{shard}}.tsv"),

@@ -1,8 +1,33 @@
 # Training of every round: the per-feature-set classifiers, the fusion heads, late fusion, and the
-# pseudo-labels that feed the next round. What each round trains: common.smk's training region
+# pseudo-labels that feed the next round. What each round trains: the constants below
 # (expmae/train/plan.py). Each job records its identity (round, kind, combo, head, name) in its metrics.json.
 # Every job trains once per seed (config seeds). A job that fails (e.g. too few labels for classify.folds)
 # prints the end of its log on the console, so the reason is on screen, not only in the log.
+
+
+from expmae.dag import train as _dag_train
+from expmae.train import plan as _plan
+
+# What each round trains (expmae/train/plan.py): one classifier per feature set, and per modality
+# combination x fusion head; the jobs' settings and input functions (expmae/dag/train.py). Training
+# settings are the rule params; which feature sets, combinations and rounds exist are not, so adding a
+# feature set or raising pseudolabel.rounds reruns no existing job.
+TRAIN = _dag_train.TrainPlan(config, RES, SHARDS)
+ROUNDS, COMBOS, TRAINED_FUSE_HEADS = TRAIN.rounds, TRAIN.combos, TRAIN.trained_fuse_heads
+TRAIN_CFG, FUSE_CFG, PSEUDO_CFG = TRAIN.train_cfg, TRAIN.fuse_cfg, TRAIN.pseudo_cfg
+# the rules' input and param functions, by the names the rules use (report.smk and predict.smk too)
+fuse_dirs, pseudo_input, feature_arg, label_args = (
+    TRAIN.fuse_dirs,
+    TRAIN.pseudo_input,
+    TRAIN.feature_arg,
+    TRAIN.label_args,
+)
+fuse_inputs, fuse_args, late_members, pseudo_sources = (
+    TRAIN.fuse_inputs,
+    TRAIN.fuse_args,
+    TRAIN.late_members,
+    TRAIN.pseudo_sources,
+)
 
 
 rule classify:

@@ -1,11 +1,14 @@
 """Linear-probe check of encoder features: k-fold logistic regression, weighted F1.
 
+It judges what expmae.mae pretrained through the feature extractors (expmae.features) and the training
+package's labels and statistics, so it sits above all three (tests/test_layout.py's floors).
+
 Shows that pretrained expMAE features carry more expression information than a randomly
 initialised encoder of the same size (the MAE linear-probing protocol, scaled down: features
 are standardised, then a multinomial logistic regression is fit, out-of-fold over stratified
 k folds, repeated over a few fold shuffles because the labeled set is small).
 
-    python -m expmae.mae.probe --encoder results/mae/encoder.safetensors --faces results/faces/s0000* \
+    python -m expmae.probe --encoder results/mae/encoder.safetensors --faces results/faces/s0000* \
         --labels data/demo/labels.csv --out results/mae/probe.json --params '{"folds": 5, "seed": 0}'
 
 The random-init baseline is the model pretraining starts from without an init (same config, same
@@ -38,7 +41,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-log = logging.getLogger("expmae.mae.probe")
+log = logging.getLogger("expmae.probe")
 
 
 def oof_predictions(X: np.ndarray, y: Sequence, folds: int = 5, seed: int = 0, C: float = 1.0) -> np.ndarray:
@@ -125,8 +128,8 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
     from expmae.device import resolve_device
     from expmae.io import file_sha256, write_json
 
-    from .checkpoint import load_encoder
-    from .pretrain import PretrainConfig, build_model
+    from expmae.mae.checkpoint import load_encoder
+    from expmae.mae.pretrain import PretrainConfig, build_model
 
     # a direct call gets the workflow's defaults (schema): classify.folds, seed, mae.probe_repeats, device
     p = {"folds": config.defaults("classify")["folds"], "seed": config.default("seed"),
@@ -182,7 +185,7 @@ def probe(encoder: str | Path, faces: Sequence[str | Path], labels_csv: str | Pa
     c = res.get("init", {}).get("f1")
     res["delta_vs_init"] = None if a is None or c is None else a - c  # what the face pretraining added
     res["seconds"] = time.time() - t0
-    from . import plots  # matplotlib only here
+    from expmae.mae import plots  # matplotlib only here
 
     plots.probe_plot(Path(out).with_suffix(".png"), res)
     write_json(out, res)  # last: the rule's main output
