@@ -9,40 +9,17 @@ import pytest
 from expmae.features import create, media
 from expmae.features.run import run_audio
 from expmae.io import read_features, read_meta
+from fixtures import hard_media
+from fixtures.faces import write_video
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    """A 1.5 s h264+aac clip, a video without audio, a zero-byte file and random bytes."""
-    import av
-
+    """A 1.5 s h264 clip with a 1.6 s AAC tone, a video without audio, a zero-byte file and random bytes."""
     d = tmp_path_factory.mktemp("clips")
-
-    def write(path, with_audio):
-        with av.open(str(path), "w") as c:
-            v = c.add_stream("libx264", rate=10)
-            v.width = v.height = 64
-            v.pix_fmt = "yuv420p"
-            a = c.add_stream("aac", rate=16000) if with_audio else None
-            for i in range(15):
-                img = np.full((64, 64, 3), i * 10, np.uint8)
-                for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    c.mux(p)
-            for p in v.encode():
-                c.mux(p)
-            if a is not None:
-                t = np.arange(24000) / 16000
-                wav = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-                for k in range(0, len(wav), 1024):
-                    fr = av.AudioFrame.from_ndarray(wav[None, k:k + 1024], format="flt", layout="mono")
-                    fr.sample_rate = 16000
-                    for p in a.encode(fr):
-                        c.mux(p)
-                for p in a.encode():
-                    c.mux(p)
-
-    write(d / "voice.mp4", True)
-    write(d / "silent film.mp4", False)
+    images = hard_media.frames(15, 64)
+    write_video(d / "voice.mp4", images, fps=10, audio=True)
+    write_video(d / "silent film.mp4", images, fps=10)
     (d / "empty.mp4").write_bytes(b"")
     (d / "junk.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
     names = ["voice", "silent film", "empty", "junk", "gone"]
@@ -61,7 +38,7 @@ def test_audio_features_and_reasons(clips):
     assert r["silent film"] == "no audio stream" and r["empty"] == "zero-byte file"
     assert r["junk"].startswith("undecodable audio") and r["gone"] == "file missing"
     wav = media.load_audio(clips.path[0], 16000)
-    assert abs(len(wav) / 16000 - 1.5) < 0.15  # AAC adds priming/padding frames
+    assert abs(len(wav) / 16000 - 1.6) < 0.15  # AAC adds priming/padding frames
     assert len(media.load_audio(clips.path[0], 16000, max_seconds=0.5)) == 8000
 
 
