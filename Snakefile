@@ -5,7 +5,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from expmae.config import data_paths
+from expmae import config as _cfg
 
 min_version("9.0")
 
@@ -16,9 +16,12 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# config.yaml holds only what differs from the schema (expmae/config.schema.yaml, package data): every
+# section it leaves out gets its defaults here, then validate fills and checks the rest.
+_cfg.fill_defaults(config)
+validate(config, str(_cfg.SCHEMA))
 # A preset names the release's files relative to data.root (the one key a user sets).
-config["data"] = data_paths(config["data"])
+config["data"] = _cfg.data_paths(config["data"])
 
 # Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv),
 # also when the venv is not activated.

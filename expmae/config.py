@@ -1,8 +1,10 @@
-"""The config schema (workflow/schemas/config.schema.yaml) as the one source of defaults.
+"""The config schema (expmae/config.schema.yaml, package data) as the one source of defaults.
 
-Snakemake validates config.yaml against the schema and fills in its defaults; a program run
-directly (`python -m expmae.train.cv ...`) gets the same defaults from here, so a job and a direct
-call never disagree. Pure Python (PyYAML + jsonschema): it runs at every Snakemake parse.
+The Snakefile fills every section a config leaves out from here (fill_defaults) and then validates it
+against the schema, which fills the remaining keys; a program run directly (`python -m expmae.train.cv
+...`, `python -m expmae check`) gets the same defaults from here, so a job and a direct call never
+disagree. The schema ships inside the package (importlib.resources), so an installed wheel finds it
+as a checkout does. Pure Python (PyYAML + jsonschema): it runs at every Snakemake parse.
 
     from expmae.config import defaults, resolve
     p = resolve("classify", json.loads(args.params))   # schema defaults < given params, validated
@@ -11,18 +13,21 @@ from __future__ import annotations
 
 import copy
 import functools
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# The one copy: package data (pyproject.toml), read where the package is installed; the Snakefile validates against it.
+SCHEMA = Path(str(resources.files("expmae").joinpath("config.schema.yaml")))
 
 
 @functools.cache
 def schema() -> dict[str, Any]:
     import yaml
 
-    if not SCHEMA.exists():
-        raise FileNotFoundError(f"config schema not found at {SCHEMA} (expmae runs from its repository checkout)")
+    if not SCHEMA.is_file():
+        raise FileNotFoundError(f"config schema not found at {SCHEMA}: the expmae install lacks its package data "
+                                "(reinstall it: pip install .)")
     return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
 
 
@@ -104,34 +109,39 @@ def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fill(node: Mapping[str, Any], value: Any) -> None:
-    """Schema defaults into every missing key of `value`, level by level (what Snakemake's validate does:
-    a key the config gives keeps its value whole, a missing one gets its default)."""
+def fill_defaults(value: dict[str, Any], node: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Schema defaults into every missing key of `value`, level by level, in place (a key the config gives
+    keeps its value whole, a missing one gets its default: a section with all its keys' defaults, `null`
+    where the schema says so). Snakemake's validate fills only the keys of sections the config has, so
+    the Snakefile calls this first: config.yaml need only hold what differs from the schema."""
+    node = schema() if node is None else node
     if not isinstance(value, dict):
-        return
+        return value
     for k, sub in (node.get("properties") or {}).items():
         if k not in value:
-            d = _defaults_of(sub)
-            if d is not None:
-                value[k] = d
-        else:
-            _fill(sub, value[k])
+            if "default" not in sub and not (sub.get("type") == "object" and "properties" in sub):
+                continue  # no default: stays missing (validation names it when required)
+            value[k] = _defaults_of(sub)
+        fill_defaults(value[k], sub)  # a new section too: its keys whose default is null
+    return value
 
 
 def load(configfiles: list[str | Path] = (), base: str | Path | None = "config.yaml") -> dict[str, Any]:
     """The config a Snakemake run would see, for programs run outside it (`python -m expmae check`):
-    `base` (the Snakefile's configfile) < each of `configfiles` < nothing, then the schema's defaults
-    under every missing key, validated (an error names the key)."""
+    `base` (the Snakefile's configfile; skipped when absent, as outside a checkout: it holds only
+    differences from the schema) < each of `configfiles` (each must exist) < the schema's defaults under
+    every missing key, validated (an error names the key)."""
     import jsonschema
     import yaml
 
     cfg: dict[str, Any] = {}
-    for f in ([base] if base else []) + list(configfiles):
+    bases = [base] if base and Path(base).exists() else []
+    for f in bases + list(configfiles):
         p = Path(f)
         if not p.exists():
-            raise FileNotFoundError(f"config file {p} not found")
+            raise FileNotFoundError(f"config file {p} not found (--configfile)")
         cfg = merge(cfg, yaml.safe_load(p.read_text(encoding="utf-8")) or {})
-    _fill(schema(), cfg)
+    fill_defaults(cfg)
     cfg["data"] = data_paths(cfg.get("data") or {})
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(cfg), key=lambda e: list(e.path))
     if errors:
