@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmae.train.scoring import NO_DATA, probs_frame
+from expmae.train.scoring import NO_DATA, probs_frame, seed_count
 
 
 @dataclass
@@ -99,7 +99,7 @@ def predict_trained(folder: str | Path, feats: Features, classes: list[str]) -> 
     counts = np.asarray(m["class_counts"]["labeled"], np.float64)
     prior = counts / counts.sum()
     seed_probs, seed_v, fold_all = [], [], []
-    for s in range(len(m.get("seeds") or [0])):
+    for s in range(seed_count(m, str(folder))):
         members = _members(states, s)
         if not members:
             raise SystemExit(f"{folder}/model.safetensors holds no members of seed {s}")
@@ -152,7 +152,8 @@ def predict_folder(folder: str | Path, feats: Features, classes: list[str],
 
     if members is None or any(n not in members for n in m["members"]):
         raise SystemExit(f"{folder}: late fusion of {m['members']} needs those classifiers' folders")
-    return late_fuse([predict_trained(members[n], feats, classes) for n in m["members"]], classes)
+    n_s = min(seed_count(read_metrics(members[n]), str(members[n])) for n in m["members"])
+    return late_fuse([predict_trained(members[n], feats, classes) for n in m["members"]], classes, n_s)
 
 
 def missing_modalities(folder: str | Path, feats: Features, members: dict[str, Path] | None = None) -> list[str]:

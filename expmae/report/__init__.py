@@ -31,7 +31,8 @@ import pandas as pd
 from expmae.io import read_meta, write_json, write_text
 from expmae.labels import read_names
 from expmae.mae.splits import transductive_summary
-from expmae.report import figures, noise
+from expmae import config
+from expmae.report import figures, noise, options
 from expmae.report.qc import add_qc_arguments, complete_submission, qc_table
 from expmae.report.tables import (SCORES, SUBMISSION_COLUMNS, flags, html_report, pseudo_table, round4, select_columns,
                                   submission, tables)
@@ -153,6 +154,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--submission-columns", default="name,discrete,valence",
                     help="columns of the submission CSVs (config submission.columns)")
     ap.add_argument("--mae-meta", nargs="*", default=[], help="results/mae*/meta.json: which splits pretraining saw")
+    ap.add_argument("--test-labels", default="", help="the test split's truth: prior-shift check and stacking scores")
+    ap.add_argument("--options", default="{}", help='JSON {"prior": {...}, "stack": {...}} over the schema defaults')
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
@@ -170,8 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     pretraining = transductive_summary(a.mae_meta)
     final["transductive"] = pretraining["transductive"]
     write_text(out / "submission" / "final.flags.csv", subs[str(final["round"]), final["model"], "flags"])
-    final_csv, no_video = complete_submission(subs[str(final["round"]), final["model"]], read_names(a.test)[0],
-                                              classes)
+    # config prior: / stack: (expmae.report.options): the estimate is always recorded, the submission changes on request
+    opts = {k: config.resolve(k, v) for k, v in {"prior": {}, "stack": {}, **json.loads(a.options)}.items()}
+    truth = options.test_truth(a.test_labels, classes)
+    reweighted = options.prior_step(final, classes, truth, opts["prior"])
+    stacked, stack_csv = (options.stack_step(final, rounds[str(final["round"])], classes, truth, opts["stack"])
+                          if opts["stack"]["enabled"] else (None, None))
+    final_csv, no_video = complete_submission(stack_csv or reweighted or subs[str(final["round"]), final["model"]],
+                                              read_names(a.test)[0], classes)
     write_text(out / "submission" / "final.csv", select_columns(final_csv, columns))
     if no_video:
         print(f"final.csv: {len(no_video)} test names without a video got a guessed row (QC stage test)")
@@ -189,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     for ms in rounds.values():  # curves and confusions live in each model's metrics.json
         for m in ms.values():
             m.pop("curves", None)
-    metrics = {"rounds": rounds, "pseudo": pseudo, "final": final, "pretraining": pretraining,
+    metrics = {"rounds": rounds, "pseudo": pseudo, "final": final, "pretraining": pretraining, "stack": stacked,
                "table": {r: {n: round4(m["weighted_f1"]) for n, m in heads.items()} for r, heads in sorted(rounds.items())},
                "qc": {"problems": int(len(qc)), "by_stage": qc["stage"].value_counts().to_dict()}}
     write_json(out / "metrics.json", metrics)

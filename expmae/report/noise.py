@@ -109,6 +109,15 @@ def headline(final: dict, models: dict[str, dict], pretraining: dict | None = No
                      f" {run['ci'][1]:+.3f}]: " + ("within the noise" if run["within_noise"] else "outside the noise"))
     if line := pretraining_line(pretraining):
         lines.append(line)
+    est = final.get("prior_estimate")
+    if est:
+        from expmae.train.prior import note
+
+        classes = list(est["source"])
+        f1 = (f"; test weighted F1 {est['test_weighted_f1']:.3f} -> {est['test_weighted_f1_corrected']:.3f} re-weighted"
+              if "test_weighted_f1" in est else "")
+        lines.append(f"  test prior (EM estimate, 95% interval): {note(est, classes)}{f1}"
+                     f" ({'applied to final.csv' if est['applied'] else 'not applied: prior.correct'})")
     shift = final.get("prior_shift")
     if shift:
         lines.append(f"  test class prior differs from the labeled set: {shift['note']} (test scores are not OOF scores)")

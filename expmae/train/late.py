@@ -26,18 +26,19 @@ from expmae.train.repro import pin_numerics
 from expmae.train.scoring import probs_frame, summarize, write_result
 
 
-def late_fuse(members: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
+def late_fuse(members: list[pd.DataFrame], classes: list[str], n_s: int | None = None) -> pd.DataFrame:
     """Geometric mean (mean log-probability, renormalised) of the members' probabilities, row by row,
     fold by fold (f{f}_<class> columns, for the agreement test) and seed by seed (s{s}_<class>).
     A member without data for a row (its no_data flag) stays out of that row's mean; a row no member
     has data for keeps their prior and its flag. A labeled row is out-of-fold when a member with data
-    held it out. Valence: the members' mean."""
+    held it out. Valence: the members' mean. n_s: the seeds fused (the fewest any member has, from their
+    metrics.json: expmae.train.scoring.seed_count; None: the fewest seed columns of the tables)."""
     base = members[0][["name", "split", "y"]].reset_index(drop=True)
     al = [m.set_index("name").loc[base["name"]].reset_index() for m in members]
     has = np.stack([(m["no_data"].fillna("") == "").to_numpy() if "no_data" in m else np.ones(len(m), bool) for m in al], 1)
     use = np.where(has.any(1, keepdims=True), has, True).astype(np.float64)      # [N, members]
+    n_s = min(scoring.n_seeds(m, classes) for m in al) if n_s is None else n_s
     n_f = min(scoring.n_fold_models(m, classes) for m in al)
-    n_s = min(scoring.n_seeds(m, classes) for m in al)
 
     def gmean(cols: list[str]) -> np.ndarray:
         logp = np.stack([np.log(np.clip(m[cols].to_numpy(np.float64), 1e-8, 1)) for m in al], 1)  # [N, members, C]
@@ -66,13 +67,14 @@ def late_fuse(members: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
 def run_late(members: list[str], labels: str, test_labels: str, classes: list[str], p: dict,
              encoding: str = "") -> tuple[pd.DataFrame, dict]:
     """-> probs table and metrics of the late fusion of the classifier folders `members`."""
-    df = late_fuse([pd.read_parquet(Path(d) / "probs.parquet") for d in members], classes)
+    mm = [json.loads((Path(d) / "metrics.json").read_text()) for d in members]
+    n_s = min(scoring.seed_count(x, f"late fusion member {d}") for x, d in zip(mm, members))
+    df = late_fuse([pd.read_parquet(Path(d) / "probs.parquet") for d in members], classes, n_s)
     lab, issues = data.read_labels(labels, classes, encoding)
     vmap = dict(zip(lab["name"], lab["valence"])) if p["valence"] != "none" else {}
     vals = np.array([vmap.get(n, np.nan) if s == "labeled" else np.nan for n, s in zip(df["name"], df["split"])])
     tl = data.read_labels(test_labels, classes, encoding)[0] if test_labels else pd.DataFrame(columns=["name", "y", "valence"])
     m = summarize(df, classes, vals, dict(zip(tl["name"], tl["y"])), {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v})
-    mm = [json.loads((Path(d) / "metrics.json").read_text()) for d in members]
     m.update(head=plan.LATE, members=[x["name"] for x in mm], seeds=mm[0].get("seeds", []),
              n_labeled=int(((df["split"] == "labeled") & (df["fold"] >= 0)).sum()), n_pseudo=max(x.get("n_pseudo", 0) for x in mm),
              curves=[], issues=issues)

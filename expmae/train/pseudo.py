@@ -15,7 +15,11 @@ Source: per fold, the round's fusion head over all modalities with the best out-
 its seed ensemble on the labeled videos OUTSIDE that fold (`source: best`; never a model without a
 valid score), or a named one (`fbp`, `late`, `fbp[audio+text]`, a feature set). Policy, applied in
 this order to fold f's candidates:
-- `threshold`: floor on the lineage's top probability (both policies; 0 disables it);
+- `threshold`: floor on the lineage's top probability (both policies; 0 disables it); `class_thresholds`
+  replaces it per class (a map class -> floor);
+- `agree_with` / `agree_min`: at least agree_min of the listed models (feature sets or heads of the round)
+  predict the pick's class, each from its own fold-f lineage and at or above its own floor for that class
+  (the MER 2025 2nd place kept the labels two independent models agreed on);
 - `policy: threshold` keeps every row above the floor; `policy: topk` keeps the `top_k` most
   confident rows per predicted class (class-balanced, so the majority class does not take over);
 - `agreement: true`: every seed's fold-f model predicts the same class (with `seeds: 1` this holds
@@ -30,7 +34,8 @@ dynamics), and videos whose bytes equal another registered video's (a copy of a 
 be a pseudo-label of known, or leaked, content; of copies that are all unlabeled the first name stays).
 
 Candidates are training outputs; their names (and whether they fuse all modalities) are read from the
-identity in their metrics.json. Settings: --params over the schema defaults of config `pseudolabel`.
+identity in their metrics.json. Settings: --params over the schema defaults of config `pseudolabel` (the
+schema is the only home of the defaults: select() fills what a caller leaves out from it).
 
     python -m expmae.train.pseudo --candidates results/fuse/round0/all/fbp ... --round 1 --classes ... \
         --previous results/pseudo/round0.parquet --out results/pseudo/round1.parquet --params '{"policy": "topk", ...}'
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,17 +55,25 @@ from expmae.io import write_table
 from expmae.train.plan import is_subcombination
 from expmae.train.scoring import n_fold_models, rank_score, weighted_f1
 
-SELECT_KEYS = ("threshold", "max_per_class", "policy", "top_k", "agreement", "max_per_round", "soft_labels")
 POOL_COLUMNS = ["name", "fold", "y", "discrete", "confidence", "agree", "round", "weight"]
 
 
-def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_per_class: int = 0,
-           round_: int = 0, policy: str = "threshold", top_k: int = 10, agreement: bool = False,
-           max_per_round: int = 0, soft_labels: bool = False) -> pd.DataFrame:
-    """probs: a classify probs table. -> name, y, discrete, confidence, agree, round, weight
-    (+ prob_<class> with soft_labels), sorted by name."""
-    if policy not in ("threshold", "topk"):
-        raise SystemExit(f"config key pseudolabel.policy: unknown policy {policy!r}; one of threshold, topk")
+def floors(classes: list[str], threshold: float, class_thresholds: dict[str, float]) -> np.ndarray:
+    """[C] the confidence floor of every class: its pseudolabel.class_thresholds entry, else `threshold`."""
+    unknown = sorted(set(class_thresholds) - set(classes))
+    if unknown:
+        raise SystemExit(f"config key pseudolabel.class_thresholds: {unknown} are not classes ({', '.join(classes)})")
+    return np.array([float(class_thresholds.get(c, threshold)) for c in classes])
+
+
+def select(probs: pd.DataFrame, classes: list[str], round_: int = 0, **params: Any) -> pd.DataFrame:
+    """probs: a classify probs table (+ `votes` with pseudolabel.agree_with: how many of those models agree,
+    see agreement_votes). params: config `pseudolabel` keys; the schema's defaults fill the rest (its only home).
+    -> name, y, discrete, confidence, agree, round, weight (+ prob_<class> with soft_labels), sorted by name."""
+    if params.get("policy", "threshold") not in ("threshold", "topk"):
+        raise SystemExit(f"config key pseudolabel.policy: unknown policy {params['policy']!r}; one of threshold, topk")
+    p = config.resolve("pseudolabel", params)
+    policy, top_k, max_per_class, max_per_round = p["policy"], p["top_k"], p["max_per_class"], p["max_per_round"]
     # a row predicted without data (the class prior) is never a pseudo-label
     pool = probs[(probs["split"] == "unlabeled") & (probs["no_data"].fillna("") == "" if "no_data" in probs else True)]
     cols = [f"prob_{c}" for c in classes]
@@ -69,11 +83,17 @@ def select(probs: pd.DataFrame, classes: list[str], threshold: float = 0.9, max_
                         "discrete": [classes[i] for i in y], "confidence": conf.astype(np.float32),
                         "agree": pool["agree"].to_numpy(np.float32) if "agree" in pool else np.float32(1.0),
                         "round": np.int64(round_), "weight": np.float32(1.0)})
-    if soft_labels:
+    if p["soft_labels"]:
         for c in cols:
             out[c] = pool[c].to_numpy(np.float32)
-    out = out[out["confidence"] >= threshold]
-    if agreement:
+    if p["agree_with"]:
+        if "votes" not in pool:
+            raise SystemExit("pseudolabel.agree_with is set but the candidates carry no votes (expmae.train.pseudo.grow)")
+        out = out[pool["votes"].to_numpy() >= p["agree_min"]]
+    # per class floor, compared in float32 as the confidence is stored (a floor of 0.9 keeps a stored 0.9)
+    floor = floors(classes, p["threshold"], p["class_thresholds"]).astype(np.float32)
+    out = out[out["confidence"].to_numpy() >= floor[out["y"].to_numpy()]]
+    if p["agreement"]:
         out = out[out["agree"] >= 1.0 - 1e-6]
     # most confident first within each class; name breaks ties so the result is deterministic
     out = out.sort_values(["y", "confidence", "name"], ascending=[True, False, True])
@@ -136,7 +156,8 @@ def choose_source(candidates: list[str], source: str = "best", fold: int | None 
                              "it cannot select pseudo-labels")
         return named[0][0]
     # like the final model: among the heads over all modalities when there are any
-    pool = [(d, m) for d, m in zip(dirs, ms) if not is_subcombination(m) and valid(m)] or [
+    # (the candidates may also hold pseudolabel.agree_with's single feature sets: voters, not sources)
+    pool = [(d, m) for d, m in zip(dirs, ms) if m.get("kind") == "fused" and not is_subcombination(m) and valid(m)] or [
         (d, m) for d, m in zip(dirs, ms) if valid(m)]
     if not pool:
         raise SystemExit(f"no candidate of {[m['name'] for m in ms]} has a valid out-of-fold score: no pseudo-labels "
@@ -165,6 +186,38 @@ def lineage(df: pd.DataFrame, classes: list[str], fold: int, folds: int) -> pd.D
         out[f"prob_{c}"] = mean[:, i]
     out["agree"] = (P.argmax(2) == mean.argmax(1)[None]).mean(0)
     return out
+
+
+def agreement_votes(view: pd.DataFrame, candidates: list[str], p: dict, fold: int, folds: int, classes: list[str],
+                    tables: dict[Path, pd.DataFrame]) -> np.ndarray:
+    """[rows of view] how many of the pseudolabel.agree_with models predict the row's top class, each from its
+    own fold-`fold` lineage (models that never saw fold f's labels) and at or above its own floor for that class.
+    A model without data for a row casts no vote."""
+    by_name = {read_identity(Path(c))["name"]: Path(c) for c in candidates}
+    for n in p["agree_with"]:
+        # a feature set that is not a candidate: the round's classifier beside the fused candidates
+        # (<results>/fuse/round<r>/<combo>/<head> -> <results>/classify/round<r>/<name>; late fusion needs it first)
+        near = [Path(c).parents[3] / "classify" / Path(c).parents[1].name / n for c in candidates
+                if len(Path(c).parents) > 3 and Path(c).parents[2].name == "fuse"]
+        if n not in by_name and near and (near[0] / "metrics.json").exists():
+            by_name[n] = near[0]
+    missing = [n for n in p["agree_with"] if n not in by_name]
+    if missing:
+        raise SystemExit(f"config key pseudolabel.agree_with: {missing} are not models of this round "
+                         f"({', '.join(sorted(by_name))})")
+    cols = [f"prob_{c}" for c in classes]
+    top = view[cols].to_numpy().argmax(1)
+    floor = floors(classes, p["threshold"], p["class_thresholds"]).astype(np.float32)
+    votes = np.zeros(len(view), np.int64)
+    for n in p["agree_with"]:
+        other = lineage(read_probs(by_name[n], tables), classes, fold, folds).set_index("name")
+        if "no_data" in other:
+            other = other[other["no_data"].fillna("") == ""]
+        P = other.reindex(view["name"])[cols].to_numpy(np.float64)
+        has = np.isfinite(P).all(1)
+        P = np.nan_to_num(P)
+        votes += has & (P.argmax(1) == top) & (P.max(1).astype(np.float32) >= floor[top])
+    return votes
 
 
 def still_images(faces_qc: list[str]) -> set[str]:
@@ -217,7 +270,9 @@ def grow(prev: pd.DataFrame | None, candidates: list[str], round_: int, classes:
             pools[src] = pool_filter(read_probs(src, tables), still, groups)
         view = lineage(pools[src], classes, f, k)
         view = view[~view["name"].isin(set(prev.loc[prev["fold"] == f, "name"]))]  # in-sample for fold f's models
-        sel = select(view, classes, round_=round_, **{key: p[key] for key in SELECT_KEYS})
+        if p["agree_with"]:
+            view = view.assign(votes=agreement_votes(view, candidates, p, f, k, classes, tables))
+        sel = select(view, classes, round_=round_, **p)
         picks.append(sel.assign(fold=np.int64(f)))
         sources[f] = read_identity(src)["name"]
     pool = pd.concat([t for t in picks if len(t)] or [prev], ignore_index=True)

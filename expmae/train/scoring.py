@@ -122,6 +122,16 @@ def n_fold_models(df: pd.DataFrame, classes: list[str]) -> int:
     return sum(1 for c in df.columns if c.startswith("f") and c.endswith(tail) and c[1:-len(tail)].isdigit())
 
 
+def seed_count(m: dict, where: str = "a model") -> int:
+    """How many seeds a trained model has: its metrics.json `seeds` (the seeds' values, written by the
+    training job from config seeds). The one reader for code that holds a model's metrics (late fusion,
+    prediction from the bundle); a probs table alone is counted by n_seeds."""
+    seeds = m.get("seeds")
+    if not seeds:
+        raise SystemExit(f"{where}: metrics.json records no seeds: written by an older expmae; rerun its training job")
+    return len(seeds)
+
+
 def n_seeds(df: pd.DataFrame, classes: list[str]) -> int:
     """How many seeds' predictions a probs table carries (s{s}_<class> columns)."""
     n = 0

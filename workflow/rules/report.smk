@@ -21,6 +21,7 @@ rule report:
         inputs_qc=f"{RES}/qc/inputs.tsv",
         cache=per_shard(f"{RES}/cache_check/{{shard}}.tsv"),
         test=optional(DATA.get("test")),
+        test_labels=optional(DATA.get("test_labels")),  # prior-shift check, stacking scores
         mae=MAE_TARGETS,  # the probes: pretraining ran; its meta.json says which splits it saw (transductive?)
     output:
         metrics=f"{RES}/metrics.json",
@@ -82,7 +83,8 @@ rule report:
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input.classify + input.fuse],
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
-        test=lambda w, input: flag_args(input, ("test",)),
+        test=lambda w, input: flag_args(input, ("test", "test_labels")),
+        options=js({k: config.get(k) or {} for k in ("prior", "stack")}),
         mae_meta=lambda w, input: [os.path.join(os.path.dirname(p), "meta.json") for p in input.mae],
         classes=CLASSES,
         columns=",".join(SUBMISSION_COLUMNS),
@@ -91,5 +93,5 @@ rule report:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
         " --inputs-qc {input.inputs_qc:q} {params.test} --submission-columns {params.columns}"
-        " --mae-meta {params.mae_meta:q}"
+        " --mae-meta {params.mae_meta:q} --options {params.options:q}"
         " --out {params.res:q} > {log:q} 2>&1"

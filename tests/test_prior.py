@@ -1,0 +1,80 @@
+"""Prior-shift correction (expmae.train.prior): EM recovers a known shifted prior from calibrated
+probabilities alone, leaves an unshifted pool alone, and its interval covers the truth."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from expmae.train import prior
+from expmae.train.scoring import probs_frame
+
+CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+BALANCED = np.full(6, 1 / 6)
+MER2023_TEST3 = np.array([166, 183, 169, 257, 45, 14]) / 834  # sad 31%, worried 5%
+TOL = 0.03  # max absolute error per class share, 4000 rows, classes 1.5 sd apart
+
+
+def calibrated_pool(target: np.ndarray, n: int, seed: int, source: np.ndarray = BALANCED) -> tuple[np.ndarray, np.ndarray]:
+    """Rows drawn with class prior `target` from 2-d Gaussians (one mean per class, unit variance) and their
+    exact Bayes posteriors under the prior `source`: a classifier calibrated on the source distribution."""
+    rng = np.random.default_rng(seed)
+    means = 1.5 * np.stack([np.cos(np.arange(6) * np.pi / 3), np.sin(np.arange(6) * np.pi / 3)], 1) * 1.5
+    y = rng.choice(6, size=n, p=target)
+    x = means[y] + rng.normal(size=(n, 2))
+    loglik = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(2)
+    P = np.exp(loglik) * source[None]
+    return P / P.sum(1, keepdims=True), y
+
+
+def test_em_recovers_a_shifted_prior():
+    P, y = calibrated_pool(MER2023_TEST3, 4000, 0)
+    est, iters = prior.em_prior(P, BALANCED)
+    truth = np.bincount(y, minlength=6) / len(y)
+    assert np.abs(est - truth).max() < TOL, (est.round(3), truth.round(3))
+    # the raw probabilities' mean is far off (what EM corrects): sad under-, worried over-estimated
+    assert np.abs(P.mean(0) - truth).max() > 2 * TOL
+    assert 1 < iters < 1000
+
+
+def test_em_leaves_an_unshifted_prior_alone():
+    P, y = calibrated_pool(BALANCED, 4000, 1)
+    est, _ = prior.em_prior(P, BALANCED)
+    assert np.abs(est - BALANCED).max() < TOL
+    changed = (prior.reweight(P, BALANCED, est).argmax(1) != P.argmax(1)).mean()
+    assert changed < 0.03  # re-weighting to the estimate moves few decisions when nothing shifted
+
+
+def test_bootstrap_interval_covers_the_truth_and_reweighting_helps():
+    P, y = calibrated_pool(MER2023_TEST3, 1500, 2)
+    lo, hi = prior.bootstrap_prior(P, BALANCED, n_boot=100)
+    truth = np.bincount(y, minlength=6) / len(y)
+    assert ((lo <= truth + 1e-9) & (truth <= hi + 1e-9)).all()
+    est, _ = prior.em_prior(P, BALANCED)
+    acc = lambda Q: (Q.argmax(1) == y).mean()  # noqa: E731
+    assert acc(prior.reweight(P, BALANCED, est)) > acc(P)
+
+
+def test_prior_report_and_corrected_table():
+    """On a probs table: labeled OOF rows give the source prior, test rows the estimate; with test truth the
+    corrected test F1 is recorded; corrected() re-weights only the test rows."""
+    P_lab, y_lab = calibrated_pool(BALANCED, 600, 3)
+    P_test, y_test = calibrated_pool(MER2023_TEST3, 600, 4)
+    n_lab, n_test = len(y_lab), len(y_test)
+    names = [f"v{i:04d}" for i in range(n_lab + n_test)]
+    split = np.array(["labeled"] * n_lab + ["test"] * n_test)
+    y = np.concatenate([y_lab, np.full(n_test, -1)])
+    fold = np.concatenate([np.arange(n_lab) % 5, np.full(n_test, -1)])
+    P = np.concatenate([P_lab, P_test]).astype(np.float32)
+    df = probs_frame(names, split, y, fold, P, P[None], np.full(len(y), np.nan), CLASSES)
+    truth = dict(zip(names[n_lab:], y_test.tolist()))
+    rep = prior.prior_report(df, CLASSES, truth, n_boot=50)
+    assert abs(rep["test_estimate"]["sad"] - rep["test_true"]["sad"]) < 0.05
+    assert rep["test_estimate_ci"]["sad"][0] > rep["source"]["sad"]  # the shift is outside the noise
+    assert abs(rep["oof_estimate"]["sad"] - rep["source"]["sad"]) < TOL  # no shift on the OOF rows
+    assert rep["test_weighted_f1_corrected"] > rep["test_weighted_f1"]
+    est = np.array([rep["test_estimate"][c] for c in CLASSES])
+    out = prior.corrected(df, CLASSES, np.array([rep["source"][c] for c in CLASSES]), est)
+    cols = [f"prob_{c}" for c in CLASSES]
+    pd.testing.assert_frame_equal(out.iloc[:n_lab], df.iloc[:n_lab])
+    assert not np.allclose(out[cols].to_numpy()[n_lab:], df[cols].to_numpy()[n_lab:])
+    assert (out["pred"].iloc[n_lab:] == np.asarray(CLASSES)[out[cols].to_numpy()[n_lab:].argmax(1)]).all()
