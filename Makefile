@@ -8,8 +8,23 @@ DEMO := data/demo
 # The demo's data paths (config.yaml leaves data: empty): every demo target passes this preset.
 DEMO_CFG := --configfile workflow/presets/demo.yaml
 
-.PHONY: venv demo check models run test lint dry clean report
-.DEFAULT_GOAL := run
+.PHONY: help venv demo check models run test lint dry clean report
+# A bare `make` prints the targets; the run is `make run`.
+.DEFAULT_GOAL := help
+
+# One line per target (tests/test_cli.py checks that every .PHONY target is listed).
+help:
+	@echo "make run      venv + install + demo data + preflight check + the whole workflow (~8 min on 2 cores)"
+	@echo "make test     same install, then pytest"
+	@echo "make check    preflight of the demo config and data (writes nothing under results/)"
+	@echo "make dry      what a run would do (Snakemake dry run)"
+	@echo "make report   HTML report of the last run: results/report.html (CFG=\"preset.yaml my.yaml\")"
+	@echo "make models   fetch every hub model a config names (CFG=\"preset.yaml my.yaml\"; needs network)"
+	@echo "make demo     write the demo data to data/demo"
+	@echo "make venv     create .venv and install the package (editable)"
+	@echo "make lint     snakefmt and snakemake --lint"
+	@echo "make clean    remove results/ and .snakemake/"
+	@echo "Your own data: .venv/bin/expmae --help"
 
 venv: $(STAMP)
 
@@ -42,9 +57,9 @@ run: venv demo check
 	@cat results/report/headline.txt
 
 # HTML report of the last run (per-round F1 table, confusion matrix, pseudo-label pools, curves).
+# Your data: make report CFG="workflow/presets/mer2023.yaml my.yaml" (outputs a run did not make are left out)
 report: venv
-	$(BIN)/snakemake --report results/report.html $(DEMO_CFG)
-	@echo "report: results/report.html"
+	$(BIN)/python -m expmae report --configfile $(CFG)
 
 dry: venv demo
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) $(DEMO_CFG) -n

@@ -1,6 +1,6 @@
 """CLI: list the registry, run one extractor instance on one shard, or transcribe one shard.
 
-    python -m expmae.features list
+    python -m expmae.features list          (the same: expmae features list)
     python -m expmae.features extract --name egemaps --manifest results/ingest/s00000.parquet \
         --out results/features/egemaps/s00000.parquet --params '{"extractor": "egemaps"}' [--qc ...]
         [--faces results/faces/s00000 --frames-out ... [--encoder results/mae/encoder.safetensors]]
@@ -28,7 +28,7 @@ def cmd_list() -> None:
     print(f"\nWeights made by the workflow (its pretraining rules), not a model id: {', '.join(enc)}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m expmae.features", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="print the registry")
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
         df = run(a.manifest, a.transcripts, a.column, a.out, json.loads(a.params))
         print(f"asr: {int(df['ok'].sum())}/{len(df)} transcribed -> {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
