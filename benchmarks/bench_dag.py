@@ -13,7 +13,7 @@ each job): its own parse, which reads the saved registry and hashes only its sha
 VoxCeleb2 none), so the transcript hashes and the ASR plan work on real rows.
 Goals: 1.1M videos under 15 s, 100k under 5 s.
 
-    python benchmarks/bench_dag.py [--quick] [--sizes ...] [--shard-sizes 500 5000] [--scan 100000] [--transcripts F]
+    .venv/bin/python -m benchmarks.bench_dag [--quick] [--sizes ...] [--shard-sizes 500 5000] [--scan 100000] [--transcripts F]
 
 Every size runs at every shard size up to it (jobs grow with shards, not videos: Snakemake's share is
 per job). --quick: 1k / 10k / 100k and the scan at 100k (1-2 min on 2 cores); full adds 1.1M.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,21 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from expmae import ingest  # noqa: E402
-
-# The child prints its own peak RSS when Snakemake exits (it ends with sys.exit, so atexit runs): VmHWM,
-# as ru_maxrss would carry this process's peak (a 1.1M-row setup) across fork + exec.
-CHILD = ("import atexit, runpy, sys; atexit.register(lambda: print('PEAK_RSS_MB', [int(l.split()[1]) // 1024 "
-         "for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr)); "
-         "sys.argv = ['snakemake', *sys.argv[1:]]; runpy.run_module('snakemake', run_name='__main__')")
-
-
-def copy_workflow(wd: Path) -> None:
-    for item in ("Snakefile", "config.yaml", "workflow", "envs"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
+from benchmarks.harness import Report, copy_workflow, peak_rss_child, peak_rss_mb, progress
+from expmae import ingest
 
 
 def setup(wd: Path, n: int, shard_size: int, scan: bool = False, transcripts: float = 0.0) -> None:
@@ -86,17 +72,16 @@ def dry_run(wd: Path, job: str = "") -> dict:
     env = {**os.environ, "EXPMAE_PARSE_TIMING": "1"}
     remote = ["--mode", "remote", "--target-jobs", job, "--allowed-rules", job.split(":")[0]] if job else []
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", CHILD, "-n", "--cores", "2", "--configfile", "bench.yaml", "--quiet", "rules",
-                        *remote], cwd=wd, capture_output=True, text=True, env=env)
+    p = subprocess.run([sys.executable, "-c", peak_rss_child("snakemake"), "-n", "--cores", "2", "--configfile",
+                        "bench.yaml", "--quiet", "rules", *remote], cwd=wd, capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
     if p.returncode:
-        raise SystemExit(p.stderr[-3000:])
+        raise SystemExit(f"snakemake -n failed in {wd}:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
     total = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("total")]
     parse = re.search(r"EXPMAE_PARSE_TIMING common.smk ([\d.]+) s, peak rss (\d+) MB", p.stderr)
-    peak = re.search(r"PEAK_RSS_MB (\d+)", p.stderr)
     return {"secs": secs, "jobs": int(total[0].split()[1]) if total else -1,
             "parse": float(parse.group(1)) if parse else float("nan"), "parse_mb": int(parse.group(2)) if parse else -1,
-            "peak_mb": int(peak.group(1)) if peak else -1}
+            "peak_mb": peak_rss_mb(p.stderr)}
 
 
 def inputs_qc_peak(wd: Path) -> tuple[float, int]:
@@ -109,62 +94,62 @@ def inputs_qc_peak(wd: Path) -> tuple[float, int]:
     for shard, g in reg.groupby("shard", sort=True):
         paths.append(str(out / f"{shard}.parquet"))
         g[["name", "path", "size", "mtime_ns"]].assign(sha256="").to_parquet(paths[-1], index=False)
-    child = CHILD.replace("'snakemake'", "'expmae.labels'")
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", child, "--manifests", *paths, "--classes", "happy,sad", "--labels",
-                        "labels.csv", "--out", "inputs.tsv"], cwd=wd, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", peak_rss_child("expmae.labels"), "--manifests", *paths, "--classes",
+                        "happy,sad", "--labels", "labels.csv", "--out", "inputs.tsv"], cwd=wd, capture_output=True,
+                       text=True)
     secs = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
-    return secs, int(re.search(r"PEAK_RSS_MB (\d+)", p.stderr).group(1))
+    return secs, peak_rss_mb(p.stderr)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1k / 10k / 100k + the 100k scan (no 1.1M)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     ap.add_argument("--shard-sizes", type=int, nargs="+", default=[500, 5000])
     ap.add_argument("--scan", type=int, default=100_000, help="videos for the scan-path row (0 = none)")
     ap.add_argument("--no-global", action="store_true", help="skip the inputs_qc job at the largest size")
     ap.add_argument("--transcripts", type=float, default=0.0, help="share of the videos with a transcript row")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     sizes = a.sizes or ([1000, 10_000, 100_000] if a.quick else [1000, 10_000, 100_000, 1_100_000])
     runs = [("manifest", n, s) for n in sizes for s in a.shard_sizes if s <= max(n, min(a.shard_sizes))]
     runs += [("scan", a.scan, a.shard_sizes[0])] if a.scan else []
-    rows = []
-    for kind, n, size in runs:
-        with tempfile.TemporaryDirectory() as d:
-            t0 = time.perf_counter()
-            setup(Path(d), n, size, scan=kind == "scan", transcripts=a.transcripts)
-            build = time.perf_counter() - t0
-            r = dry_run(Path(d))
-            if kind == "manifest" and n == max(sizes) and size == min(a.shard_sizes):
-                r["job"] = dry_run(Path(d), job="ingest_shard:shard=s00001")
-                if not a.no_global:
-                    r["qc_s"], r["qc_mb"] = inputs_qc_peak(Path(d))
-        rows.append({"kind": kind, "videos": n, "shard_size": size, "shards": -(-n // size), **r})
-        print(f"  {kind} {n} at {size}: {r['secs']:.1f} s (setup {build:.1f} s)", file=sys.stderr, flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2-core box); transcripts for "
-          f"{a.transcripts:.0%} of the videos; project s = common.smk "
-          "(manifest, registry, hashes, file lists); snakemake s = the rest (start-up, rules, DAG, listing)")
-    print(f"{'source':>9} {'videos':>9} {'shard':>6} {'shards':>7} {'jobs':>7} {'dry-run s':>10} {'project s':>10}"
-          f" {'snakemake s':>12} {'ms/job':>7} {'parse MB':>9} {'peak MB':>8}")
-    for r in rows:
-        print(f"{r['kind']:>9} {r['videos']:>9} {r['shard_size']:>6} {r['shards']:>7} {r['jobs']:>7} {r['secs']:>10.2f}"
-              f" {r['parse']:>10.2f} {r['secs'] - r['parse']:>12.2f} {1000 * (r['secs'] - r['parse']) / max(r['jobs'], 1):>7.1f}"
-              f" {r['parse_mb']:>9} {r['peak_mb']:>8}")
-    for r in [r for r in rows if "qc_mb" in r]:
-        print(f"largest global job at {r['videos']} videos ({r['shards']} shards): inputs_qc (expmae.labels over "
-              f"every shard manifest) {r['qc_s']:.1f} s, peak RSS {r['qc_mb']} MB")
-    for r in [r for r in rows if "job" in r]:
-        j = r["job"]
-        print(f"a cluster job process at {r['videos']} videos (one ingest_shard job, --mode remote): {j['secs']:.1f} s, "
-              f"project's parse {j['parse']:.2f} s (main process: {r['parse']:.2f} s), peak RSS {j['peak_mb']} MB")
-    for r in rows:
-        if r["kind"] == "manifest" and r["videos"] in (100_000, 1_100_000):
-            goal = 5 if r["videos"] == 100_000 else 15
-            print(f"{r['videos']} at shard size {r['shard_size']}: {r['secs']:.1f} s vs goal {goal} s: "
-                  f"{'met' if r['secs'] < goal else 'NOT met'}")
+    with Report("DAG building: snakemake -n", f"transcripts for {a.transcripts:.0%} of the videos; project s = "
+                "common.smk (manifest, registry, hashes, file lists), snakemake s = the rest (start-up, rules, DAG, "
+                "listing)") as rep:
+        rows = []
+        for kind, n, size in runs:
+            with tempfile.TemporaryDirectory() as d:
+                t0 = time.perf_counter()
+                setup(Path(d), n, size, scan=kind == "scan", transcripts=a.transcripts)
+                build = time.perf_counter() - t0
+                r = dry_run(Path(d))
+                if kind == "manifest" and n == max(sizes) and size == min(a.shard_sizes):
+                    r["job"] = dry_run(Path(d), job="ingest_shard:shard=s00001")
+                    if not a.no_global:
+                        r["qc_s"], r["qc_mb"] = inputs_qc_peak(Path(d))
+            rows.append({"kind": kind, "videos": n, "shard_size": size, "shards": -(-n // size), **r})
+            progress(f"{kind} {n} at {size}: {r['secs']:.1f} s (setup {build:.1f} s)")
+        rep.table([{"source": r["kind"], "videos": r["videos"], "shard size": r["shard_size"], "shards": r["shards"],
+                    "jobs": r["jobs"], "dry run s": r["secs"], "project s": r["parse"],
+                    "snakemake s": r["secs"] - r["parse"],
+                    "ms/job": 1000 * (r["secs"] - r["parse"]) / max(r["jobs"], 1), "parse MB": r["parse_mb"],
+                    "peak MB": r["peak_mb"]} for r in rows])
+        for r in [r for r in rows if "qc_mb" in r]:
+            rep.note(f"\nlargest global job at {r['videos']} videos ({r['shards']} shards): inputs_qc (expmae.labels "
+                     f"over every shard manifest) {r['qc_s']:.1f} s, peak RSS {r['qc_mb']} MB")
+        for r in [r for r in rows if "job" in r]:
+            j = r["job"]
+            rep.note(f"a cluster job process at {r['videos']} videos (one ingest_shard job, --mode remote): "
+                     f"{j['secs']:.1f} s, project's parse {j['parse']:.2f} s (main process: {r['parse']:.2f} s), "
+                     f"peak RSS {j['peak_mb']} MB")
+        for r in rows:
+            if r["kind"] == "manifest" and r["videos"] in (100_000, 1_100_000):
+                goal = 5 if r["videos"] == 100_000 else 15
+                rep.note(f"{r['videos']} at shard size {r['shard_size']}: {r['secs']:.1f} s vs goal {goal} s: "
+                         f"{'met' if r['secs'] < goal else 'NOT met'}")
 
 
 if __name__ == "__main__":

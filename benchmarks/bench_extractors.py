@@ -8,31 +8,24 @@ does not blur the comparison:
   visual  N videos x 8 face crops of 112 px
 Models: random-weight models of realistic-ish size built from configs (saved + loaded by path),
 plus the real shipped MiniLM. "1 video" = batch_size 1 (visual: one video's crops per call).
-Issue goal: batched >= 3x for the transformer encoders. On CUDA (--device cuda) the same runs
-also print GPU utilisation (torch.cuda.utilization, when pynvml is present).
-Measured on the idle 2-core CPU box (ratios batched / 1 video per call): egemaps 1.0x, wav2vec2
-0.7x, hubert 0.6x, whisper 0.8x, minilm (numpy) 1.3x, minilm_torch 1.7x, roberta 1.5x, clip_text
-1.4x, clip_image 0.9x, timm 0.7x. (The 3-8x text figures of an earlier run were measured while
-other jobs loaded the box, which hurts many small calls most.) On CPU the matmuls are already
-efficient one video at a time and a big batch only adds padding and cache misses, so jobs use
-`cpu_batch_size` there ("job uses": audio 1 clip, clip_image / timm 8 crops); batching is a GPU
-win, and the >= 3x goal needs a GPU run (--device cuda).
-minilm on CPU runs on numpy (expmae.npnet), which has little per-call overhead to amortise
-(170 -> 226 texts/s; a rerun gave 153 -> 147): about the batched rate of minilm_torch (the
-transformers path, 129 -> 215 texts/s), with ~3.5 s less import per job.
+Goal: batched >= 3x for the transformer encoders on a GPU (on CPU jobs use `cpu_batch_size`: the matmuls
+are already efficient one video at a time there). On CUDA (--device cuda) the rows also give the GPU's
+utilisation (torch.cuda.utilization, when pynvml is present). The two call patterns run in paired rounds
+(harness.paired): compare ratios, not absolute rates, on a shared machine.
 
-    .venv/bin/python benchmarks/bench_extractors.py [--videos 24] [--only wav2vec2 minilm ...] [--device cpu]
+    .venv/bin/python -m benchmarks.bench_extractors [--videos 24] [--rounds 3] [--only wav2vec2 minilm ...] [--device cpu]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from benchmarks.harness import Report, paired, progress, spread
 from expmae.features import create, run
 
 SR = 16000
@@ -98,26 +91,27 @@ def inputs(modality: str, n: int, rng: np.random.Generator):
     return rng.integers(0, 255, (n, 8, 112, 112, 3), dtype=np.uint8)  # [videos, crops, S, S, 3]
 
 
-def videos_per_s(ext, modality: str, items, batched: bool) -> float:
-    """Same call pattern as the shard job; returns videos / second (one warm-up call excluded)."""
-    bs0, cpu_bs = ext.p["batch_size"], ext.p.get("cpu_batch_size")
-    ext.p["batch_size"] = bs0 if batched else 1
-    ext.p["cpu_batch_size"] = None  # measure batch_size itself, also on CPU
+def call_pattern(ext: Any, modality: str, items: Any, batched: bool) -> Callable[[], None]:
+    """The shard job's calls over all `items`, batched or one video per call (a warm-up call is made here)."""
+    bs0 = ext.p["batch_size"]
     ext.encode(items[:1] if modality != "visual" else items[0])  # warm-up (lazy init, allocator)
-    t0 = time.perf_counter()
-    if modality == "audio":
-        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
-        run._encode_batches(ext, items, order, lambda i, r: None, _NoBar())
-    elif modality == "text":
-        run.run_text(ext, items)
-    else:
-        crops = items.reshape(-1, *items.shape[2:])                         # [videos*8, S, S, 3]
-        step = bs0 if batched else items.shape[1]                           # 1 video = its 8 crops per call
-        for s in range(0, len(crops), step):
-            ext.encode(crops[s:s + step])
-    dt = time.perf_counter() - t0
-    ext.p["batch_size"], ext.p["cpu_batch_size"] = bs0, cpu_bs
-    return len(items) / dt
+
+    def go() -> None:
+        ext.p["batch_size"] = bs0 if batched else 1
+        ext.p["cpu_batch_size"] = None  # measure batch_size itself, also on CPU
+        if modality == "audio":
+            order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+            run._encode_batches(ext, items, order, lambda i, r: None, _NoBar())
+        elif modality == "text":
+            run.run_text(ext, items)
+        else:
+            crops = items.reshape(-1, *items.shape[2:])                         # [videos*8, S, S, 3]
+            step = bs0 if batched else items.shape[1]                           # 1 video = its 8 crops per call
+            for s in range(0, len(crops), step):
+                ext.encode(crops[s:s + step])
+        ext.p["batch_size"] = bs0
+
+    return go
 
 
 class _NoBar:
@@ -131,43 +125,47 @@ class _NoBar:
         pass
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=24)
+    ap.add_argument("--rounds", type=int, default=3, help="paired rounds of the two call patterns")
     ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     import torch
 
     from expmae.device import resolve_device
 
     device = str(resolve_device(a.device))
-    run._progress = lambda total, desc: _NoBar()  # no progress bars between the table rows
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {a.videos} videos per run "
-          f"(measured under load on a shared machine: compare ratios, not absolute rates)")
+    run._progress = lambda total, desc: _NoBar()  # no progress bars in the report
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        specs = build_models(Path(tmp))
-        print(f"{'extractor':<12} {'modality':<8} {'dim':>5} {'1 video/call':>14} {'batched':>10} {'ratio':>6}"
-              f"  {'job uses':>8}  gpu util")
-        for name, p in specs.items():
+    with Report("extractor throughput: batched vs one video per call", f"device {device}, torch threads "
+                f"{torch.get_num_threads()}, {a.videos} videos, {a.rounds} paired rounds") as rep, \
+            tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for name, p in build_models(Path(tmp)).items():
             if a.only and name not in a.only:
                 continue
             ext = create(p["extractor"], {k: v for k, v in p.items() if k != "extractor"}, f"features.{name}", device)
             ext.load()
             items = inputs(ext.modality, a.videos, rng)
-            one = videos_per_s(ext, ext.modality, items, batched=False)
-            many = videos_per_s(ext, ext.modality, items, batched=True)
+            cpu_bs = ext.p.get("cpu_batch_size")
+            t = paired({"one": call_pattern(ext, ext.modality, items, False),
+                        "many": call_pattern(ext, ext.modality, items, True)}, a.rounds)
+            ext.p["cpu_batch_size"] = cpu_bs
             util = ""
             if device.startswith("cuda"):
                 try:
                     util = f"{torch.cuda.utilization()}%"
                 except Exception:  # noqa: BLE001 — pynvml missing
                     util = "n/a"
-            job_bs = run.batch_size(ext)
-            print(f"{name:<12} {ext.modality:<8} {ext.dim:>5} {one:>10.1f} v/s {many:>6.1f} v/s {many / one:>5.1f}x"
-                  f"  {'bs ' + str(job_bs):>8}  {util}")
+            rows.append({"extractor": name, "modality": ext.modality, "dim": ext.dim,
+                         "1 video/call, videos/s": a.videos / min(t["one"]), "batched, videos/s": a.videos / min(t["many"]),
+                         "batched / 1, per round": spread([o / m for o, m in zip(t["one"], t["many"])]),
+                         "job uses": f"bs {run.batch_size(ext)}", "GPU util": util})
+            progress(f"{name}: {rows[-1]['batched / 1, per round']}x")
             del ext
+        rep.table(rows, caption="rates: the best round; ratio: each round's batched rate / its 1-video rate")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ and the ratios the issue asks for:
   1w/1c / (decode + detect)   what the stage costs beyond decoding and detecting (goal <= 1.15)
   scaling = 1w/1c / (2 x 2w)  two workers against twice one worker's single-core rate (goal >= 0.9)
 CPU-second columns (parent + workers) are printed too: steadier than wall clock on a shared box.
-Load average is printed before each set: others' jobs inflate wall clock and depress scaling.
+Every column runs once per round, the columns in paired rounds (harness.paired), and the ratios are taken
+within each round. Load average is printed before each set: others' jobs inflate wall clock and depress
+scaling. The demo videos are data/demo/videos (`make run` writes them), else a few made by expmae.demo.
 
-    .venv/bin/python benchmarks/bench_faces.py --quick      # < 3 min: real clips + 12 demo clips, once
-    .venv/bin/python benchmarks/bench_faces.py              # best of 3, 24 demo clips, decord column
+    .venv/bin/python -m benchmarks.bench_faces --quick      # < 3 min: real clips + 12 demo clips, once
+    .venv/bin/python -m benchmarks.bench_faces              # 3 rounds, 24 demo clips, decord column
 """
 from __future__ import annotations
 
@@ -29,40 +31,36 @@ import os
 
 # Same native threading as the stage's workers (pool.py): one OpenMP thread for YuNet.
 os.environ["OMP_NUM_THREADS"] = "1"
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from benchmarks.harness import ROOT, Report, paired, progress, spread, verdict
 from expmae.faces import resolve_params
 from expmae.faces.detectors import create_detector
 from expmae.faces.video import ProbeError, decode_decord, decode_pyav, probe
 from expmae.faces.worker import detector_input
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from fixtures import faces as syn  # noqa: E402 — synthetic test videos (a test fixture, not the package)
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm"}
 
 
 def demo_videos(tmp: Path, n: int = 24) -> list[Path]:
+    """The first n demo clips (data/demo/videos, its bad inputs included), else n clean ones made here."""
     demo = ROOT / "data" / "demo" / "videos"
-    found = sorted(p for p in demo.rglob("*") if p.suffix in {".mp4", ".avi", ".mkv", ".mov", ".webm"}) \
-        if demo.is_dir() else []
+    found = sorted(p for p in demo.rglob("*") if p.suffix in VIDEO_SUFFIXES) if demo.is_dir() else []
     if found:
         return found[:n]
-    out = []
-    for i in range(n):  # 640x360, 3-5 s at 25 fps, with audio: like a short talking-head clip
-        frames = syn.face_frames(25 * (3 + i % 3), 640, 360, second_face=[(k // 20) % 2 == 1 for k in range(200)],
-                                 seed=i)
-        out.append(syn.write_video(tmp / f"demo_{i:02d}.mp4", frames, audio=True))
-    return out
+    from expmae.demo import make_dataset
+
+    make_dataset(tmp / "demo", preset="tiny", n_labeled=n, n_unlabeled=0, n_test=0, bad_inputs=False)
+    return sorted(p for p in (tmp / "demo" / "videos").iterdir() if p.suffix in VIDEO_SUFFIXES)[:n]
 
 
 def real_videos() -> list[Path]:
@@ -70,48 +68,34 @@ def real_videos() -> list[Path]:
     return sorted(root.rglob("*.mp4")) if root.is_dir() else []
 
 
-def cpu_s() -> float:
-    """CPU seconds (user + sys) of this process and of its reaped children (the workers)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def time_decode(paths: list[Path], p: dict, decoder: str) -> tuple[list[np.ndarray], float, float]:
-    """Decode exactly the frames the stage samples, one process -> (frames, wall s, CPU s)."""
-    frames_out: list[np.ndarray] = []
-    t_decode = c_decode = 0.0
+def decode_frames(paths: list[Path], p: dict, decoder: str) -> list[np.ndarray]:
+    """Decode exactly the frames the stage samples, one process: the stage's one open per video (probe),
+    then the decoder. Videos that fail the probe cost their probe, as in the stage (which QCs them)."""
+    out: list[np.ndarray] = []
     for path in paths:
-        t0, c0 = time.perf_counter(), cpu_s()
         try:
-            pr = probe(str(path), keep_open=decoder == "pyav")  # the stage's one open per video
-        except ProbeError:  # the demo set has corrupt/empty files on purpose; the stage QCs them
+            pr = probe(str(path), keep_open=decoder == "pyav")
+        except ProbeError:  # the demo set has corrupt/empty files on purpose
             continue
         if decoder == "pyav":
             it = decode_pyav(str(path), pr, p["fps"], p["max_frames"])
         else:
             it = decode_decord(str(path), p["fps"], p["max_frames"], pr.width * pr.height * 3, pr.rotation)
-        frames = list(it)
+        out += [f for _, _, f in it]
         pr.close()
-        t_decode += time.perf_counter() - t0
-        c_decode += cpu_s() - c0
-        frames_out += [f for _, _, f in frames]
-    return frames_out, t_decode, c_decode
+    return out
 
 
-def time_detect(frames: list[np.ndarray], p: dict) -> tuple[float, float]:
-    """Detector on the sampled frames, its input (det_size, BGR) made from each frame, one process."""
-    det = create_detector(p)
-    t0, c0 = time.perf_counter(), cpu_s()
+def detect(det: object, frames: list[np.ndarray], p: dict) -> None:
+    """The detector on the sampled frames, its input (det_size, BGR) made from each frame."""
     for frame in frames:
-        det.detect(detector_input(frame, p["det_size"])[0])
-    return time.perf_counter() - t0, cpu_s() - c0
+        det.detect(detector_input(frame, p["det_size"])[0])  # type: ignore[attr-defined]
 
 
-def time_stage(paths: list[Path], p: dict, threads: int, tmp: Path, cores: set[int] | None = None,
-               overlap: bool = True) -> tuple[int, float, float]:
+def stage(paths: list[Path], p: dict, threads: int, tmp: Path, cores: set[int] | None = None,
+          overlap: bool = True) -> int:
     """The stage as a Snakemake job runs it (python -m expmae.faces on a shard manifest: interpreter,
-    imports, workers, writes) -> (frames decoded, wall s, CPU s of it and its workers).
-    cores: pin the job (its workers inherit the affinity) to these CPUs."""
+    imports, workers, writes) -> frames decoded. cores: pin the job (its workers inherit the affinity)."""
     manifest = pd.DataFrame({"name": [x.stem for x in paths], "path": [str(x) for x in paths]})
     man, out = tmp / "manifest.parquet", tmp / f"stage_{threads}"
     manifest.to_parquet(man)
@@ -121,134 +105,104 @@ def time_stage(paths: list[Path], p: dict, threads: int, tmp: Path, cores: set[i
     if cores:
         os.sched_setaffinity(0, cores)
     try:
-        t0, c0 = time.perf_counter(), cpu_s()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall, cpu = time.perf_counter() - t0, cpu_s() - c0
     finally:
         os.sched_setaffinity(0, before)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    if proc.returncode:
+        raise SystemExit(f"python -m expmae.faces failed:\n{proc.stderr[-2000:]}")
     qc = pd.read_parquet(out / "qc.parquet")
     shutil.rmtree(out)
-    return int(qc["frames_decoded"].sum()), wall, cpu
+    return int(qc["frames_decoded"].sum())
 
 
-def time_job_startup(p: dict, tmp: Path, threads: int, cores: set[int] | None = None) -> tuple[float, float]:
-    """A shard job's fixed cost: the same command on a shard of one 3-frame 64x64 clip per worker."""
-    clips = [syn.write_video(tmp / f"tiny_{k}.mp4", [np.full((64, 64, 3), 100, np.uint8)] * 3) for k in range(threads)]
-    _, wall, cpu = time_stage(clips, p, threads, tmp, cores)
-    return wall, cpu
+def tiny_clips(tmp: Path, n: int) -> list[Path]:
+    """n clips of 3 grey frames: a shard job's fixed cost is the stage on one of them per worker."""
+    from expmae.demo.encode import write_mp4
+    from expmae.demo.spec import FPS, SIZE, SR
 
-
-def measure(paths: list[Path], p: dict, tmp: Path, repeat: int, quick: bool) -> tuple[int, dict, dict]:
-    """`repeat` rounds of every column -> (frames, {key: (best, worst)}, {key: [each round's value]})."""
-    core = {sorted(os.sched_getaffinity(0))[-1]}
-    runs: dict[str, list[float]] = {}
-    n = 0
-    for _ in range(repeat):
-        got: dict[str, float] = {}
-        if not quick:
-            _, got["decord"], got["c_decord"] = time_decode(paths, p, "decord")
-        frames, got["dec"], got["c_dec"] = time_decode(paths, p, "pyav")
-        got["det"], got["c_det"] = time_detect(frames, p)
-        n, got["s11"], got["c_s11"] = time_stage(paths, p, 1, tmp, cores=core)
-        if not quick:
-            _, got["seq"], got["c_seq"] = time_stage(paths, p, 1, tmp, cores=core, overlap=False)
-        _, got["s1"], got["c_s1"] = time_stage(paths, p, 1, tmp)
-        _, got["s2"], got["c_s2"] = time_stage(paths, p, 2, tmp)
-        got["j1"], got["c_j1"] = time_job_startup(p, tmp, 1, cores=core)
-        got["j2"], got["c_j2"] = time_job_startup(p, tmp, 2)
-        assert n == len(frames), (n, len(frames))  # the stage decoded the very frames timed here
-        for k, v in got.items():
-            runs.setdefault(k, []).append(v)
-    return n, {k: (min(v), max(v)) for k, v in runs.items()}, runs
-
-
-def paired(runs: dict[str, list[float]]) -> dict[str, list[float]]:
-    """Each round's ratios from that round's own columns: the stage and its decode + detect reference ran
-    back to back, so load drifting between rounds moves both and cancels in the ratio (the best-of
-    columns above pair each column's best round with another column's)."""
-    out: dict[str, list[float]] = {"per_video": [], "scaling": [], "cpu_per_video": []}
-    for i in range(len(runs["dec"])):
-        r = {k: v[i] for k, v in runs.items()}
-        out["per_video"].append((r["s11"] - r["j1"]) / (r["dec"] + r["det"]))
-        out["scaling"].append((r["s11"] - r["j1"]) / (2 * (r["s2"] - r["j2"])))
-        out["cpu_per_video"].append((r["c_s11"] - r["c_j1"]) / (r["c_dec"] + r["c_det"]))
+    out = []
+    for k in range(n):
+        out.append(tmp / f"tiny_{k}.mp4")
+        write_mp4(out[-1], [np.full((SIZE, SIZE, 3), 100, np.uint8)] * 3, np.zeros(3 * SR // FPS, np.float32))
     return out
 
 
-def _spread(v: list[float]) -> str:
-    return f"{np.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]" if len(v) > 1 else f"{v[0]:.2f}"
+def measure(paths: list[Path], p: dict, tmp: Path, rounds: int, quick: bool) -> tuple[int, dict[str, list[float]]]:
+    """`rounds` paired rounds of every column -> (frames, {column: each round's wall s, 'cpu <column>': CPU s})."""
+    core = {sorted(os.sched_getaffinity(0))[-1]}
+    frames = decode_frames(paths, p, "pyav")  # the detector's input, and a warm-up of the files' pages
+    det = create_detector(p)
+    tiny = tiny_clips(tmp, 2)
+
+    def checked(n: int) -> None:
+        assert n == len(frames), (n, len(frames))  # the stage decoded the very frames timed here
+
+    cols: dict[str, Callable[[], object]] = {
+        "dec": lambda: decode_frames(paths, p, "pyav"), "det": lambda: detect(det, frames, p),
+        "s11": lambda: checked(stage(paths, p, 1, tmp, cores=core)), "s1": lambda: checked(stage(paths, p, 1, tmp)),
+        "s2": lambda: checked(stage(paths, p, 2, tmp)), "j1": lambda: stage(tiny[:1], p, 1, tmp, cores=core),
+        "j2": lambda: stage(tiny, p, 2, tmp)}
+    if not quick:
+        cols["decord"] = lambda: decode_frames(paths, p, "decord")
+        cols["seq"] = lambda: checked(stage(paths, p, 1, tmp, cores=core, overlap=False))
+    return len(frames), paired(cols, rounds, cpu=True)
 
 
-def _fmt(best_worst: tuple[float, float]) -> str:
-    best, worst = best_worst
-    return f"{best:.2f}" if worst - best < 0.005 else f"{best:.2f}-{worst:.2f}"
+def ratios(t: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each round's ratios from that round's own columns: the stage and its decode + detect reference ran
+    in the same round, so load drifting between rounds moves both and cancels in the ratio. 'per video'
+    subtracts the job's fixed cost (job0: the same command on one tiny clip per worker)."""
+    r = [{k: v[i] for k, v in t.items()} for i in range(len(t["dec"]))]
+    return {"per_video": [(x["s11"] - x["j1"]) / (x["dec"] + x["det"]) for x in r],
+            "scaling": [(x["s11"] - x["j1"]) / (2 * (x["s2"] - x["j2"])) for x in r],
+            "cpu_per_video": [(x["cpu s11"] - x["cpu j1"]) / (x["cpu dec"] + x["cpu det"]) for x in r]}
 
 
-COLUMNS = ("decord", "dec", "det", "seq", "s11", "s1", "s2", "j1", "j2")
+COLUMNS = {"decord": "decord", "dec": "decode", "det": "detect", "seq": "seq 1w/1c", "s11": "1w/1c", "s1": "1w",
+           "s2": "2w", "j1": "job0 1w", "j2": "job0 2w"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["real", "demo"])
     ap.add_argument("--det-size", type=int, default=320)
     ap.add_argument("--backend", default="yunet")
-    ap.add_argument("--repeat", type=int, default=None, help="runs per column, best and worst shown (default 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="paired rounds of every column (default 3, --quick 1)")
     ap.add_argument("--demo-videos", type=int, default=None, help="demo clips used (default 24, --quick 12)")
-    ap.add_argument("--quick", action="store_true", help="one run, 12 demo clips, no decord / seq columns (< 3 min)")
-    args = ap.parse_args()
-    repeat = args.repeat or (1 if args.quick else 3)
-    n_demo = args.demo_videos or (12 if args.quick else 24)
-    p = resolve_params({"det_size": args.det_size, "backend": args.backend})
+    ap.add_argument("--quick", action="store_true", help="one round, 12 demo clips, no decord / seq columns (< 3 min)")
+    a = ap.parse_args(argv)
+    rounds = a.rounds or (1 if a.quick else 3)
+    n_demo = a.demo_videos or (12 if a.quick else 24)
+    p = resolve_params({"det_size": a.det_size, "backend": a.backend})
     cv2.setNumThreads(1)
-    print(f"faces benchmark: backend={p['backend']} det_size={p['det_size']} fps={p['fps']} "
-          f"max_frames={p['max_frames']} crop={p['crop_size']}  cpus={len(os.sched_getaffinity(0))}  "
-          f"runs={repeat} (best-worst)")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp_s:
+    with Report("face stage", f"backend={p['backend']} det_size={p['det_size']} fps={p['fps']} max_frames="
+                f"{p['max_frames']} crop={p['crop_size']}, {rounds} paired round(s): median [min, max]") as rep, \
+            tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        for name in args.sets:
+        sets = []
+        for name in a.sets:
             paths = demo_videos(tmp, n_demo) if name == "demo" else real_videos()
             if not paths:
-                print(f"{name}: no videos, skipped")
+                rep.note(f"{name}: no videos, skipped")
                 continue
-            load = os.getloadavg()
-            n, r, each = measure(paths, p, tmp, repeat, args.quick)
-            rows.append((name, len(paths), n, load, r, each))
-    nan = (float("nan"),) * 2
-    for kind, pre in (("wall clock", ""), ("CPU time (job + workers)", "c_")):
-        print(f"\n{kind}, seconds:")
-        print(f"{'set':5} {'videos':>6} {'frames':>6} {'load1':>5} | {'decord':>9} {'decode':>9} {'detect':>9} | "
-              f"{'seq 1w/1c':>11} {'1w/1c':>11} {'1w':>11} {'2w':>11} | {'job0 1w':>9} {'job0 2w':>9}")
-        for name, nv, n, load, r, _ in rows:
-            g = {k: _fmt(r.get(pre + k, nan)) for k in COLUMNS}
-            print(f"{name:5} {nv:6d} {n:6d} {load[0]:5.2f} | {g['decord']:>9} {g['dec']:>9} {g['det']:>9} | "
-                  f"{g['seq']:>11} {g['s11']:>11} {g['s1']:>11} {g['s2']:>11} | {g['j1']:>9} {g['j2']:>9}")
-    print("\nratios (best runs). stage = the job's command; 'per video' subtracts the job's fixed cost (job0:")
-    print("the same command on a shard of one tiny clip per worker: interpreter, imports, worker start-up, writes).")
-    print("goals: 1w/1c / (dec+det) <= 1.15; scaling = 1w/1c / (2 x 2w) >= 0.90")
-    print(f"{'set':5} | {'1w/1c/(dec+det)':>15} {'per video':>9} {'seq':>5} {'1w':>5} | {'scaling':>7} "
-          f"{'per video':>9} | {'CPU 1w/1c/(dec+det)':>19} {'per video':>9} {'CPU 2w':>6}")
-    for name, nv, n, load, r, _ in rows:
-        b = {k: v[0] for k, v in r.items()}
-        b.setdefault("seq", float("nan"))
-        dd, cdd = b["dec"] + b["det"], b["c_dec"] + b["c_det"]
-        print(f"{name:5} | {b['s11'] / dd:15.2f} {(b['s11'] - b['j1']) / dd:9.2f} {b['seq'] / dd:5.2f} "
-              f"{b['s1'] / dd:5.2f} | {b['s11'] / (2 * b['s2']):7.2f} "
-              f"{(b['s11'] - b['j1']) / (2 * (b['s2'] - b['j2'])):9.2f} | {b['c_s11'] / cdd:19.2f} "
-              f"{(b['c_s11'] - b['c_j1']) / cdd:9.2f} {b['c_s2'] / cdd:6.2f}")
-    print(f"\npaired per-round ratios, per video (job0 subtracted): median [min, max] over {repeat} round(s); "
-          "a goal is shown when the whole range is on its side")
-    print(f"{'set':5} | {'1w/1c/(dec+det)':>21} {'goal <= 1.15':>12} | {'scaling':>21} {'goal >= 0.90':>12} | "
-          f"{'CPU 1w/1c/(dec+det)':>21}")
-    for name, nv, n, load, r, each in rows:
-        q = paired(each)
-        pv, sc = q["per_video"], q["scaling"]
-        verdict = lambda ok, bad: "met" if ok else ("NOT met" if bad else "in the spread")  # noqa: E731
-        print(f"{name:5} | {_spread(pv):>21} {verdict(max(pv) <= 1.15, min(pv) > 1.15):>12} | {_spread(sc):>21} "
-              f"{verdict(min(sc) >= 0.9, max(sc) < 0.9):>12} | {_spread(q['cpu_per_video']):>21}")
-    print(f"load average now: {os.getloadavg()}  (above ~0.5 on {os.cpu_count()} cores, others shared the machine: "
-          "wall-clock ratios and scaling are loaded-machine figures)")
+            load1 = os.getloadavg()[0]
+            n, t = measure(paths, p, tmp, rounds, a.quick)
+            sets.append((name, len(paths), n, load1, t))
+            progress(f"{name}: {len(paths)} videos done")
+        for kind, pre in (("wall clock, s", ""), ("CPU time (job + workers), s", "cpu ")):
+            rep.table([{"set": name, "videos": nv, "frames": n, "load1": load1,
+                        **{label: spread(t[pre + k]) for k, label in COLUMNS.items() if pre + k in t}}
+                       for name, nv, n, load1, t in sets], caption=kind)
+        rows = []
+        for name, nv, n, load1, t in sets:
+            q = ratios(t)
+            rows.append({"set": name, "1w/1c / (dec+det), per video": spread(q["per_video"]),
+                         "goal <= 1.15": verdict(q["per_video"], lambda v: v <= 1.15),
+                         "scaling, per video": spread(q["scaling"]),
+                         "goal >= 0.90": verdict(q["scaling"], lambda v: v >= 0.9),
+                         "CPU 1w/1c / (dec+det), per video": spread(q["cpu_per_video"])})
+        rep.table(rows, caption="per-round ratios (job0 subtracted); a goal is met or missed when every round is on "
+                                "one side of it")
 
 
 if __name__ == "__main__":

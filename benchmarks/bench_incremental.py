@@ -1,85 +1,72 @@
-"""Cost of a new batch: full run of the demo data vs adding ~1% new unlabeled videos.
+"""Cost of a new batch: a full run of the demo data vs adding ~1% new unlabeled videos.
 
-Both runs happen here, one after the other, on the same machine. Per-video stage time is
-the sum of Snakemake's own `benchmark:` seconds of the per-shard jobs (faces, feature
-extractors incl. expMAE, asr); the global training steps (classifiers, fusion, pseudo-labels) are reported
-separately, as is the count of files written per video. Goal: per-video stages of the
+Both runs happen here, one after the other, on the same machine. Per-video stage time is the sum of
+Snakemake's own `benchmark:` seconds of the per-shard jobs (faces, feature extractors incl. expMAE, asr,
+harness.rule_seconds); the global training steps (classifiers, fusion, MAE pretraining and probe) are
+reported separately, as is the count of feature files written per video. Goal: per-video stages of the
 increment under 5% of the full run's.
 
-    python benchmarks/bench_incremental.py [--preset default] [--add-frac 0.01]
+    .venv/bin/python -m benchmarks.bench_incremental [--preset default] [--add-frac 0.01]
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
+from benchmarks.harness import Report, copy_workflow, progress, rule_seconds, snakemake, stage_of
 from expmae import demo
 
-ROOT = Path(__file__).resolve().parents[1]
-# benchmark folders under results/benchmarks/ (features/ holds one folder per extractor instance)
 PER_SHARD = ("faces", "features", "asr")
 GLOBAL = ("classify", "fuse", "mae_pretrain", "mae_video_pretrain", "mae_probe", "mae_video_probe")
+CONFIG = "workflow/presets/demo.yaml"
 
 
-def run(wd: Path) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "workflow/presets/demo.yaml"],
-                       cwd=wd, capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(p.stderr[-4000:])
-    return time.perf_counter() - t0
+def seconds(wd: Path, since: float, stages: tuple[str, ...]) -> tuple[float, int]:
+    """Summed wall seconds and jobs of the stages' jobs that ran after `since`."""
+    t = rule_seconds(wd / "results", since)
+    t = t[[stage_of(r) in stages for r in t.index]]
+    return float(t["s"].sum()), int(t["jobs"].sum())
 
 
-def bench_seconds(wd: Path, rules, since: float) -> tuple[float, int]:
-    """Sum of benchmark seconds of jobs of `rules` whose benchmark file was written after `since`."""
-    total, n = 0.0, 0
-    for r in rules:
-        bench = wd / "results" / "benchmarks"
-        for f in [*bench.glob(f"{r}.tsv"), *(bench / r).rglob("*.tsv")]:
-            if f.stat().st_mtime >= since:
-                total += float(pd.read_csv(f, sep="\t")["s"].sum())
-                n += 1
-    return total, n
+def feature_files(wd: Path) -> int:
+    return sum(1 for p in (wd / "results" / "features").rglob("*") if p.is_file())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="default")
     ap.add_argument("--add-frac", type=float, default=0.01)
-    a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        wd = Path(d)
-        for item in ("Snakefile", "config.yaml", "workflow", "envs"):
-            src = ROOT / item
-            (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
+    a = ap.parse_args(argv)
+    with Report("incremental batch: full run vs +1% videos", f"demo preset {a.preset}") as rep, \
+            tempfile.TemporaryDirectory() as d:
+        wd = copy_workflow(Path(d))
         demo.make_dataset(wd / "data" / "demo", preset=a.preset, seed=0)
         n_videos = len(list((wd / "data" / "demo" / "videos").iterdir()))
-        t_full0 = time.time()
-        wall_full = run(wd)
-        full_ps, full_jobs = bench_seconds(wd, PER_SHARD, t_full0)
-        full_gl, _ = bench_seconds(wd, GLOBAL, t_full0)
-        files_full = sum(1 for _ in (wd / "results" / "features").rglob("*") if _.is_file())
+        t0 = time.time()
+        wall_full = snakemake(wd, CONFIG)
+        progress(f"full run {wall_full:.0f} s")
+        (full_ps, full_jobs), (full_gl, _) = seconds(wd, t0, PER_SHARD), seconds(wd, t0, GLOBAL)
+        files_full = feature_files(wd)
         n_add = max(1, round(n_videos * a.add_frac))
         demo.add_unlabeled(wd / "data" / "demo", n_add, seed=11)
-        t_inc0 = time.time()
-        wall_inc = run(wd)
-        inc_ps, inc_jobs = bench_seconds(wd, PER_SHARD, t_inc0)
-        inc_gl, _ = bench_seconds(wd, GLOBAL, t_inc0)
-        files_inc = sum(1 for _ in (wd / "results" / "features").rglob("*") if _.is_file())
-    print(f"{'':28}{'full':>10}{'+' + str(n_add) + ' videos':>14}{'ratio':>8}")
-    print(f"{'videos processed':28}{n_videos:>10}{n_add:>14}{n_add / n_videos:>8.1%}")
-    print(f"{'per-shard jobs':28}{full_jobs:>10}{inc_jobs:>14}")
-    print(f"{'per-video stages, s':28}{full_ps:>10.1f}{inc_ps:>14.1f}{inc_ps / full_ps:>8.1%}")
-    print(f"{'global training steps, s':28}{full_gl:>10.1f}{inc_gl:>14.1f}")
-    print(f"{'wall time, s':28}{wall_full:>10.1f}{wall_inc:>14.1f}{wall_inc / wall_full:>8.1%}")
-    print(f"{'feature files per video':28}{files_full / n_videos:>10.3f}{(files_inc - files_full) / n_add:>14.3f}")
+        t1 = time.time()
+        wall_inc = snakemake(wd, CONFIG)
+        (inc_ps, inc_jobs), (inc_gl, _) = seconds(wd, t1, PER_SHARD), seconds(wd, t1, GLOBAL)
+        files_inc = feature_files(wd) - files_full
+        rep.table([
+            {"": "videos processed", "full": n_videos, f"+{n_add} videos": n_add, "ratio": f"{n_add / n_videos:.1%}"},
+            {"": "per-shard jobs", "full": full_jobs, f"+{n_add} videos": inc_jobs, "ratio": ""},
+            {"": "per-video stages, s", "full": full_ps, f"+{n_add} videos": inc_ps, "ratio": f"{inc_ps / full_ps:.1%}"},
+            {"": "global training steps, s", "full": full_gl, f"+{n_add} videos": inc_gl, "ratio": ""},
+            {"": "wall time, s", "full": wall_full, f"+{n_add} videos": wall_inc,
+             "ratio": f"{wall_inc / wall_full:.1%}"},
+            {"": "feature files per video", "full": files_full / n_videos, f"+{n_add} videos": files_inc / n_add,
+             "ratio": ""}], digits=1)
+        share = inc_ps / full_ps
+        rep.note(f"goal: per-video stages of the increment < 5% of the full run's: {share:.1%}, "
+                 f"{'met' if share < 0.05 else 'NOT met'}")
 
 
 if __name__ == "__main__":

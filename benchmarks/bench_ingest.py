@@ -3,66 +3,51 @@ manifests with and without content hashing (sha256, in the ingest_shard jobs of 
 O(new) promise holds: a rerun or a new batch hashes only the new videos).
 
 Files are random bytes of --mb MB each (MER 2023 clips are ~1-5 MB); they were just written, so they sit
-in the page cache and the hash is CPU-bound (a cold disk adds its read time: size / disk MB/s).
+in the page cache and the hash is CPU-bound (a cold disk adds its read time: size / disk MB/s). The three
+are timed in paired rounds (harness.paired).
 
-    .venv/bin/python benchmarks/bench_ingest.py [--n 200] [--mb 2] [--repeat 3]
+    .venv/bin/python -m benchmarks.bench_ingest [--n 200] [--mb 2] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from expmae import ingest  # noqa: E402
+from benchmarks.harness import Report, paired, spread
+from expmae import ingest
 
 
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def per_1k(xs: list[float], n: int) -> str:
-    m, s = statistics.mean(xs) * 1000 / n, (statistics.stdev(xs) if len(xs) > 1 else 0.0) * 1000 / n
-    return f"{m:8.3f} ± {s:.3f}"
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="videos (results are scaled to 1k)")
     ap.add_argument("--mb", type=float, default=2.0, help="size of each file, MB")
-    ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
-    rng = os.urandom
-    with tempfile.TemporaryDirectory() as d:
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args(argv)
+    size = int(a.mb * 2**20)
+    gb = a.n * size / 2**30
+    with Report("ingest checks, seconds per 1k videos", f"{a.n} files x {a.mb:g} MB ({gb:.2f} GB, page cache warm), "
+                f"{a.rounds} paired rounds") as rep, tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "videos").mkdir()
-        size = int(a.mb * 2**20)
         for i in range(a.n):
-            (d / "videos" / f"v{i:06d}.mp4").write_bytes(rng(size))
-        reg_path = d / "res" / "ingest" / "registry.parquet"
+            (d / "videos" / f"v{i:06d}.mp4").write_bytes(os.urandom(size))
+        reg = d / "res" / "ingest" / "registry.parquet"
         ingest.update_registry(d / "res", [str(d / "videos")], [".mp4"], shard_size=a.n)
-        scan = timed(lambda: ingest.plan_registry(d / "res", [str(d / "videos")], [".mp4"], a.n), a.repeat)
-        plain = timed(lambda: ingest.write_shard(reg_path, "s00000", d / "m.parquet", hash_content=False), a.repeat)
-        hashed = timed(lambda: ingest.write_shard(reg_path, "s00000", d / "m.parquet", hash_content=True), a.repeat)
-    gb = a.n * size / 2**30
-    print(f"{a.n} files x {a.mb:g} MB ({gb:.2f} GB, page cache warm), {a.repeat} repeats; seconds per 1k videos, "
-          "mean ± std")
-    print(f"{'parse-time scan (every run, stat only)':44}{per_1k(scan, a.n)}")
-    print(f"{'shard manifests, no content hash':44}{per_1k(plain, a.n)}")
-    print(f"{'shard manifests, sha256 of every file':44}{per_1k(hashed, a.n)}")
-    ratio = statistics.mean(hashed) / statistics.mean(plain)
-    print(f"{'hashing / no hashing':44}{ratio:8.1f}x   ({gb * 1024 / statistics.mean(hashed):.0f} MB/s hashed)")
+        t = paired({"parse-time scan (every run, stat only)":
+                    lambda: ingest.plan_registry(d / "res", [str(d / "videos")], [".mp4"], a.n),
+                    "shard manifests, no content hash":
+                    lambda: ingest.write_shard(reg, "s00000", d / "m.parquet", hash_content=False),
+                    "shard manifests, sha256 of every file":
+                    lambda: ingest.write_shard(reg, "s00000", d / "m.parquet", hash_content=True)}, a.rounds)
+        rows = [{"step": k, "s per 1k videos, median [min, max]": spread([x * 1000 / a.n for x in v], 3)}
+                for k, v in t.items()]
+        plain, hashed = t["shard manifests, no content hash"], t["shard manifests, sha256 of every file"]
+        rep.table(rows)
+        rep.note(f"\nhashing / no hashing: {spread([h / p for h, p in zip(hashed, plain)], 1)}x "
+                 f"({gb * 1024 / statistics.median(hashed):.0f} MB/s hashed)")
 
 
 if __name__ == "__main__":

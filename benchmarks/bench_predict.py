@@ -7,17 +7,16 @@ that runs their jobs (faces, every extractor, ASR, predict), with its per-stage 
 benchmark TSVs; the standalone time is one CLI process over all of them. Start-up = the CLI on 1 video
 minus one video's share of the N-video run (imports, model loads, bundle check).
 
-    python benchmarks/bench_predict.py --quick            # tiny demo (12 clips), reduced training; < 3 min
-    python benchmarks/bench_predict.py                    # demo preset (48 clips)
-    python benchmarks/bench_predict.py --quick --workdir DIR --configfile config_tiny.yaml   # reuse a finished run
+    .venv/bin/python -m benchmarks.bench_predict --quick   # tiny demo (12 clips), reduced training; < 3 min
+    .venv/bin/python -m benchmarks.bench_predict           # demo preset (48 clips)
+    .venv/bin/python -m benchmarks.bench_predict --quick --workdir DIR --configfile config_tiny.yaml  # reuse a run
 
-Writes only under a temporary folder (or --workdir). Prints os.getloadavg(): figures on a loaded machine are
-loaded-machine figures.
+The two paths run in paired rounds (harness.paired), fresh copies of the videos before each round.
+Writes only under a temporary folder (or --workdir).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -28,36 +27,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from benchmarks.harness import Report, copy_workflow, paired, progress, rule_seconds, snakemake, spread
+
 # reduced training for the quick mode: what is timed is prediction, not training
 QUICK = "mae_video: {enabled: false}\nseeds: 1\npseudolabel: {rounds: 0}\nclassify: {folds: 3, epochs: 20}\n"
-PER_VIDEO_RULES = ("faces", "extract_audio", "extract_text", "extract_visual", "asr", "predict")
-
-
-def smk(wd: Path, *configs: str) -> float:
-    t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *configs]
-    p = subprocess.run(cmd, cwd=wd, capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(f"snakemake failed in {wd}:\n{p.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 def prepare(wd: Path, quick: bool, cfgs: list[str] | None) -> list[str]:
     """A finished run in wd (made when absent) -> the config files it used."""
     from expmae import demo
-    from fixtures.workflow import copy_workflow
 
     cfgs = cfgs or (["config_tiny.yaml", "quick.yaml"] if quick else ["workflow/presets/demo.yaml"])
     if not (wd / "results" / "bundle" / "manifest.json").exists():
-        copy_workflow(wd)
+        copy_workflow(wd, tiny_config=True)
         (wd / "quick.yaml").write_text(QUICK)
         data = wd / "data" / ("tiny" if quick else "demo")
         if not data.exists():
             demo.make_dataset(data, preset="tiny" if quick else "demo", seed=0)
-        print(f"training run in {wd} ...", file=sys.stderr, flush=True)
-        print(f"  {smk(wd, *cfgs):.0f} s", file=sys.stderr)
+        progress(f"training run in {wd} ...")
+        progress(f"{snakemake(wd, *cfgs):.0f} s")
     return cfgs
 
 
@@ -74,25 +62,19 @@ def new_videos(wd: Path, data: Path) -> list[Path]:
     return sorted(new.iterdir())
 
 
-def cli(wd: Path, videos: list[Path], out: Path) -> float:
-    t0 = time.perf_counter()
+def cli(wd: Path, videos: list[Path], out: Path) -> None:
     cmd = [sys.executable, "-m", "expmae.predict", "--bundle", str(wd / "results" / "bundle"), *map(str, videos),
            "--out", str(out)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"expmae.predict failed:\n{p.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 def stage_seconds(wd: Path, since: float) -> dict[str, float]:
-    """Per rule: the summed seconds of the data.predict shards' jobs that ran after `since` (benchmark TSVs)."""
-    bench = wd / "results" / "benchmarks"
-    out = {}
-    for tsv in [*bench.rglob("p0*.tsv"), bench / "predict.tsv"]:
-        if tsv.exists() and tsv.stat().st_mtime >= since:
-            rule = str(tsv.relative_to(bench).parent) if tsv.name != "predict.tsv" else "predict"
-            out[rule] = out.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
-    return out
+    """Per rule: the summed seconds of the data.predict shards' jobs (p0*) and the predict job that ran after
+    `since` (benchmark TSVs)."""
+    t = pd.concat([rule_seconds(wd / "results", since, "p0*.tsv"), rule_seconds(wd / "results", since, "predict.tsv")])
+    return {str(rule): float(v["s"]) for rule, v in t.iterrows()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,42 +82,49 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny demo data and reduced training (< 3 min)")
     ap.add_argument("--workdir", default=None, help="a folder holding (or to hold) the finished run")
     ap.add_argument("--configfile", nargs="*", default=None, help="the run's config files (with --workdir: what it ran with)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed repeats of both paths (default: 1 quick, 3 full)")
+    ap.add_argument("--rounds", type=int, default=None, help="paired rounds of both paths (default: 1 quick, 3 full)")
     a = ap.parse_args(argv)
     tmp = None if a.workdir else tempfile.TemporaryDirectory(prefix="bench_predict-")
     wd = Path(a.workdir or tmp.name).resolve()
-    print(f"load average before: {os.getloadavg()}")
-    cfgs = prepare(wd, a.quick, a.configfile)
-    data = wd / "data" / ("tiny" if a.quick else "demo")
-    (wd / "predict.yaml").write_text("data: {predict: [data/new]}\n")
-    t_wf, t_cli, t_one, stages = [], [], [], {}
-    for _ in range(a.repeats or (1 if a.quick else 3)):
-        videos = new_videos(wd, data)  # fresh copies: new mtimes rerun the predict shard's jobs
-        n = len(videos)
-        since = time.time()
-        t_wf.append(smk(wd, *cfgs, "predict.yaml"))
-        for rule, sec in stage_seconds(wd, since).items():
-            stages.setdefault(rule, []).append(sec)
-        out = wd / "standalone.csv"
-        t_cli.append(cli(wd, videos, out))
-        t_one.append(cli(wd, videos[:1], wd / "one.csv"))
-    startup = [one - c / n for one, c in zip(t_one, t_cli)]
-    got = pd.read_csv(out)
-    same = got.set_index("name")["label"].equals(
-        pd.read_csv(wd / "results" / "predict" / "final.csv").set_index("name").loc[got["name"], "label"])
-    ms = lambda v: f"{np.mean(v):.1f} +- {np.std(v, ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"  # noqa: E731
-    print(f"\n{n} new videos ({'tiny' if a.quick else 'demo'} demo test clips), 2 cores, {len(t_wf)} repeat(s): mean +- std")
-    print(f"{'path':<52}{'wall s':>16}{'videos/s':>10}{'s/video':>9}")
-    for label, t in (("workflow (data.predict: per-shard jobs + predict)", t_wf), ("standalone python -m expmae.predict", t_cli)):
-        print(f"{label:<52}{ms(t):>16}{n / np.mean(t):>10.2f}{np.mean(t) / n:>9.2f}")
-    print(f"ratio workflow / standalone: {np.mean(t_wf) / np.mean(t_cli):.2f}x; same labels: {same}")
-    print(f"standalone start-up (1 video: {ms(t_one)} s, minus one video's share of the {n}-video run): {ms(startup)} s")
-    print("workflow jobs' own seconds (benchmark TSVs; the rest of its wall time is Snakemake and job start-up):")
-    for rule, v in sorted(stages.items()):
-        print(f"  {rule:<32}{ms(v):>14} s  {np.mean(v) / n:>6.2f} s/video")
-    print(f"load average after: {os.getloadavg()}")
+    with Report("predicting new videos: workflow vs standalone", "tiny demo, quick" if a.quick else "demo") as rep:
+        cfgs = prepare(wd, a.quick, a.configfile)
+        data = wd / "data" / ("tiny" if a.quick else "demo")
+        (wd / "predict.yaml").write_text("data: {predict: [data/new]}\n")
+        videos: list[Path] = []
+        stages: dict[str, list[float]] = {}
+
+        def fresh() -> None:  # fresh copies before each round: new mtimes rerun the predict shard's jobs
+            videos[:] = new_videos(wd, data)
+
+        def workflow() -> None:
+            since = time.time()
+            snakemake(wd, *cfgs, "predict.yaml")
+            for rule, sec in stage_seconds(wd, since).items():
+                stages.setdefault(rule, []).append(sec)
+
+        t = paired({"workflow (data.predict: per-shard jobs + predict)": workflow,
+                    "standalone python -m expmae.predict": lambda: cli(wd, videos, wd / "standalone.csv"),
+                    "standalone, 1 video": lambda: cli(wd, videos[:1], wd / "one.csv")},
+                   a.rounds or (1 if a.quick else 3), between=fresh)
+        report(rep, wd, t, stages, len(videos))
     if tmp is not None:
         tmp.cleanup()
+
+
+def report(rep: Report, wd: Path, t: dict[str, list[float]], stages: dict[str, list[float]], n: int) -> None:
+    wf, alone, one = (t[k] for k in list(t)[:3])
+    got = pd.read_csv(wd / "standalone.csv")
+    same = got.set_index("name")["label"].equals(
+        pd.read_csv(wd / "results" / "predict" / "final.csv").set_index("name").loc[got["name"], "label"])
+    rep.table([{"path": k, "wall s": spread(v, 1), "videos/s": n / np.median(v), "s/video": np.median(v) / n}
+               for k, v in list(t.items())[:2]], caption=f"{n} new videos, {len(wf)} round(s): median [min, max]")
+    startup = [o - c / n for o, c in zip(one, alone)]
+    rep.note(f"ratio workflow / standalone per round: {spread([w / c for w, c in zip(wf, alone)])}x; same labels: {same}")
+    rep.note(f"standalone start-up (1 video: {spread(one, 1)} s, minus one video's share of the {n}-video run): "
+             f"{spread(startup, 1)} s")
+    rep.table([{"workflow job": rule, "s": spread(v, 1), "s/video": np.median(v) / n} for rule, v in sorted(stages.items())],
+              caption="workflow jobs' own seconds (benchmark TSVs; the rest of its wall time is Snakemake and job "
+                      "start-up):")
 
 
 if __name__ == "__main__":

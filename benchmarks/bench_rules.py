@@ -1,46 +1,48 @@
-"""Per-rule seconds of two workflow runs side by side, from Snakemake's benchmark files.
+"""Per-rule seconds of one workflow run, or of two side by side, from Snakemake's benchmark files.
 
 Every rule with a `benchmark:` writes <results>/benchmarks/<rule>/<job>.tsv (or <rule>.tsv): wall seconds
-(`s`) and CPU seconds (`cpu_time`) of the job. This sums them per rule for run A (e.g. a clean clone of the
-previous commit) and run B (this one), both `make run` on the same machine, and prints jobs, wall and CPU
-seconds and B/A. CPU seconds are the steadier number on a shared box: two jobs run at once on 2 cores,
-so one job's wall time depends on what ran beside it.
+(`s`) and CPU seconds (`cpu_time`) of the job. This sums them per rule and prints jobs, wall and CPU
+seconds; with two results folders, run A (before, e.g. `make run` in a clean clone of the previous commit)
+and run B (after, this one) side by side with B/A. CPU seconds are the steadier number on a shared box:
+two jobs run at once on 2 cores, so one job's wall time depends on what ran beside it.
 
-    python benchmarks/bench_rules.py /path/to/old/results results
+    .venv/bin/python -m benchmarks.bench_rules results                       # one run
+    .venv/bin/python -m benchmarks.bench_rules /path/to/old/results results  # before / after
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import pandas as pd
+from benchmarks.harness import Report, rule_seconds
 
 
-def rule_times(results: str | Path) -> pd.DataFrame:
-    """rule -> jobs, wall s, cpu s (summed over the rule's benchmark files)."""
-    root = Path(results) / "benchmarks"
-    rows = []
-    for f in sorted(root.rglob("*.tsv")):
-        rel = f.parent.relative_to(root)
-        rule = f.stem if rel == Path(".") else str(rel)  # mae_pretrain.tsv, classify/<job>.tsv, features/<set>/<job>.tsv
-        t = pd.read_csv(f, sep="\t")
-        rows.append({"rule": rule, "s": float(t["s"].iloc[-1]), "cpu": float(t["cpu_time"].iloc[-1])})
-    df = pd.DataFrame(rows, columns=["rule", "s", "cpu"])
-    return df.groupby("rule").agg(jobs=("s", "size"), s=("s", "sum"), cpu=("cpu", "sum"))
+def one_run(results: str) -> list[dict]:
+    t = rule_seconds(results)
+    rows = [{"rule": r, "jobs": int(v.jobs), "wall s": float(v.s), "CPU s": float(v.cpu)} for r, v in t.iterrows()]
+    rows.append({"rule": "total", "jobs": int(t.jobs.sum()), "wall s": float(t.s.sum()), "CPU s": float(t.cpu.sum())})
+    return rows
+
+
+def before_after(a: str, b: str) -> list[dict]:
+    t = rule_seconds(a).add_suffix("_a").join(rule_seconds(b).add_suffix("_b"), how="outer").fillna(0)
+    t.loc["total"] = t.sum()
+    ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"  # noqa: E731
+    return [{"rule": r, "jobs A": int(v.jobs_a), "jobs B": int(v.jobs_b), "wall s A": float(v.s_a),
+             "wall s B": float(v.s_b), "wall B/A": ratio(v.s_b, v.s_a), "CPU s A": float(v.cpu_a),
+             "CPU s B": float(v.cpu_b), "CPU B/A": ratio(v.cpu_b, v.cpu_a)} for r, v in t.iterrows()]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("a", help="results folder of run A (before)")
-    ap.add_argument("b", help="results folder of run B (after)")
+    ap.add_argument("results", nargs="+", help="results folder of one run, or of run A (before) and run B (after)")
     a = ap.parse_args(argv)
-    A, B = rule_times(a.a), rule_times(a.b)
-    t = A.add_suffix("_a").join(B.add_suffix("_b"), how="outer").fillna(0)
-    t.loc["total"] = t.sum()
-    t["wall_b/a"] = (t["s_b"] / t["s_a"]).round(2)
-    t["cpu_b/a"] = (t["cpu_b"] / t["cpu_a"]).round(2)
-    cols = ["jobs_a", "jobs_b", "s_a", "s_b", "wall_b/a", "cpu_a", "cpu_b", "cpu_b/a"]
-    print(t[cols].astype({"jobs_a": int, "jobs_b": int}).round(1).to_string())
+    if len(a.results) > 2:
+        raise SystemExit("bench_rules: give one results folder, or two (before, after)")
+    if not any(rule_seconds(r).shape[0] for r in a.results):
+        raise SystemExit(f"bench_rules: no benchmark files under {' or '.join(a.results)}/benchmarks: run `make run` first")
+    with Report("per-rule seconds (Snakemake benchmark files)", "A: " + a.results[0] +
+                (f", B: {a.results[1]}" if len(a.results) == 2 else "")) as rep:
+        rep.table(one_run(a.results[0]) if len(a.results) == 1 else before_after(*a.results), digits=1)
 
 
 if __name__ == "__main__":

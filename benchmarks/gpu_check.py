@@ -1,7 +1,8 @@
-"""Every GPU path once, one table (run through benchmarks/gpu_check.sh, which caps it at 8 minutes).
+"""Every GPU path once, one table (run through benchmarks/gpu_check.sh, which caps it at 8 minutes; or
+`python -m benchmarks.gpu_check` from the repository root).
 
 Rows: bf16-autocast and torch.compile pretraining steps of the ViT-L image and video MAE
-(benchmarks/bench_mae.py: samples/s, MFU against the card's nominal bf16 peak and the share of the
+(benchmarks.bench_mae: samples/s, MFU against the card's nominal bf16 peak and the share of the
 bf16 matmul peak measured in the same run), DDP through the pretraining launcher on the visible
 GPUs (expmae/mae/launch.py -> torchrun -> expmae.mae.pretrain on a synthetic face shard),
 extractor batching (random-weight wav2vec2 / HuBERT / CLIP vision built from their configs, no
@@ -18,13 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ROWS: list[tuple[str, str, str]] = []
+from benchmarks.harness import ROOT, Report, paired, progress, timed
+
+ROWS: list[dict[str, str]] = []
 
 
 def row(check: str, setting: str, result: str) -> None:
-    ROWS.append((check, setting, result))
-    print(f"  .. {check} | {setting} | {result}", file=sys.stderr, flush=True)
+    ROWS.append({"check": check, "setting": setting, "result": result})
+    progress(f"{check} | {setting} | {result}")
 
 
 def run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -35,7 +37,7 @@ def run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.C
 def pretrain_steps(tmp: Path, compile_: bool) -> None:
     """ViT-L image + video, bf16 autocast (optionally torch.compile'd) vs nothing else: MFU rows."""
     out = tmp / f"bench_{int(compile_)}.json"
-    cmd = [sys.executable, "benchmarks/bench_mae.py", "--device", "cuda", "--bf16", "--sizes", "large",
+    cmd = [sys.executable, "-m", "benchmarks.bench_mae", "--device", "cuda", "--bf16", "--sizes", "large",
            "--img", "224", "--batch", "128", "--video-batch", "16", "--warmup", "3" if compile_ else "2",
            "--iters", "3", "--rounds", "3", "--json", str(out)]
     if compile_:
@@ -107,16 +109,17 @@ def batching() -> None:
     for name, model, make, B, what in cases:
         model = model.to(dev).eval()
         x1, xb = make(1).to(dev), make(B).to(dev)
-        rates = {}
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            for tag, x, calls in (("one per call", x1, B), ("batched", xb, 1)):
+
+        def calls(x: "torch.Tensor", n: int) -> None:
+            for _ in range(n):
                 model(x)
-                torch.cuda.synchronize()
-                t = time.perf_counter()
-                for _ in range(3 * calls):
-                    model(x)
-                torch.cuda.synchronize()
-                rates[tag] = 3 * B / (time.perf_counter() - t)
+            torch.cuda.synchronize()
+
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            calls(x1, 1)
+            calls(xb, 1)  # warm-up of both shapes
+            t = paired({"one per call": lambda: calls(x1, B), "batched": lambda: calls(xb, 1)}, rounds=3)
+        rates = {tag: B / min(v) for tag, v in t.items()}
         row("extractor batching", f"{name}, {what}, batch {B}",
             f"{rates['batched']:.0f} vs {rates['one per call']:.0f} per s one per call "
             f"({rates['batched'] / rates['one per call']:.1f}x)")
@@ -143,13 +146,15 @@ def decode(tmp: Path) -> None:
         from av.codec.hwaccel import HWAccel
     except ImportError:
         return row("GPU video decode", "PyAV hwaccel cuda", f"skipped: PyAV {av.__version__} has no hwaccel")
+    def frames(hw: object) -> int:
+        with av.open(str(path), hwaccel=hw) as c:
+            return sum(1 for _ in c.decode(video=0))
+
     rates = {}
     for tag, hw in (("cpu", None), ("cuda", HWAccel(device_type="cuda", allow_software_fallback=False))):
         try:
-            t = time.perf_counter()
-            with av.open(str(path), hwaccel=hw) as c:
-                n = sum(1 for _ in c.decode(video=0))
-            rates[tag] = n / (time.perf_counter() - t)
+            wall, _, n = timed(lambda: frames(hw))
+            rates[tag] = n / wall
         except Exception as e:  # no NVDEC in this FFmpeg build / driver
             return row("GPU video decode", "PyAV hwaccel cuda, 640x480", f"skipped: {type(e).__name__}: {e}"[:140])
     row("GPU video decode", f"PyAV hwaccel cuda, 640x480 {s.codec_context.name}",
@@ -159,28 +164,25 @@ def decode(tmp: Path) -> None:
 def main() -> int:
     import torch
 
-    print("expmae GPU check", file=sys.stderr)
     checks = ["pretrain step (bf16 autocast)", "pretrain step (torch.compile + bf16)", "DDP via launcher",
               "extractor batching", "GPU video decode"]
-    if not torch.cuda.is_available():
-        for c in checks:
-            row(c, "-", "skipped: no CUDA device (torch.cuda.is_available() is False)")
-    else:
-        n = torch.cuda.device_count()
-        print(f"{n} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}", file=sys.stderr)
-        with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d)
-            for name, fn in ((checks[0], lambda: pretrain_steps(tmp, False)), (checks[1], lambda: pretrain_steps(tmp, True)),
-                             (checks[2], lambda: ddp(tmp, n)), (checks[3], batching), (checks[4], lambda: decode(tmp))):
-                try:
-                    fn()
-                except Exception as e:  # one broken path must not hide the others
-                    row(name, "-", f"failed: {type(e).__name__}: {e}"[:160])
-    w = [max(len(r[i]) for r in ROWS + [("check", "setting", "result")]) for i in range(3)]
-    print(f"| {'check':{w[0]}} | {'setting':{w[1]}} | {'result':{w[2]}} |")
-    print(f"|{'-' * (w[0] + 2)}|{'-' * (w[1] + 2)}|{'-' * (w[2] + 2)}|")
-    for r in ROWS:
-        print(f"| {r[0]:{w[0]}} | {r[1]:{w[1]}} | {r[2]:{w[2]}} |")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = f"{n} x {torch.cuda.get_device_name(0)}" if n else "no CUDA device"
+    with Report("expmae GPU check", f"{gpus}, torch {torch.__version__}") as rep:
+        if not n:
+            for c in checks:
+                row(c, "-", "skipped: no CUDA device (torch.cuda.is_available() is False)")
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                tmp = Path(d)
+                for name, fn in ((checks[0], lambda: pretrain_steps(tmp, False)),
+                                 (checks[1], lambda: pretrain_steps(tmp, True)), (checks[2], lambda: ddp(tmp, n)),
+                                 (checks[3], batching), (checks[4], lambda: decode(tmp))):
+                    try:
+                        fn()
+                    except Exception as e:  # one broken path must not hide the others
+                        row(name, "-", f"failed: {type(e).__name__}: {e}"[:160])
+        rep.table(ROWS)
     return 0
 
 

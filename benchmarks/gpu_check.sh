@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU path of expmae once, in under 8 minutes, as one table (benchmarks/gpu_check.py):
+# Every GPU path of expmae once, in under 8 minutes, as one table (python -m benchmarks.gpu_check):
 # bf16 / torch.compile ViT-L pretraining steps (image + video, samples/s, MFU), DDP through the
 # pretraining launcher on the visible GPUs, extractor batching, GPU video decode.
 #
@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 LIMIT=${GPU_CHECK_LIMIT_S:-480}  # the whole check's time cap
-timeout --kill-after=10 "$LIMIT" "$PY" benchmarks/gpu_check.py "$@"
+timeout --kill-after=10 "$LIMIT" "$PY" -m benchmarks.gpu_check "$@"
 rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   echo "gpu_check: stopped at the ${LIMIT} s cap (rows above are what finished)" >&2

@@ -1,6 +1,6 @@
 """MAE pretraining at paper scale: schedule (warmup + cosine, layer decay, retrain fraction), the
 run monitor (samples/s + ETA lines, TensorBoard events), the multi-node launcher, the paper preset's
-DAG, the GPU check's CPU path, and the benchmarks' FLOP accounting (bench_mae, profile_mae)."""
+DAG and the GPU check's CPU path (the FLOP accounting: tests/test_mae_flops.py)."""
 from __future__ import annotations
 
 import json
@@ -163,6 +163,7 @@ def test_two_gloo_processes_through_the_multi_node_launcher(shards, tmp_path) ->
 
 
 # ----------------------------------------------------------------------------- paper preset
+@pytest.mark.e2e
 def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
     """config.yaml + workflow/presets/paper.yaml + a data config, dry run with the slurm profile:
     both pretraining jobs are ViT-L at 224 px and ask for 2 nodes x 8 GPUs (srun + torchrun)."""
@@ -196,6 +197,7 @@ def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
             assert c.model.grid[0] * c.model.grid[1] == 1568
 
 
+@pytest.mark.e2e
 def test_video_mae_from_this_runs_image_mae_is_a_dag_edge(tmp_path) -> None:
     """mae_video.init: mae -> the video pretraining job reads the image job's encoder (an input, so a
     retrained image MAE reruns it) and gets its path as init; the model check does not ask for it."""
@@ -228,32 +230,3 @@ def test_gpu_check_skips_every_gpu_row_cleanly_on_cpu() -> None:
     assert checks == ["pretrain step (bf16 autocast)", "pretrain step (torch.compile + bf16)", "DDP via launcher",
                       "extractor batching", "GPU video decode"], p.stdout
     assert all("skipped: no CUDA device" in r for r in rows), p.stdout
-
-
-def test_bench_mae_counts_the_cpu_attention_kernel() -> None:
-    """torch's FlopCounterMode counts only the CUDA attention kernels; the benchmark adds the CPU ones,
-    or a CPU step's attention would be free and its share of the matmul peak too low."""
-    sys.path.insert(0, str(ROOT))
-    import benchmarks.bench_mae as bench
-
-    b, h, s, d = 2, 4, 50, 32
-    q = torch.randn(b, h, s, d, requires_grad=True)
-    n = bench.count_flops(torch.nn.Module(), lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).sum(),
-                          torch.device("cpu"), bf16=False)
-    fwd = 2 * (2 * b * h * s * s * d)  # scores q @ k^T and the weighted sum @ v
-    assert n == fwd + 2.5 * fwd  # backward: the scores recomputed + four products
-
-
-def test_profile_mae_splits_a_step_into_op_families(capsys) -> None:
-    sys.path.insert(0, str(ROOT))
-    import benchmarks.profile_mae as profile_mae
-
-    profile_mae.main(["--sizes", "micro", "--kinds", "image,video", "--img", "32", "--batch", "4",
-                      "--video-batch", "1", "--steps", "1"])
-    out = capsys.readouterr().out
-    for kind in ("image", "video"):
-        block = out.split(f"micro {kind} MAE")[1].split("\n\n")[0]
-        shares = [float(m) for m in re.findall(r"([\d.]+)% of the step", block)]
-        assert "matmul" in block and "attention" in block, block
-        assert abs(sum(shares) - 100) < 0.5, block  # every aten op lands in one family
-        assert float(re.search(r"attention alone: +([\d.]+)%", block).group(1)) > 0, block  # its FLOPs are counted

@@ -4,10 +4,9 @@ Whisper encoder. One vector per video: mean over the real (unpadded) frames of o
 Batching: a batch of waveforms is padded to its longest member; the runner sorts videos by
 length first so little compute goes to padding. On CPU the default is one clip per call
 (`cpu_batch_size: 1`): a 2-6 s clip already keeps the cores' matmuls busy, and bigger batches
-only add padding and memory traffic (benchmarks/bench_extractors.py: wav2vec2 6.6 clips/s at
-batch 1, 4.5 at batch 8; Whisper 5.0 vs 4.5). `batch_size` applies on GPU. The pooled frames
-are those that cover real audio (the model's conv-stack output lengths), so padding never leaks
-into the mean.
+only add padding and memory traffic (benchmarks.bench_extractors; figures in benchmarks/README.md).
+`batch_size` applies on GPU. The pooled frames are those that cover real audio (the model's
+conv-stack output lengths), so padding never leaks into the mean.
 """
 from __future__ import annotations
 

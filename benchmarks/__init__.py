@@ -1,0 +1,1 @@
+"""Speed benchmarks of expmae (see benchmarks/README.md); run as modules from the repository root."""
