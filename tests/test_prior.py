@@ -78,3 +78,17 @@ def test_prior_report_and_corrected_table():
     pd.testing.assert_frame_equal(out.iloc[:n_lab], df.iloc[:n_lab])
     assert not np.allclose(out[cols].to_numpy()[n_lab:], df[cols].to_numpy()[n_lab:])
     assert (out["pred"].iloc[n_lab:] == np.asarray(CLASSES)[out[cols].to_numpy()[n_lab:].argmax(1)]).all()
+
+
+def test_calibration_undoes_overconfidence_before_em():
+    """Outputs sharpened to the power 3 (an overconfident model): EM on them misses the prior; bias-corrected
+    temperature scaling fitted on labeled source rows finds T ~ 3 and EM after it recovers the prior."""
+    P_src, y_src = calibrated_pool(BALANCED, 3000, 5)
+    P_test, y_test = calibrated_pool(MER2023_TEST3, 3000, 6)
+    sharp = lambda P: P ** 3 / (P ** 3).sum(1, keepdims=True)  # noqa: E731
+    T, b = prior.calibrate(sharp(P_src), y_src)
+    assert abs(T - 3) < 0.3 and np.abs(b).max() < 0.2
+    truth = np.bincount(y_test, minlength=6) / len(y_test)
+    src = prior.calibrated(sharp(P_src), T, b).mean(0)
+    fixed, _ = prior.em_prior(prior.calibrated(sharp(P_test), T, b), src)
+    assert np.abs(fixed - truth).max() < TOL

@@ -34,7 +34,7 @@ def test_truth(test_labels: str, classes: list[str], encoding: str = "") -> dict
 def prior_step(final: dict, classes: list[str], truth: dict[str, int], cfg: dict) -> str | None:
     """Adds final['prior_estimate']; -> the re-weighted submission CSV text when prior.correct, else None."""
     probs = pd.read_parquet(Path(final["dir"]) / "probs.parquet")
-    rep = prior.prior_report(probs, classes, truth, cfg["bootstrap"])
+    rep = prior.prior_report(probs, classes, truth, cfg["bootstrap"], cfg["calibrate"])
     if rep is None:
         return None
     rep["applied"] = bool(cfg["correct"])
@@ -42,7 +42,7 @@ def prior_step(final: dict, classes: list[str], truth: dict[str, int], cfg: dict
     if not cfg["correct"]:
         return None
     vec = [np.array([rep[k][c] for c in classes]) for k in ("source", "test_estimate")]
-    return submission(prior.corrected(probs, classes, *vec)).to_csv(index=False)
+    return submission(prior.corrected(probs, classes, *vec, rep["calibration"])).to_csv(index=False)
 
 
 def stack_members(models: dict[str, dict], which: str) -> dict[str, str]:

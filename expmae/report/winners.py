@@ -63,18 +63,27 @@ def compare(a: np.ndarray, b: np.ndarray, where: dict, n_cls: int) -> dict:
     return out
 
 
-def prior_row(df: pd.DataFrame, classes: list[str], where: dict) -> tuple[dict, dict]:
-    """EM re-weighting of every seed's probabilities (test: the test pool's estimate; OOF: the OOF rows' own,
-    the no-shift check) vs the raw ones. -> comparison, the ensemble's estimate."""
+def prior_row(df: pd.DataFrame, classes: list[str], where: dict, calibrate_first: bool) -> dict:
+    """EM re-weighting of every seed's probabilities vs the raw ones: test rows to the test pool's estimate,
+    OOF rows to their own (the no-shift check). With calibrate_first, bias-corrected temperature scaling
+    first, fitted on OOF rows: for the test rows on all of them, for an OOF row on the other folds' only."""
     S = seed_probs(df, classes)
-    oof_idx, test_idx = where["oof"][0], where["test"][0]
+    (oof_idx, y_oof), test_idx = where["oof"], where["test"][0]
+    fold = df["fold"].to_numpy()[oof_idx]
     fixed = S.argmax(2).copy()
     for s, P in enumerate(S):
-        src = P[oof_idx].mean(0)
+        Q = P.copy()
+        if calibrate_first:
+            T, b = prior.calibrate(P[oof_idx], y_oof)
+            Q[test_idx] = prior.calibrated(P[test_idx], T, b)
+            for f in np.unique(fold):
+                T, b = prior.calibrate(P[oof_idx[fold != f]], y_oof[fold != f])
+                Q[oof_idx[fold == f]] = prior.calibrated(P[oof_idx[fold == f]], T, b)
+        src = Q[oof_idx].mean(0)
         for idx in (oof_idx, test_idx):
-            est, _ = prior.em_prior(P[idx], src)
-            fixed[s, idx] = prior.reweight(P[idx], src, est).argmax(1)
-    return compare(fixed, S.argmax(2), where, len(classes)), prior.prior_report(df, classes, None, 200) or {}
+            est, _ = prior.em_prior(Q[idx], src)
+            fixed[s, idx] = prior.reweight(Q[idx], src, est).argmax(1)
+    return compare(fixed, S.argmax(2), where, len(classes))
 
 
 def fmt(c: dict | None) -> str:
@@ -92,7 +101,9 @@ def table(base: Path, variants: dict[str, Path], truth: dict[str, int], classes:
     where = rows(fin, truth)
     ref = seed_probs(fin, classes).argmax(2)
     res: dict[str, dict] = {"defaults' final model": {"dir": str(fdir)}}
-    res["prior: EM re-weighting (Saerens 2002)"], est = prior_row(fin, classes, where)
+    res["prior: EM re-weighting (Saerens 2002)"] = prior_row(fin, classes, where, False)
+    res["prior: calibration (BCTS) + EM re-weighting"] = prior_row(fin, classes, where, True)
+    est = {k: prior.prior_report(fin, classes, None, 200, cal) for k, cal in (("raw", False), ("calibrated", True))}
     models = {d.name: d for d in sorted((base / "fuse" / f"round{round_}" / "all").iterdir())}
     singles = {d.name: d for d in sorted((base / "classify" / f"round{round_}").iterdir())}
     for label, members in (("stack: fusion heads", models), ("stack: fusion heads + feature sets", {**models, **singles})):
@@ -112,16 +123,18 @@ def table(base: Path, variants: dict[str, Path], truth: dict[str, int], classes:
     for k, v in res.items():
         if "oof" in v or "test" in v:
             lines.append(f"| {k} | {fmt(v.get('oof'))} | {fmt(v.get('test'))} |")
-    if est:
-        lines += ["", "Test prior, EM estimate [95% bootstrap interval] vs the outputs' labeled prior and the truth:", "",
-                  "| class | labeled (counts) | model's OOF mean | test estimate | test truth |", "|---|---|---|---|---|"]
-        y = where["test"][1]
-        true = np.bincount(y, minlength=len(classes)) / max(len(y), 1)
-        for i, c in enumerate(classes):
-            ci = est["test_estimate_ci"][c]
-            lines.append(f"| {c} | {est['labeled_counts'][c]:.2f} | {est['source'][c]:.2f} | "
-                         f"{est['test_estimate'][c]:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | {true[i]:.2f} |")
-        res["prior_estimate"] = est
+    y = where["test"][1]
+    true = np.bincount(y, minlength=len(classes)) / max(len(y), 1)
+    lines += ["", "Test prior, EM estimate [95% bootstrap interval over test videos], without and with calibration, vs the "
+              "labeled prior and the test truth:", "",
+              "| class | labeled (counts) | model's OOF mean | EM estimate | EM after calibration | test truth |",
+              "|---|---|---|---|---|---|"]
+    for i, c in enumerate(classes):
+        cells = [f"{e['test_estimate'][c]:.2f} [{e['test_estimate_ci'][c][0]:.2f}, {e['test_estimate_ci'][c][1]:.2f}]"
+                 for e in (est["raw"], est["calibrated"])]
+        lines.append(f"| {c} | {est['raw']['labeled_counts'][c]:.2f} | {est['raw']['source'][c]:.2f} | "
+                     f"{cells[0]} | {cells[1]} | {true[i]:.2f} |")
+    res["prior_estimate"] = est
     return "\n".join(lines) + "\n", res
 
 

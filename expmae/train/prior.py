@@ -62,6 +62,34 @@ def bootstrap_prior(P: np.ndarray, source: np.ndarray, n_boot: int = 200, seed: 
     return np.quantile(est, a, 0), np.quantile(est, 1 - a, 0)
 
 
+def calibrate(P: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[float, np.ndarray]:
+    """Bias-corrected temperature scaling (Alexandari et al. 2020, "Maximum likelihood with bias-corrected
+    calibration is hard-to-beat at label shift adaptation"): T > 0 and class biases b minimising the
+    cross-entropy of softmax(log P / T + b) on labeled rows. EM assumes calibrated outputs; a fused or
+    pseudo-label-trained model's are not (late fusion's geometric mean is sharper than its members)."""
+    from scipy.optimize import minimize
+
+    Z, Y = np.log(np.clip(np.asarray(P, np.float64), EPS, 1)), np.eye(P.shape[1])[np.asarray(y, int)]
+
+    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        inv_t, b = np.exp(theta[0]), theta[1:]
+        Q = _softmax(Z * inv_t + b)
+        G = (Q - Y) / len(Z)
+        return float(-(Y * np.log(np.clip(Q, 1e-12, 1))).sum() / len(Z)), np.concatenate([[(G * Z).sum() * inv_t], G.sum(0)])
+
+    res = minimize(nll, np.zeros(1 + P.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    return float(np.exp(-res.x[0])), res.x[1:]
+
+
+def calibrated(P: np.ndarray, T: float, b: np.ndarray) -> np.ndarray:
+    return _softmax(np.log(np.clip(np.asarray(P, np.float64), EPS, 1)) / T + b)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def _rows(df: pd.DataFrame, split: str, oof: bool = False) -> pd.Series:
     ok = df["split"] == split
     if "no_data" in df:
@@ -71,14 +99,18 @@ def _rows(df: pd.DataFrame, split: str, oof: bool = False) -> pd.Series:
     return ok
 
 
-def corrected(df: pd.DataFrame, classes: list[str], source: np.ndarray, target: np.ndarray) -> pd.DataFrame:
-    """A probs table whose test rows (those with data) are re-weighted to `target`, pred/confidence with them;
-    the seed and fold-model columns stay as trained."""
+def corrected(df: pd.DataFrame, classes: list[str], source: np.ndarray, target: np.ndarray,
+              cal: dict | None = None) -> pd.DataFrame:
+    """A probs table whose test rows (those with data) are re-weighted to `target` (after the calibration map
+    `cal` of prior_report, when given), pred/confidence with them; the seed and fold-model columns stay as trained."""
     cols = [f"prob_{c}" for c in classes]
     out = df.copy()
     rows = _rows(df, "test")
     if rows.any():
-        P = reweight(df.loc[rows, cols].to_numpy(np.float64), source, target)
+        P = df.loc[rows, cols].to_numpy(np.float64)
+        if cal:
+            P = calibrated(P, cal["temperature"], np.asarray(cal["bias"]))
+        P = reweight(P, source, target)
         out.loc[rows, cols] = P.astype(np.float32)
         if "pred" in out:
             out.loc[rows, "pred"] = np.asarray(classes, object)[P.argmax(1)]
@@ -88,7 +120,7 @@ def corrected(df: pd.DataFrame, classes: list[str], source: np.ndarray, target: 
 
 
 def prior_report(df: pd.DataFrame, classes: list[str], test_truth: dict[str, int] | None = None,
-                 n_boot: int = 200) -> dict | None:
+                 n_boot: int = 200, calibrate_first: bool = False) -> dict | None:
     """What metrics.json records of a (final) model's probs table: the labeled prior (counts), the prior its
     outputs are calibrated to (mean OOF probability), the test pool's EM estimate with its bootstrap interval,
     and with test labels the test weighted F1 before and after re-weighting; the same EM on the OOF rows as
@@ -99,6 +131,12 @@ def prior_report(df: pd.DataFrame, classes: list[str], test_truth: dict[str, int
         return None
     y_lab = df.loc[lab, "y"].to_numpy(int)
     P_lab, P_test = df.loc[lab, cols].to_numpy(np.float64), df.loc[test, cols].to_numpy(np.float64)
+    raw_lab, raw_test = P_lab, P_test
+    cal = None
+    if calibrate_first:  # on the OOF rows (their labels are known), then the same map for the test rows
+        T, b = calibrate(P_lab, y_lab)
+        P_lab, P_test, cal = calibrated(P_lab, T, b), calibrated(P_test, T, b), {"temperature": round(T, 4),
+                                                                                  "bias": [round(float(v), 4) for v in b]}
     source = P_lab.mean(0)
     est, iters = em_prior(P_test, source)
     lo, hi = bootstrap_prior(P_test, source, n_boot)
@@ -110,8 +148,8 @@ def prior_report(df: pd.DataFrame, classes: list[str], test_truth: dict[str, int
     out = {"labeled_counts": share(np.bincount(y_lab, minlength=len(classes)) / len(y_lab)),
            "source": share(source), "test_estimate": share(est), "test_estimate_ci": {
                c: [round(float(a), 4), round(float(b), 4)] for c, a, b in zip(classes, lo, hi)},
-           "em_iterations": iters, "n_test": int(test.sum()), "oof_estimate": share(oof_est),
-           "weighted_f1": round(weighted_f1(y_lab, P_lab.argmax(1)), 4),
+           "em_iterations": iters, "n_test": int(test.sum()), "oof_estimate": share(oof_est), "calibration": cal,
+           "weighted_f1": round(weighted_f1(y_lab, raw_lab.argmax(1)), 4),
            "weighted_f1_corrected": round(weighted_f1(y_lab, reweight(P_lab, source, oof_est).argmax(1)), 4)}
     truth = test_truth or {}
     names = df.loc[test, "name"].astype(str).to_numpy()
@@ -119,7 +157,7 @@ def prior_report(df: pd.DataFrame, classes: list[str], test_truth: dict[str, int
     if known.any():
         y = np.array([truth[n] for n in names[known]], int)
         out["test_true"] = share(np.bincount(y, minlength=len(classes)) / len(y))
-        out["test_weighted_f1"] = round(weighted_f1(y, P_test[known].argmax(1)), 4)
+        out["test_weighted_f1"] = round(weighted_f1(y, raw_test[known].argmax(1)), 4)
         out["test_weighted_f1_corrected"] = round(weighted_f1(y, reweight(P_test[known], source, est).argmax(1)), 4)
     return out
 
