@@ -33,9 +33,8 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
-from benchmarks.harness import ROOT, Report, paired, progress, spread, timed
+from benchmarks.harness import ROOT, Report, paired, progress, spread, timed, workflow_config
 from expmae.mae.flops import count_flops
 from expmae.mae.model import MAE, MAEConfig
 from expmae.mae.video import VideoMAE, VideoMAEConfig
@@ -253,7 +252,7 @@ def encode(threads: int, rounds: int, rep: Report, n: int = 1024) -> None:
 
     torch.set_num_threads(threads)
     threadpool_limits(threads)  # numpy's BLAS: the same thread budget as torch
-    cfg = MAEConfig.from_dict(yaml.safe_load((ROOT / "config.yaml").read_text())["mae"])
+    cfg = MAEConfig.from_dict(workflow_config()["mae"])
     model = MAE(cfg).eval()
     crops = np.random.default_rng(0).integers(0, 256, (n, cfg.img_size, cfg.img_size, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Does MAE pretraining help at all: a linear probe's weighted F1 on expMAE features, pretrained vs random init,
 with raw pixels as the floor, on a small labeled fixture run through the real pretraining engine and feature
-extractor (config.yaml's `mae:` settings, CPU).
+extractor (the `mae:` config as the workflow resolves it: schema defaults < config.yaml; CPU).
 
     .venv/bin/python -m benchmarks.bench_mae_probe [--epochs 30] [--threads 2]
 """
@@ -10,9 +10,8 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 
-from benchmarks.harness import ROOT, Report, progress, timed
+from benchmarks.harness import Report, progress, timed, workflow_config
 
 
 # A small labeled fixture: synthetic cartoon faces (random identity: colours, geometry, pose,
@@ -110,7 +109,7 @@ def probe(epochs: int, threads: int, rep: Report) -> None:
     from expmae.mae.probe import linear_probe_f1
 
     torch.set_num_threads(threads)
-    params = {**yaml.safe_load((ROOT / "config.yaml").read_text())["mae"], "seed": 0, "device": "cpu",
+    params = {**workflow_config()["mae"], "seed": 0, "device": "cpu",
               "frames_per_video": 4}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ROOT, Report, timed
+from benchmarks.harness import Report, timed, workflow_config
 
 
 def jobs(cfg: dict) -> list[tuple[str, str, dict | None]]:
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--configfile", nargs="*", default=["workflow/presets/demo.yaml"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 3])
     a = ap.parse_args(argv)
-    from expmae import config
-
-    cfg = config.load(a.configfile, base=ROOT / "config.yaml")
+    cfg = workflow_config(a.configfile)
     import sklearn.model_selection  # noqa: F401  imports before the clock: both settings pay them alike in a job
     import torch  # noqa: F401
 

@@ -170,6 +170,13 @@ def copy_workflow(dst: Path, tiny_config: bool = False) -> Path:
     return dst
 
 
+def workflow_config(configfiles: Sequence[str] = ()) -> dict[str, Any]:
+    """The run's config as the workflow resolves it: schema defaults < config.yaml < these files."""
+    from expmae import config
+
+    return config.load(list(configfiles), base=ROOT / "config.yaml")
+
+
 def snakemake(wd: Path, *configs: str, cores: int = 2) -> float:
     """Run the workflow in wd with these config files -> wall seconds; a failure stops the benchmark."""
     t0 = time.perf_counter()
