@@ -53,6 +53,25 @@ def test_usage_errors_exit_2(args):
     assert "Traceback" not in p.stderr
 
 
+def test_config_problems_exit_1(tmp_path):
+    missing = tmp_path / "my.yaml"
+    for args in (("check", "--no-dag", "--configfile", str(missing)), ("models", "list", "--configfile", str(missing))):
+        p = expmae(*args)
+        assert p.returncode == 1, (args, p.stdout, p.stderr)
+        assert str(missing) in p.stdout + p.stderr and "Traceback" not in p.stderr
+
+
+def test_run_and_report_name_a_config_error_in_one_line(tmp_path):
+    """Snakemake's own message for a misspelt key is the whole schema; `expmae run` stops before it starts."""
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "typo.yaml").write_text("classify:\n  fold: 3\n")
+    for cmd in ("run", "report"):
+        p = expmae(cmd, "--configfile", "typo.yaml", cwd=wd)
+        assert p.returncode == 1
+        lines = p.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"expmae {cmd}: config key classify") and "fold" in lines[0], p.stderr
+
+
 def test_init_preset_writes_a_config_that_loads(tmp_path):
     from expmae.config import load
 

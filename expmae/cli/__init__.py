@@ -64,4 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"expmae {name}: {err}", file=sys.stderr)
         return 1
-    return int(rc or 0)
+    # 2 is for usage errors only (argparse's SystemExit above): a subcommand that returns non-zero met a data
+    # or config problem (`check` returns 2 when the config does not load)
+    return 1 if rc else 0

@@ -72,17 +72,20 @@ def build(targets: list[str], out: str, configfiles: list[str], tries: int = 10)
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from expmae.cli.run import results_dir
+    from expmae.cli.run import read_config
 
     if not Path("Snakefile").is_file():
         print(f"expmae report: no Snakefile in {Path.cwd()}: run it from the repository root", file=sys.stderr)
         return 1
-    results = results_dir(args.configfile)
+    results, problem = read_config(args.configfile)
+    if problem:
+        print(f"expmae report: {problem}", file=sys.stderr)
+        return 1
     out = args.out or str(results / "report.html")
     try:
         targets = final_targets(args.configfile)
     except RuntimeError as err:
-        print(f"expmae report: the config does not load: {err}", file=sys.stderr)
+        print(f"expmae report: Snakemake cannot list the run's targets: {err}", file=sys.stderr)
         return 1
     there = [t for t in targets if Path(t).exists()]
     if not there:

@@ -63,14 +63,15 @@ def configfiles_of(args: list[str]) -> list[str]:
     return out
 
 
-def results_dir(configfiles: list[str]) -> Path:
-    """The config's `results:` folder ("results" when the config does not load: Snakemake will say why)."""
+def read_config(configfiles: list[str]) -> tuple[Path, str]:
+    """-> (the config's `results:` folder, why the config does not load: one line naming the file or key, or
+    ""). Read before Snakemake starts: its own message for a config error is a dump of the schema."""
     from expmae.config import load
 
     try:
-        return Path(str(load(configfiles).get("results") or "results"))
-    except (OSError, ValueError):
-        return Path("results")
+        return Path(str(load(configfiles).get("results") or "results")), ""
+    except (OSError, ValueError) as err:
+        return Path("results"), str(err)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if profile_executor(args.profile, forwarded) == "slurm" and not shutil.which("sbatch"):
         print(f"expmae run: {NO_SLURM}", file=sys.stderr)
         return 1
+    results, problem = read_config(configfiles)
+    overrides = any(a == "--config" or a.startswith("--config=") for a in forwarded)  # may fix what the files lack
+    if problem and not overrides:
+        print(f"expmae run: {problem}", file=sys.stderr)
+        return 1
     cmd = [sys.executable, "-m", "snakemake", "--profile", args.profile, *forwarded]
-    results = results_dir(configfiles)
     console = Console(quiet=args.quiet, verbose=args.verbose, means=benchmark_means(results))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
