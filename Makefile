@@ -51,10 +51,10 @@ CFG ?= workflow/presets/demo.yaml
 models: venv
 	$(BIN)/python -m expmae.models fetch --configfile $(CFG)
 
+# expmae run: Snakemake with the default profile, one line per finished job, then the headline
+# (`expmae run --verbose` or plain snakemake --profile workflow/profiles/default: Snakemake's whole output).
 run: venv demo check
-	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) $(DEMO_CFG)
-	@echo "metrics: results/metrics.json  submission: results/submission/final.csv  QC: results/qc/"
-	@cat results/report/headline.txt
+	$(BIN)/python -m expmae run --cores $(CORES) $(DEMO_CFG)
 
 # HTML report of the last run (per-round F1 table, confusion matrix, pseudo-label pools, curves).
 # Your data: make report CFG="workflow/presets/mer2023.yaml my.yaml" (outputs a run did not make are left out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +172,36 @@ def test_console_reads_a_real_snakemake_run(tmp_path):
     assert "    | ValueError: config key classify.folds = 2 is too many" in summary
     assert "    config key: classify.folds" in summary
     assert summary[-1].startswith("Snakemake's full output: ") and summary[-1].endswith(".snakemake.log")
+
+
+HEADLINE_TOY = """
+rule all:
+    input: "results/report/headline.txt"
+rule shard:
+    output: "results/s{i}.txt"
+    shell: "touch {output}"
+rule headline:
+    input: expand("results/s{i}.txt", i=range(3))
+    output: "results/report/headline.txt"
+    shell: "echo 'final: fbp, weighted F1 0.42' > {output}"
+"""
+
+
+@pytest.mark.e2e
+def test_run_prints_progress_and_ends_with_the_headline(tmp_path):
+    (tmp_path / "Snakefile").write_text(HEADLINE_TOY)
+    shutil.copytree(ROOT / "workflow" / "profiles", tmp_path / "workflow" / "profiles")
+    dry = expmae("run", "--cores", "1", "-n", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.splitlines() == ["dry run: 5 job(s) would run: shard 3, headline 1, all 1"]
+    p = expmae("run", "--cores", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines if ln.startswith("[")] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    assert lines[-1] == "final: fbp, weighted F1 0.42"
+    quiet = expmae("run", "--cores", "1", "--quiet", "--forceall", cwd=tmp_path)
+    assert quiet.returncode == 0 and not [ln for ln in quiet.stdout.splitlines() if ln.startswith("[")]
+    assert quiet.stdout.splitlines()[-1] == "final: fbp, weighted F1 0.42"
 
 
 @pytest.mark.e2e
