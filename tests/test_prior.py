@@ -2,6 +2,8 @@
 probabilities alone, leaves an unshifted pool alone, and its interval covers the truth."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 
@@ -92,3 +94,26 @@ def test_calibration_undoes_overconfidence_before_em():
     src = prior.calibrated(sharp(P_src), T, b).mean(0)
     fixed, _ = prior.em_prior(prior.calibrated(sharp(P_test), T, b), src)
     assert np.abs(fixed - truth).max() < TOL
+
+
+def test_the_report_records_the_estimate_and_submits_the_correction_on_request(tmp_path):
+    """expmae.report.options.prior_step on a real probs folder: the estimate always lands in final, the
+    submission changes only with prior.correct."""
+    from expmae import config
+    from expmae.report.options import prior_step
+
+    P_lab, y_lab = calibrated_pool(BALANCED, 300, 7)
+    P_test, y_test = calibrated_pool(MER2023_TEST3, 300, 8)
+    names = [f"v{i:04d}" for i in range(600)]
+    df = probs_frame(names, np.array(["labeled"] * 300 + ["test"] * 300), np.concatenate([y_lab, np.full(300, -1)]),
+                     np.concatenate([np.arange(300) % 5, np.full(300, -1)]), np.concatenate([P_lab, P_test]),
+                     np.concatenate([P_lab, P_test])[None], np.zeros(600), CLASSES)
+    df.to_parquet(tmp_path / "probs.parquet")
+    truth = dict(zip(names[300:], y_test.tolist()))
+    final = {"dir": str(tmp_path)}
+    assert prior_step(final, CLASSES, truth, config.resolve("prior", {})) is None  # default: not applied
+    assert final["prior_estimate"]["applied"] is False and final["prior_estimate"]["test_estimate"]["sad"] > 0.25
+    csv = prior_step(final, CLASSES, truth, config.resolve("prior", {"correct": True, "calibrate": True}))
+    sub = pd.read_csv(io.StringIO(csv))
+    assert len(sub) == 300 and final["prior_estimate"]["calibration"]["temperature"] > 0
+    assert (sub["discrete"] == "sad").sum() > (df["pred"].iloc[300:] == "sad").sum()

@@ -123,6 +123,14 @@ def table(base: Path, variants: dict[str, Path], truth: dict[str, int], classes:
     for k, v in res.items():
         if "oof" in v or "test" in v:
             lines.append(f"| {k} | {fmt(v.get('oof'))} | {fmt(v.get('test'))} |")
+    base_pool = pd.read_parquet(base / "pseudo" / f"round{round_ - 1}.parquet") if round_ else None
+    picked = [("x: defaults", {"final": fdir.name, "pool_per_fold": None if base_pool is None else
+                               base_pool.groupby("fold").size().tolist()})]
+    picked += [(k, v) for k, v in res.items() if "pool_per_fold" in v]
+    if len(picked) > 1:
+        lines += ["", "| pseudo-label variant | its final model | pseudo-labels per fold model (round 0 -> 1) |",
+                  "|---|---|---|"]
+        lines += [f"| {k.split(': ', 1)[1]} | {v['final']} | {v['pool_per_fold']} |" for k, v in picked]
     y = where["test"][1]
     true = np.bincount(y, minlength=len(classes)) / max(len(y), 1)
     lines += ["", "Test prior, EM estimate [95% bootstrap interval over test videos], without and with calibration, vs the "
