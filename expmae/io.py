@@ -11,7 +11,8 @@ mask=False means the modality is missing for that video (no face, no audio, empt
 transcript); the feature is then a zero vector, never a dropped row.
 
 Healing: every Parquet file is written with a CRC per page (recorded at write time); `verify` reads
-a cached file back with those checks (and .npy headers against the file size), and
+a cached file back with those checks (.npy headers against the file size, a .safetensors weight file
+against the sha256 recorded in it: check_weights, written by expmae/weights.py), and
 `python -m expmae.io verify` (rule cache_check, one job per shard, an input of the report) removes a
 corrupt or incomplete cache file and says so, so the next run rebuilds it and everything after it.
 """
@@ -23,9 +24,10 @@ import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -213,8 +215,58 @@ def read_features(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.nda
     return names, np.concatenate(feats), np.concatenate(masks), meta
 
 
+WEIGHTS_DIGEST = "expmae_sha256"  # the __metadata__ key of a weight file's recorded sha256 (expmae/weights.py)
+
+
+def weights_digest(header: dict, data_chunks: Iterable[bytes]) -> str:
+    """sha256 of a safetensors header (without its digest key, canonical JSON) and its data bytes."""
+    meta = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != WEIGHTS_DIGEST}
+    head = {**{k: v for k, v in header.items() if k != "__metadata__"}, **({"__metadata__": meta} if meta else {})}
+    h = hashlib.sha256(b"expmae-weights-v1\n" + json.dumps(head, sort_keys=True, separators=(",", ":"),
+                                                            ensure_ascii=False).encode())
+    for b in data_chunks:
+        h.update(b)
+    return h.hexdigest()
+
+
+def check_weights(path: str | os.PathLike) -> tuple[str, str]:
+    """A weight file expmae.weights wrote -> (why it is not the file as written, "" when intact; the file's sha256
+    when intact). Reads only a regular file and no more than its size: a FIFO or /proc file is never waited on."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < 8:  # checked before any read (/proc/kmsg says 0 bytes)
+            return ("not a regular file" if not stat.S_ISREG(st.st_mode) else f"truncated ({st.st_size} bytes)"), ""
+        whole, head = hashlib.sha256(), f.read(8)
+        n = int.from_bytes(head, "little")
+        if n > min(100 << 20, st.st_size - 8):
+            return f"header length {n} does not fit the file ({st.st_size} bytes)", ""
+        blob = f.read(n)
+        try:
+            header = json.loads(blob)
+            want = (header.get("__metadata__") or {}).get(WEIGHTS_DIGEST)
+            end = 8 + n + max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            return f"unreadable header ({type(err).__name__})", ""
+        if not want:
+            return "no sha256 recorded in the file (written by an older expmae or another program)", ""
+        if end != st.st_size:
+            return f"{st.st_size} bytes, its header says {end}", ""
+        whole.update(head + blob)
+
+        def chunks(left: int = st.st_size - 8 - n) -> Iterator[bytes]:
+            while left > 0 and (b := f.read(min(left, 1 << 20))):
+                whole.update(b)
+                left -= len(b)
+                yield b
+
+        if weights_digest(header, chunks()) != want:
+            return "sha256 of its content differs from the one recorded when it was written", ""
+    return "", whole.hexdigest()
+
+
 def verify(path: str | os.PathLike) -> str:
-    """"" when the cached file (or faces folder) reads back intact, else the reason."""
+    """"" when the cached file (or faces folder, or weight file) reads back intact, else the reason."""
     p = Path(path)
     if p.is_dir():  # a faces shard folder: its three files
         return next((f"{f}: {r}" for f in ("crops.npy", "frames.parquet", "qc.parquet") if (r := verify(p / f))), "")
@@ -231,6 +283,8 @@ def verify(path: str | os.PathLike) -> str:
                 need = f.tell() + int(np.prod(shape)) * dtype.itemsize
             if p.stat().st_size != need:
                 return f"size {p.stat().st_size} bytes, header says {need}"
+        elif p.suffix == ".safetensors":  # a weight file: the sha256 recorded in it when it was written
+            return check_weights(p)[0]
     except (OSError, ValueError, pa.ArrowException) as err:
         return str(err).splitlines()[0][:200] or type(err).__name__
     return ""

@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--transcripts", default="", help="text: transcript CSV")
     ex.add_argument("--encoding", default="", help="text: the CSV's encoding when not UTF-8/GB18030 (data.encoding)")
     ex.add_argument("--asr", nargs="*", default=[], help="text: ASR parquet(s), used where the CSV has no row")
-    ex.add_argument("--no-reuse", action="store_true", help="recompute even if --out holds the same features")
     asr = sub.add_parser("asr", help="transcribe one shard (faster-whisper)")
     asr.add_argument("--manifest", required=True)
     asr.add_argument("--transcripts", default="")
@@ -59,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         from .run import extract
 
         meta = extract(a.name, json.loads(a.params), a.manifest, a.out, faces=a.faces, transcripts=a.transcripts,
-                       asr=a.asr, encoding=a.encoding, qc_out=a.qc, frames_out=a.frames_out, encoder=a.encoder,
-                       reuse=not a.no_reuse)
-        print(f"{a.name}: {a.out} ({'reused' if meta.get('reused') else 'computed'})")
+                       asr=a.asr, encoding=a.encoding, qc_out=a.qc, frames_out=a.frames_out, encoder=a.encoder)
+        print(f"{a.name}: {a.out} (dim {meta['dim']})")
     else:
         from .asr import run
 

@@ -8,7 +8,8 @@ Their weights are not a model id but a workflow output: results/<encoder_section
 written by the pretraining rule of config section `mae` / `mae_video` and given to the job as
 --encoder. The encoder file's metadata says its kind and model config; the feature table's
 metadata names the file's sha256 and its training metadata, so every table says which
-checkpoint produced it.
+checkpoint produced it. The file is checked against the sha256 recorded in it (expmae.weights) before
+any weight is used.
 
 Image encoder: on CPU it runs on numpy (npnet.MAEImageEncoder; the job never imports torch,
 ~2.5 s less per job) when the crop size equals the encoder's img_size (numpy never resizes);
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from expmae.io import file_sha256
+from expmae import weights
 from expmae.encoder_format import read_encoder_info
 from expmae.npnet import MAEImageEncoder
 
@@ -59,11 +60,13 @@ class _MAEEncoder(Extractor):
         if not enc:
             raise SystemExit(f"{self.key}: extractor {self.set_name} needs the encoder file "
                              f"(--encoder results/{self.encoder_section}/encoder.safetensors)")
+        # the job passes the sha256 it verified (features.run.extract); anyone else gets the check here
+        sha = self.inputs.get("encoder_sha256") or weights.verified(enc, remove=False, what="MAE encoder")
         info = read_encoder_info(enc)
         if info.get("kind", "image") != self.kind:
             raise SystemExit(f"config key {self.key}.extractor: {enc} is a {info.get('kind', 'image')} MAE encoder, "
                              f"not {self.kind}")
-        self.enc_meta, self.sha = info, self.inputs.get("encoder_sha256") or file_sha256(enc)
+        self.enc_meta, self.sha = info, sha
         self.cfg = info["model_config"]
         self.dim = int(self.cfg["embed_dim"])
         self.model_id = f"{self.set_name}-mae@{self.sha[:12]}"

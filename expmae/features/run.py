@@ -16,7 +16,6 @@ mask False — never a dropped row, never a failed job. The model is loaded once
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from expmae.io import config_hash, file_sha256, read_meta, write_features, write_npy, write_table
+from expmae import weights
+from expmae.io import config_hash, write_features, write_npy, write_table
 
 from . import media
 from .registry import Extractor, create
@@ -140,24 +140,16 @@ def run_visual(ext: Extractor, names: Sequence[str], faces_dir: str) -> tuple[np
     return (F if rows.ndim == 1 else np.zeros((0, ext.dim), np.float32)), X, mask
 
 
-def _input_hash(modality: str, manifest: pd.DataFrame, texts: list[str] | None, faces: str | None,
-                encoder_sha: str = "") -> str:
-    """What the output depends on besides params: for the in-job cache check (reuse)."""
-    if modality == "text":
-        return config_hash(texts)
-    if modality == "visual":
-        paths = [Path(faces, f) for f in ("crops.npy", "frames.parquet", "qc.parquet")]
-        st = [[s.st_size, s.st_mtime_ns] for s in map(os.stat, filter(os.path.exists, paths))]
-        return config_hash(st + manifest["name"].tolist() + ([encoder_sha] if encoder_sha else []))
-    st = [(n, p, *(os.stat(p)[6:9:2] if os.path.exists(p) else ())) for n, p in zip(manifest["name"], manifest["path"])]
-    return config_hash(st)
-
-
 def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, faces: str | None = None,
             transcripts: str | None = None, asr: Sequence[str] = (), encoding: str = "", qc_out: str | None = None,
-            frames_out: str | None = None, encoder: str | None = None, reuse: bool = True) -> dict[str, Any]:
+            frames_out: str | None = None, encoder: str | None = None, rebuild_encoder: bool = True) -> dict[str, Any]:
     """Run instance `name` (params = its config entry + device/column) on one shard; returns the meta written.
-    `encoder`: the encoder file of an extractor with an encoder_section (expmae_image / expmae_video)."""
+    `encoder`: the encoder file of an extractor with an encoder_section (expmae_image / expmae_video), checked
+    against its recorded sha256 first; a corrupt one is removed when `rebuild_encoder` (the workflow's: the
+    pretraining rule rebuilds it), else refused (a bundle's).
+
+    Always computes: whether a job's output is stale is Snakemake's decision alone (it removes a job's
+    outputs before running it), so there is no second, in-job cache check here."""
     t0 = time.time()
     params = dict(params)
     reg_name = params.pop("extractor")
@@ -181,17 +173,11 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
         raise SystemExit(f"{key}: extractor {reg_name} needs --encoder "
                          f"(results/{cls.encoder_section}/encoder.safetensors)")
 
-    encoder_sha = file_sha256(encoder) if encoder else ""  # hashed once: cache key and table metadata
+    # verified once, before any weight is read: its sha256 goes into the table's metadata
+    encoder_sha = weights.verified(encoder, rebuild_encoder, "MAE encoder") if encoder else ""
     chash = config_hash({"extractor": reg_name, "version": cls.version,
                          **{k: v for k, v in params.items() if k not in cls.hash_ignore}})
-    ihash = _input_hash(cls.modality, manifest, texts, faces, encoder_sha)
     qc_out = qc_out or out.replace(".parquet", ".qc.parquet")
-    sides = [qc_out] if cls.modality == "audio" else [frames_out] if cls.modality == "visual" and frames_out else []
-    if reuse and Path(out).exists():
-        old = read_meta(out)
-        if old.get("config_hash") == chash and old.get("input_hash") == ihash and all(Path(p).exists() for p in sides):
-            log.info("cache hit: %s already holds these features (config %s)", out, chash)
-            return {**old, "reused": True}
 
     if cls.gpu:
         from expmae.device import device_name  # imports torch only when a GPU may be used
@@ -202,7 +188,7 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
     ext = create(reg_name, params, key, device, inputs={"faces": faces, "encoder": encoder, "encoder_sha256": encoder_sha})
     ext.load()
     meta: dict[str, Any] = {"extractor": name, "registry_name": reg_name, "model_id": ext.model_id,
-                            "modality": cls.modality, "config_hash": chash, "input_hash": ihash,
+                            "modality": cls.modality, "config_hash": chash,
                             "params": {**params, "device": device_spec}, "version": cls.version,
                             "backend": getattr(ext, "backend", "torch" if cls.gpu else "native"), **ext.info()}
     if cls.modality == "audio":
@@ -223,4 +209,4 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
     write_features(out, names, X, mask, meta)
     log.info("%s: %d/%d videos with %s, dim %d, %.1fs", name, mask.sum(), len(mask), cls.modality, X.shape[1],
              time.time() - t0)
-    return {**meta, "dim": int(X.shape[1]), "reused": False}
+    return {**meta, "dim": int(X.shape[1])}

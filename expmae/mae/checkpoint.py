@@ -6,26 +6,31 @@ checkpoint.safetensors  tensors  model/<param>          full MAE (encoder + deco
                         metadata "format", "state" -> JSON: step, epoch, losses, optimizer
                                  param_groups, config, shards, run fingerprint
 encoder.safetensors     the encoder file format: see expmae/encoder_format.py (torch-free, shared with expmae.npnet)
+
+Both are written by expmae.weights.save: byte-stable (equal weights and metadata, equal sha256) and
+carrying the sha256 of their content, which every load checks first. A corrupt checkpoint is removed
+and pretraining starts afresh; a corrupt encoder is removed (the pretraining rule rebuilds it) or, outside
+results/ (a bundle's copy), refused.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 import expmae
-from expmae.io import atomic_path
-
+from expmae import weights
 from expmae.encoder_format import encoder_kind, encoder_metadata, read_encoder_info
+
 from .model import MAE, MAEConfig
 from .video import VideoMAE, VideoMAEConfig
 
 CKPT_FORMAT = "expmae-mae-checkpoint-v1"
+log = logging.getLogger("expmae.mae")
 
 
 def code_version() -> str:
@@ -51,17 +56,20 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optim: torch.optim
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng/cuda"] = torch.cuda.get_rng_state()
     meta = {"format": CKPT_FORMAT, "state": json.dumps({**state, "param_groups": osd["param_groups"]})}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    weights.save(path, tensors, meta)
 
 
 def read_checkpoint_state(path: str | Path) -> dict[str, Any] | None:
-    """JSON state of a checkpoint, or None if the file is missing or not ours (cheap: header only)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            md = f.metadata() or {}
-    except Exception:
+    """JSON state of a checkpoint, or None if the file is missing or not ours. A checkpoint whose content
+    differs from what was written (its sha256) is removed, so the run starts afresh instead of resuming it."""
+    if not Path(path).exists():
         return None
+    why, _ = weights.check(path)
+    if why:
+        log.warning("checkpoint %s: %s: removed; training starts afresh", path, why)
+        Path(path).unlink(missing_ok=True)
+        return None
+    md = weights.metadata(path)
     if md.get("format") != CKPT_FORMAT:
         return None
     return json.loads(md["state"])
@@ -69,10 +77,11 @@ def read_checkpoint_state(path: str | Path) -> dict[str, Any] | None:
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optim: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore model, optimizer and RNG state in place; returns the JSON state."""
-    state = read_checkpoint_state(path)
-    if state is None:
+    tensors = weights.load(path, "pt", remove=True, what="MAE checkpoint")
+    md = weights.metadata(path)
+    if md.get("format") != CKPT_FORMAT:
         raise ValueError(f"{path} is not an expmae MAE checkpoint")
-    tensors = load_file(str(path))
+    state = json.loads(md["state"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, strict=True)
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
@@ -90,16 +99,19 @@ def save_encoder(path: str | Path, model: MAE | VideoMAE, meta: dict[str, Any]) 
     tensors = {k: _cpu(v) for k, v in model.encoder_state_dict().items()}
     kind = "video" if isinstance(model, VideoMAE) else "image"
     info = {**meta, "kind": kind, "model_config": model.cfg.to_dict(), "code_version": code_version()}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=encoder_metadata(info))
+    weights.save(path, tensors, encoder_metadata(info))
 
 
-def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
-    """-> (MAE or VideoMAE (metadata "kind") with encoder weights loaded, in eval mode; the JSON metadata)."""
+def load_encoder(path: str | Path, device: str | torch.device = "cpu",
+                 remove: bool = False) -> tuple[Any, dict[str, Any]]:
+    """-> (MAE or VideoMAE (metadata "kind") with encoder weights loaded, in eval mode; the JSON metadata).
+    The file is checked against its recorded sha256 first; `remove`: a workflow output, removed when corrupt
+    (a rerun rebuilds it), else refused."""
+    tensors = weights.load(path, "pt", remove=remove, what="MAE encoder")
     info = read_encoder_info(path)
     if encoder_kind(info) == "video":
         model: MAE | VideoMAE = VideoMAE(VideoMAEConfig.from_dict(info["model_config"]))
     else:
         model = MAE(MAEConfig.from_dict(info["model_config"]))
-    model.load_encoder_state_dict(load_file(str(path)))
+    model.load_encoder_state_dict(tensors)
     return model.to(device).eval(), info

@@ -8,15 +8,17 @@ The checkpoint's layout is mapped onto ours (keymap.py); its position table is i
 (bicubic, as facebookresearch/mae's interpolate_pos_embed) when the model's grid differs, and
 stored with the encoder then; a table equal to the model's own fixed sin-cos is not stored. A
 missing or differently sized decoder is initialised fresh. A mismatch that cannot be mapped
-(kind, patch size, width, depth, channels, a missing encoder weight) raises ValueError naming the
-config key and both shapes. An image checkpoint given to the video MAE is inflated first
-(inflate.py: kernel over the tubelet, image table repeated over time). The report (source path,
-format, sha256; mapped, interpolated, fresh, ignored) goes to results/<section>/meta.json and the
-encoder file's metadata.
+(kind, patch size, width, depth, channels, a missing encoder weight) raises InitError (a ValueError that
+stops a command with one line) naming the config key and both shapes; so does a file that cannot be
+read (a pickle that weights_only refuses, a truncated or damaged file). An image checkpoint given to the
+video MAE is inflated first (inflate.py: kernel over the tubelet, image table repeated over time). The
+report (source path, format, sha256; mapped, interpolated, fresh, ignored) goes to
+results/<section>/meta.json and the encoder file's metadata.
 """
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +32,56 @@ from .keymap import Mapped, map_checkpoint, weights_file
 _CACHE: dict[tuple[str, int, int], tuple[Mapped, bool, str]] = {}
 
 
+class InitError(SystemExit, ValueError):
+    """A `mae.init` / `mae_video.init` checkpoint that cannot be used: one line naming the config key and the
+    file. A SystemExit, so a job or command stops with that line and no traceback; a ValueError, so callers
+    that report configuration errors (parse time, tests) catch it as one."""
+
+    def __init__(self, section: str, path: str | Path, why: str) -> None:
+        super().__init__(f"config key {section}.init: {path}: {why}")
+
+
+def _why(err: BaseException) -> str:
+    """What a failed read of a public checkpoint means, in one line."""
+    text = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return ("refused by torch.load(weights_only=True): the file pickles Python objects besides tensors, and "
+                "loading those would run code; save the state dict alone (torch.save(model.state_dict(), f)) or "
+                "convert it to safetensors")
+    if isinstance(err, EOFError) or any(s in text for s in ("central directory", "truncated", "incomplete",
+                                                            "unexpected EOF", "HeaderTooLarge", "MetadataIncomplete")):
+        return f"truncated or damaged ({text}); copy the file again"
+    if isinstance(err, (ValueError, KeyError)):
+        return text
+    return f"not a readable checkpoint ({type(err).__name__}: {text})"
+
+
 def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str, bool]:
     """The mapped checkpoint at `path`, its sha256 (cached per file version) and whether it is an
-    image checkpoint for the video MAE (inflated, see inflate.py); a video one for `mae` is refused."""
+    image checkpoint for the video MAE (inflated, see inflate.py); a video one for `mae` is refused.
+    Any failure to read or map it is an InitError naming the config key and the file."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"config key {section}.init: {p} not found (a local file or folder; runs never download)")
-    f = weights_file(p)
-    key = (str(p.resolve()), f.stat().st_mtime_ns, f.stat().st_size)
+        raise InitError(section, p, "not found (a local file or folder; runs never download)")
+    try:
+        f = weights_file(p)
+        key = (str(p.resolve()), f.stat().st_mtime_ns, f.stat().st_size)
+    except OSError as e:
+        raise InitError(section, p, str(e).splitlines()[0]) from None
     if key not in _CACHE:
         try:
             m, video = map_checkpoint(p)
-        except (ValueError, KeyError, RuntimeError) as e:  # layout or unpickling: name the key
-            raise ValueError(f"config key {section}.init: {p}: {e}") from None
+            sha = file_sha256(f)
+        except InitError:
+            raise
+        except Exception as e:  # noqa: BLE001 — unpickling, zip, safetensors, layout: each becomes one line
+            raise InitError(section, p, _why(e)) from None
         _CACHE.clear()  # one checkpoint at a time (a ViT-L is 1.2 GB, memory-mapped)
-        _CACHE[key] = (m, video, file_sha256(f))
+        _CACHE[key] = (m, video, sha)
     m, video, sha = _CACHE[key]
     if video and section != "mae_video":
-        raise ValueError(f"config key {section}.init: {p} is a video checkpoint ({m.format}, patch projection "
-                         f"{list(m.embed_shape)}); {section} needs an image one")
+        raise InitError(section, p, f"is a video checkpoint ({m.format}, patch projection {list(m.embed_shape)}); "
+                        f"{section} needs an image one")
     return m, sha, section == "mae_video" and not video
 
 
@@ -73,8 +106,8 @@ def checkpoint_arch(path: str | Path, section: str) -> dict[str, Any]:
     video = section == "mae_video" and not inflate
     D, C = m.embed_shape[0], m.embed_shape[1]
     if C != 3:
-        raise ValueError(f"config key {section}.init: the checkpoint's patch projection {list(m.embed_shape)} takes "
-                         f"{C} channels; the model takes 3 (RGB)")
+        raise InitError(section, path, f"the checkpoint's patch projection {list(m.embed_shape)} takes "
+                        f"{C} channels; the model takes 3 (RGB)")
     proj = "tube_embed.weight" if video else "patch_embed.proj.weight"
     arch: dict[str, Any] = {"embed_dim": D, "patch_size": m.embed_shape[-1], "depth": _count(st, "blocks"),
                             "mlp_ratio": st["blocks.0.mlp.fc1.weight"].shape[0] / D if "blocks.0.mlp.fc1.weight" in st
@@ -124,11 +157,11 @@ def apply_init(model: Any, cfg: Any) -> dict[str, Any]:
            if k in target and k.startswith(enc) and v.shape != target[k].shape]
     if bad:
         k, a, b = bad[0]
-        raise ValueError(f"config key {section}.init: {k} has shape {a} in the checkpoint, {b} in the model "
+        raise InitError(section, cfg.init, f"{k} has shape {a} in the checkpoint, {b} in the model "
                          f"({len(bad)} tensors differ)")
     missing = [k for k in target if k.startswith(enc) and k not in m.state]
     if missing:
-        raise ValueError(f"config key {section}.init: the checkpoint ({m.format}) lacks encoder weights {missing[:4]}")
+        raise InitError(section, cfg.init, f"the checkpoint ({m.format}) lacks encoder weights {missing[:4]}")
     dec = {k: v for k, v in m.state.items() if k in target and not k.startswith(enc)}
     dec_ok = bool(dec) and all(k in dec and dec[k].shape == target[k].shape for k in target if not k.startswith(enc))
     load = {k: v for k, v in m.state.items() if k.startswith(enc) and k in target}

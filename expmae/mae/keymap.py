@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def read_tensors(path: Path) -> tuple[Tensors, dict[str, Any], str]:
             ours = (fh.metadata() or {}).get("format") == ENCODER_FORMAT
         return load_file(str(f)), cfg, "folder" if path.is_dir() else "expmae" if ours else "safetensors"
     with torch.serialization.safe_globals([argparse.Namespace]):  # MAE / VideoMAE training checkpoints keep args
-        obj = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs the zip format; a legacy (torch < 1.6) file is read into memory instead
+        obj = torch.load(str(f), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(f))
     container = "folder" if path.is_dir() else "pth"
     for key in ("model", "module", "state_dict", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

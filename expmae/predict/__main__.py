@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transcripts", default="", help="transcript CSV (name,<the bundle's transcript column>); "
                     "videos without a row are transcribed by the bundle's ASR settings")
     ap.add_argument("--work", default=None, help="keep the faces and feature tables in this folder (default: temporary)")
+    ap.add_argument("--model-sha256", default="", help="refuse the bundle unless its model identity (printed by "
+                    "the bundle rule and by every prediction) is this one: pins the model you trust")
     ap.add_argument("--threads", type=int, default=2, help="face-stage worker processes")
     ap.add_argument("--job-threads", type=int, default=1, help="threads of the extractors and ASR, as the "
                     "workflow's jobs (1): more is faster on a big machine, but ASR text can then differ from the workflow's")
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from expmae.predict.run import predict_videos
 
-    table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads)
+    table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads, a.model_sha256)
     print(table["label"].value_counts().to_string() if len(table) else "no videos")
     return 0
 

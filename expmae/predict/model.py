@@ -83,13 +83,12 @@ def _members(states: dict[str, np.ndarray], seed: int) -> list[str]:
 def predict_trained(folder: str | Path, feats: Features, classes: list[str]) -> pd.DataFrame:
     """A cv folder's predictions of the rows of `feats` (all treated as unseen, split 'predict')."""
     import torch
-    from safetensors.numpy import load_file
-
+    from expmae import weights
     from expmae.train.fit import predict, scale
     from expmae.train.heads import build_head
 
     m = read_metrics(folder)
-    states = load_file(str(Path(folder) / "model.safetensors"))
+    states = weights.load(Path(folder) / "model.safetensors", "numpy", what="classifier weights")  # sha256 checked
     spec, p, n_cls = ordered_spec(m), m["params"], len(classes)
     inp, mask = modality_inputs(feats, spec)
     xs = inp.xs

@@ -86,12 +86,14 @@ def transcripts_for(info: dict, manifest_path: str, transcripts: str, work: Path
 
 
 def predict_videos(bundle: str, inputs: list[str], out: str | None = None, transcripts: str = "",
-                   work: str | None = None, threads: int = 2) -> pd.DataFrame:
-    """The bundle's final model on these videos -> the prediction table (expmae.predict.table), written to `out`."""
+                   work: str | None = None, threads: int = 2, model_sha256: str = "") -> pd.DataFrame:
+    """The bundle's final model on these videos -> the prediction table (expmae.predict.table), written to `out`.
+    `model_sha256`: refuse the bundle unless its model identity is this one (bundle.verify)."""
     from expmae.predict.table import predict_all, qc_reasons
 
     t_start = time.time()
-    info = verify(bundle)
+    info = verify(bundle, model_sha256)
+    log(f"bundle {bundle}: model_sha256 {info['model_sha256']}")
     needs_text = bool(info.get("text_sets"))
     check_models(info, needs_text)
     manifest, issues = collect(inputs, info.get("extensions") or [])
@@ -146,7 +148,7 @@ def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reaso
         enc = str(Path(bundle) / e["encoder"]) if e.get("encoder") else None
         extract(fs, dict(e["params"]), mpath, str(dst), faces=str(faces) if fs in visual else None,
                 transcripts=transcripts or None, asr=asr, encoding=info.get("encoding", ""),
-                qc_out=str(wd / "features" / f"{fs}.qc.parquet"), encoder=enc, reuse=False)
+                qc_out=str(wd / "features" / f"{fs}.qc.parquet"), encoder=enc, rebuild_encoder=False)
         paths[fs] = [str(dst)]
         if fs in info["audio_sets"] and not audio_qc:
             audio_qc = [str(wd / "features" / f"{fs}.qc.parquet")]

@@ -49,7 +49,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmae.io import atomic_path
 from expmae.train import data, plan
 from expmae.train.fit import Inputs, choose_epochs, predict, scale, scaler, selection_mode, train_selected, valence_model
 from expmae.train.folds import assign_folds
@@ -253,11 +252,10 @@ def run_summary(ds: data.Dataset, kind: str, classes: list[str], spec: dict[str,
 def save_model(path: Path, states: dict[str, np.ndarray], head: str, classes: list[str], p: dict) -> None:
     if not states:
         return
-    from safetensors.numpy import save_file
+    from expmae import weights
 
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in states.items()}, str(tmp),
-                  metadata={"head": head, "classes": ",".join(classes), "params": json.dumps(p)})
+    # byte-stable, with its sha256 recorded: the bundle and predict check it before using a weight
+    weights.save(path, states, {"head": head, "classes": json.dumps(classes), "params": json.dumps(p, sort_keys=True)})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
