@@ -57,3 +57,26 @@ rule all:
         MAE_TARGETS,  # mae.smk: the probes, which pull in pretraining
         CACHE_FILES,  # extract.smk: a deleted per-shard file is rebuilt by a plain rerun
         PREDICT_TARGETS,  # predict.smk: results/bundle (+ results/predict/final.csv with data.predict)
+
+
+# One run per results/ folder, whatever the workdir (expmae/lock.py): taken when a real run starts, before
+# the registry is saved (common.smk's onstart, called from here), released on exit. Dry runs never get here.
+from expmae import lock as _lock
+
+_save_registry = globals().get("onstart", lambda: None)
+
+
+onstart:
+    try:
+        _lock.acquire(RES)
+    except _lock.Locked as err:
+        raise WorkflowError(str(err))
+    _save_registry()
+
+
+onsuccess:
+    _lock.release(RES)
+
+
+onerror:
+    _lock.release(RES)

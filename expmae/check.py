@@ -55,9 +55,30 @@ def _read(path: str, key: str, rows: list[Row], need: tuple[str, ...], encoding:
         return None
     missing = [c for c in need if c not in df.columns]
     if missing:
-        rows.append(Row("error", key, f"{path}: no column {missing} (columns: {list(df.columns)[:8]})"))
+        rows.append(Row("error", key, f"{path}: no column {missing} ({_header(df)})"))
         return None
     return df
+
+
+def _header(df: pd.DataFrame) -> str:
+    """The columns a CSV was read with, shown only when they look like a header: the first line of a file
+    that is not a CSV (a config key pointed at /proc/self/environ, a key file) is never echoed."""
+    cols = [str(c) for c in df.columns]
+    if len(cols) >= 2 and all(re.fullmatch(r"[A-Za-z_][\w .-]{0,39}", c) for c in cols):
+        return f"columns: {cols[:8]}"
+    return f"its first line is not a CSV header naming them ({len(cols)} field(s); not shown)"
+
+
+def _regular(path: str) -> bool:
+    from expmae.io import NotRegularFile, regular_file
+
+    try:
+        regular_file(path)
+    except NotRegularFile:
+        return False
+    except OSError:
+        return True  # gone or unreadable: counted elsewhere
+    return True
 
 
 def check_videos(data: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
@@ -73,6 +94,10 @@ def check_videos(data: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
             found = with_manifest(found or ingest.scan([], exts), data["manifest"], exts)
             sample = found.videos["path"].tail(1000)  # the manifest's rows come last; a sample, never a million stats
             gone = [p for p in sample if not Path(p).exists()]
+            special = [p for p in sample if p not in gone and not _regular(p)]
+            if special:
+                rows.append(Row("warn", "not a regular file", f"{len(special)} of the last {len(sample)} paths of "
+                                f"{data['manifest']} (first: {special[0]}): never read, a QC row"))
             rows.append(Row("warn" if gone else "ok", "data.manifest",
                             f"{data['manifest']}: {len(found.videos)} videos in all"
                             + (f"; {len(gone)} of the last {len(sample)} paths do not exist "
@@ -90,8 +115,13 @@ def check_videos(data: dict[str, Any], rows: list[Row]) -> pd.DataFrame:
     dup = [i for i in issues if "duplicate" in i.lower()]
     if dup:
         rows.append(Row("warn", "duplicate ids", f"{len(dup)} (first: {dup[0][:150]}); the first path wins"))
-    if len(issues) > len(dup):
-        rows.append(Row("warn", "ingest", f"{len(issues) - len(dup)} other file issues (first: {issues[0][:150]})"))
+    special = [f"{n} ({p})" for n, p, why in (found.issues if found is not None else []) if why == ingest.NOT_REGULAR]
+    if special:
+        rows.append(Row("warn", "not a regular file", f"{len(special)} (first: {special[0][:150]}): FIFO, device, "
+                        "socket or /proc file; never read, a QC row"))
+    other = [i for i in issues if i not in dup and ingest.NOT_REGULAR not in i]
+    if other:
+        rows.append(Row("warn", "ingest", f"{len(other)} other file issues (first: {other[0][:150]})"))
     return df
 
 
@@ -129,6 +159,12 @@ def check_labels(cfg: dict[str, Any], names: set[str], rows: list[Row]) -> set[s
     used = lab[lab["name"].isin(names)]
     counts = used["discrete"].value_counts().reindex(classes, fill_value=0)
     rows.append(Row("info", "labels per class", ", ".join(f"{c} {n}" for c, n in counts.items())))
+    if (empty := [c for c, n in counts.items() if n == 0]) and len(empty) < len(classes):
+        rows.append(Row("warn", "labels per class", f"no labeled video of {', '.join(empty)}: never predicted "
+                        "(the classifiers learn the other classes); label some, or drop it from classes"))
+    if "valence" not in lab.columns:
+        rows.append(Row("warn", "data.labels", "no valence column: valence is not learned, and the submission's "
+                        "valence column is 0 for every video"))
     present = counts[counts > 0]
     if len(present) < 2:
         rows.append(Row("error", "classify.folds", "fewer than 2 classes have labeled videos: nothing to train"))
@@ -208,9 +244,13 @@ def check_groups(cfg: dict[str, Any], names: set[str], labeled: set[str], test: 
         rows.append(Row("warn", "labeled copies of test clips", f"{len(copies)} (first: {first}): {fg.TEST_COPY}"))
 
 
-def check_transcripts(data: dict[str, Any], splits: dict[str, set[str]], rows: list[Row]) -> None:
+def check_transcripts(data: dict[str, Any], splits: dict[str, set[str]], rows: list[Row], asr: dict[str, Any]) -> None:
     if not data.get("transcripts"):
-        rows.append(Row("info", "data.transcripts", "none: text features come from ASR (asr.enabled) only"))
+        if str(asr.get("enabled", "auto")).lower() == "false":
+            rows.append(Row("warn", "data.transcripts", "none, and asr.enabled is false: no text at all (every "
+                            "text feature is a missing modality); set data.transcripts or asr.enabled: auto"))
+        else:
+            rows.append(Row("info", "data.transcripts", "none: text features come from ASR (asr.enabled) only"))
         return
     col = data["transcript_column"]
     tr = _read(data["transcripts"], "data.transcripts", rows, ("name",), str(data.get("encoding") or ""))
@@ -218,7 +258,7 @@ def check_transcripts(data: dict[str, Any], splits: dict[str, set[str]], rows: l
         return
     if col not in tr.columns:
         rows.append(Row("error", "data.transcript_column", f"{col!r} is not a column of {data['transcripts']} "
-                        f"(columns: {list(tr.columns)[:8]})"))
+                        f"({_header(tr)})"))
         return
     have = set(tr.loc[tr[col].astype(str).str.strip() != "", "name"])
     parts = [f"{k} {len(v & have)}/{len(v)}" for k, v in splits.items() if v]
@@ -278,7 +318,7 @@ def run_checks(cfg: dict[str, Any], configfiles: list[str], dag: bool = True) ->
     unlabeled = names - labeled - test
     rows.append(Row("info", "splits", f"{len(names)} videos: {len(labeled)} labeled, {len(test)} test, "
                     f"{len(unlabeled)} unlabeled (MAE pretraining + pseudo-label pool)"))
-    check_transcripts(cfg["data"], {"labeled": labeled, "test": test, "unlabeled": unlabeled}, rows)
+    check_transcripts(cfg["data"], {"labeled": labeled, "test": test, "unlabeled": unlabeled}, rows, cfg.get("asr") or {})
     check_models(cfg, rows)
     check_gpu(cfg, rows)
     if dag and not any(r.level == "error" for r in rows):

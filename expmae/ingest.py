@@ -19,6 +19,10 @@ Sharding scheme (the registry, `results/ingest/registry.parquet`):
 - Ids that disappear from disk stay registered (their QC rows then say "file missing");
   a duplicate id (same stem in two folders, or a.mp4 + a.avi) keeps the first path in
   folder order and is reported in `results/ingest/issues.tsv`.
+- Files that are not regular (FIFO, device, socket, a symlink into /proc) are registered with size and
+  mtime 0 and never read (ingest issue row `not a regular file`): they cannot hang a job or rerun a shard.
+- On disk the registry is verified on every read and kept with a second copy; a corrupt or lost one stops
+  the run naming the recovery command (expmae/registry.py), never a silent reassignment.
 The main Snakemake process plans the registry in memory at every parse (a dry run shows the
 jobs a real run will execute, and writes nothing); a real run persists it when it starts
 (onstart). Remote/cluster job processes only read the persisted one.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,12 +40,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from expmae.io import config_hash, file_sha256, write_table, write_text
+from expmae import registry as _registry
+from expmae.io import NotRegularFile, config_hash, file_sha256, kernel_path, write_table, write_text
 from expmae.manifest import with_manifest
+from expmae.registry import COLUMNS, ROLES, RegistryError  # ROLES: role -> shard id prefix (data.predict)
 
 DEFAULT_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv")
-COLUMNS = ["name", "path", "shard", "size", "mtime_ns", "role"]
-ROLES = {"train": "s", "predict": "p"}  # role (registry column) -> shard id prefix (data.predict: expmae/predict)
+NOT_REGULAR = "not a regular file: skipped (a FIFO, device, socket or /proc file; never read)"
 
 
 def shard_id(i: int, prefix: str = "s") -> str:
@@ -120,6 +126,12 @@ def scan(dirs: Sequence[str | os.PathLike], exts: Iterable[str] = DEFAULT_EXTS) 
                 issues.append((name, path, f"cannot stat: {err.strerror or type(err).__name__}"))
                 continue
             seen[name] = rel(path)
+            if not stat.S_ISREG(st.st_mode) or (e.is_symlink() and kernel_path(path)):
+                # FIFO, device, socket, /proc file: never read (it can block or never end), and registered with
+                # fixed size/mtime so its shard's fingerprint is stable (/proc/self/mem has a new mtime per reader)
+                issues.append((name, path, NOT_REGULAR))
+                rows.append((name, path, 0, 0))
+                continue
             rows.append((name, path, st.st_size, st.st_mtime_ns))
     df = pd.DataFrame(rows, columns=["name", "path", "size", "mtime_ns"])
     return Scan(df.astype({"size": "int64", "mtime_ns": "int64"}), issues)
@@ -147,7 +159,8 @@ def check_data(data: dict) -> list[str]:
             errors.append(f"config key data.encoding: unknown encoding {data['encoding']!r} (e.g. cp1252, latin-1, big5)")
     for key in ("labels", "transcripts", "test", "test_labels"):
         if data.get(key) and not Path(data[key]).is_file():
-            errors.append(f"config key data.{key}: file {data[key]!r} does not exist")
+            there = Path(data[key]).exists()  # a FIFO or device would block or never end when read
+            errors.append(f"config key data.{key}: file {data[key]!r} " + ("is not a regular file" if there else "does not exist"))
     return errors
 
 
@@ -224,20 +237,18 @@ def plan_registry(results: str | os.PathLike, dirs: Sequence[str], exts: Iterabl
 
 
 def read_registry(results: str | os.PathLike) -> pd.DataFrame:
-    """The persisted registry (empty when none): what cluster job processes use, never rescanning."""
-    reg_path = Path(results) / "ingest" / "registry.parquet"
-    if not reg_path.exists():
-        return pd.DataFrame(columns=COLUMNS)
-    reg = pd.read_parquet(reg_path)
-    return reg if "role" in reg else reg.assign(role="train")  # written before data.predict existed
+    """The persisted registry, verified (page CRCs, content digest, invariants: expmae/registry.py); empty
+    when nothing was ever registered. RegistryError (a ValueError) names the file and the recovery command."""
+    return _registry.read(results)
 
 
 def save_registry(results: str | os.PathLike, registry: pd.DataFrame, issues: str) -> None:
     """Persist a planned registry and its issues list, each only when it changed. The workflow calls
     this when a real run starts (onstart), so the assignment a dry run shows is the one that is kept."""
     old = read_registry(results)
-    if len(old) != len(registry) or not old.astype(str).reset_index(drop=True).equals(registry.astype(str)):
-        write_table(Path(results) / "ingest" / "registry.parquet", registry)
+    if len(old) != len(registry) or not old.astype(str).reset_index(drop=True).equals(registry.astype(str)) \
+            or not _registry.paths(results)[1].exists():  # the copy recovery falls back on
+        _registry.write(results, registry)
     issues_path = Path(results) / "ingest" / "issues.tsv"
     if not issues_path.exists() or issues_path.read_text(encoding="utf-8") != issues:
         write_text(issues_path, issues)
@@ -269,18 +280,25 @@ def fingerprints(registry: pd.DataFrame) -> dict[str, str]:
 
 
 def _stat(path: str) -> tuple[int, int]:
-    """(size, mtime_ns) of a file, (-1, -1) when it is gone or unreadable."""
+    """(size, mtime_ns) of a file, (-1, -1) when it is gone or unreadable, (0, 0) when it is not a regular
+    file (a data.manifest row naming a FIFO or /proc file: as scan registers it)."""
     try:
         st = os.stat(path)
-        return st.st_size, st.st_mtime_ns
     except OSError:
         return -1, -1
+    if not stat.S_ISREG(st.st_mode) or kernel_path(path):
+        return 0, 0
+    return st.st_size, st.st_mtime_ns
 
 
 def content_hash(path: str) -> str:
-    """sha256 of the file's bytes ("" when unreadable: the stages give that video its own QC row)."""
+    """sha256 of the file's bytes ("" when unreadable or not a regular file: the stages give that video its
+    own QC row). io.file_sha256 never opens a FIFO or device and reads no more than the file's size."""
     try:
         return file_sha256(path)
+    except NotRegularFile:
+        print(f"{shown(path)}: {NOT_REGULAR}")
+        return ""
     except OSError:
         return ""
 
@@ -289,7 +307,10 @@ def write_shard(registry_path: str | os.PathLike, shard: str, out: str | os.Path
                 hash_content: bool = True) -> pd.DataFrame:
     """The shard's manifest: name, path, size, mtime_ns, sha256 (content hash: a byte copy or a
     symlink of a video registered twice is found by the inputs check; "" with hash_content=False)."""
-    reg = pd.read_parquet(registry_path)
+    try:
+        reg = _registry.load(Path(registry_path))
+    except RegistryError as err:
+        raise SystemExit(f"{registry_path} is corrupt ({err}): {_registry.recover_hint(Path(registry_path).parent.parent)}")
     members = reg[reg["shard"] == shard].sort_values("name", ignore_index=True)
     if members.empty:
         raise SystemExit(f"shard {shard} is not in {registry_path}")

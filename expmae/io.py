@@ -139,11 +139,44 @@ def read_meta(path: str | os.PathLike) -> dict:
     return json.loads(md[META_KEY]) if META_KEY in md else {}
 
 
+class NotRegularFile(OSError):
+    """A path whose target is a FIFO, device, socket or kernel file (/proc, /sys, /dev): reading it may
+    block forever or never end, so it is never read (ingest makes it a `not a regular file` QC row)."""
+
+
+_KERNEL_TREES = ("/proc/", "/sys/", "/dev/")  # their "regular" files have no fixed bytes (/proc/self/mem, /proc/kmsg)
+
+
+def kernel_path(path: str | os.PathLike) -> bool:
+    """True for a path resolving into /proc, /sys or /dev (but /dev/shm, a plain tmpfs)."""
+    real = os.path.realpath(path)
+    return real.startswith(_KERNEL_TREES) and not real.startswith("/dev/shm/")
+
+
+def regular_file(path: str | os.PathLike) -> os.stat_result:
+    """os.stat of the path's target when it is a plain regular file, else NotRegularFile."""
+    st = os.stat(path)  # follows symlinks: the target decides
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(f"not a regular file: {path}")
+    if kernel_path(path):
+        raise NotRegularFile(f"not a regular file (kernel file): {path}")
+    return st
+
+
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+    """sha256 of a regular file's bytes, reading no more than its size when opened: a FIFO, device or
+    /proc file is refused before it is opened (NotRegularFile), O_NONBLOCK keeps a path swapped for a FIFO
+    in between from blocking the open, and the fstat of the open file is checked again."""
+    regular_file(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(f"not a regular file: {path}")
+        h, left = hashlib.sha256(), st.st_size
+        while left > 0 and (chunk := f.read(min(left, 1 << 20))):
             h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
 
 

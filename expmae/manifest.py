@@ -132,9 +132,17 @@ def read_manifest(manifest: str | os.PathLike, exts: Iterable[str]) -> tuple[pd.
     if not ascending and len(pc.unique(names)) < len(out):  # both far cheaper than duplicated() when none is
         dup = out["name"].duplicated()
         kept = out.loc[dup, "name"].map(out[~dup].set_index("name")["path"])
-        issues.extend(zip(out.loc[dup, "name"], out.loc[dup, "path"], "duplicate id: kept " + kept.astype(str)))
+        other = ~same_file(out.loc[dup, "path"], kept)  # the same file listed twice is no duplicate of itself
+        issues.extend(zip(out.loc[dup, "name"][other], out.loc[dup, "path"][other],
+                          ("duplicate id: kept " + kept.astype(str))[other]))
         out = out[~dup]
     return out.reset_index(drop=True)[COLUMNS], issues
+
+
+def same_file(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Per row: do paths a and b name one file (after resolving "..", "." and symlinks)? Called on the
+    rows of repeated ids only, so a manifest's other rows are never touched at parse time."""
+    return np.array([os.path.realpath(x) == os.path.realpath(y) for x, y in zip(a, b)], bool)
 
 
 def with_manifest(found, manifest: str | os.PathLike, exts: Iterable[str]):
@@ -143,7 +151,10 @@ def with_manifest(found, manifest: str | os.PathLike, exts: Iterable[str]):
     rows, issues = read_manifest(manifest, exts)
     both = rows["name"].isin(found.videos["name"])
     kept = rows.loc[both, "name"].map(found.videos.drop_duplicates("name").set_index("name")["path"])
-    issues += list(zip(rows.loc[both, "name"], rows.loc[both, "path"], "duplicate id: kept " + kept.astype(str)))
+    # a row listing the very file a folder scan found is that video, not a duplicate of it: no issue row
+    # (resolved only for the ids both hold, so parse time still never touches the manifest's other rows)
+    other = ~same_file(rows.loc[both, "path"], kept)
+    issues += list(zip(rows.loc[both, "name"][other], rows.loc[both, "path"][other], ("duplicate id: kept " + kept.astype(str))[other]))
     found.videos = pd.concat([found.videos, rows[~both]], ignore_index=True) if len(found.videos) else rows
     found.issues = [*found.issues, *issues]
     return found

@@ -4,6 +4,7 @@ import io
 import os
 
 import pandas as pd
+import pytest
 
 from expmae.ingest import (
     assign, fingerprints, plan_registry, read_registry, save_registry, scan, update_registry, write_shard,
@@ -114,3 +115,58 @@ def test_a_video_moved_between_videos_and_predict_keeps_its_role_with_an_issue_r
     assert reg2.set_index("name")["role"].to_dict() == {"a": "train", "b": "train", "c": "predict"}
     rows = pd.read_csv(io.StringIO(issues2), sep="\t").set_index("name")["reason"]
     assert "never trains" in rows["c"] and "not predicted" in rows["b"] and "a" not in rows
+
+
+def _specials(folder):
+    """A FIFO, a /dev/zero symlink and a /proc/self/mem symlink beside a real video."""
+    touch(folder / "real.mp4")
+    os.mkfifo(folder / "pipe.mp4")
+    (folder / "zero.mp4").symlink_to("/dev/zero")
+    (folder / "mem.mp4").symlink_to("/proc/self/mem")
+
+
+def test_special_files_are_never_read_and_become_issue_rows(tmp_path):
+    import subprocess
+    import sys
+
+    from expmae.ingest import NOT_REGULAR
+
+    _specials(tmp_path / "v")
+    # in a child with a deadline: hashing a FIFO to EOF used to block forever
+    code = ("import sys; from expmae.ingest import content_hash; "
+            "print([content_hash(sys.argv[1] + f) for f in ('/pipe.mp4', '/zero.mp4', '/mem.mp4', '/real.mp4')])")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v")], capture_output=True, text=True, timeout=20)
+    assert p.stdout.strip().splitlines()[-1] == str(["", "", "", hashlib.sha256(b"x").hexdigest()]), p.stderr
+    s = scan([tmp_path / "v"], [".mp4"])
+    assert sorted((n, r) for n, _, r in s.issues) == [(n, NOT_REGULAR) for n in ("mem", "pipe", "zero")]
+    assert s.videos.set_index("name").loc[["mem", "pipe", "zero"], ["size", "mtime_ns"]].eq(0).all().all()
+
+
+def test_proc_symlink_never_reruns_its_shard(tmp_path):
+    _specials(tmp_path / "v")
+    fp = [fingerprints(plan_registry(tmp_path / "res", [str(tmp_path / "v")], [".mp4"], 10)[0]) for _ in range(2)]
+    assert fp[0] == fp[1]
+
+
+@pytest.mark.e2e
+def test_shard_job_with_special_files_finishes_with_their_qc_rows(tmp_path):
+    """The real rules: ingest, the inputs check and the face stage of a shard holding a FIFO and a
+    /dev/zero symlink finish within a minute, each special file a QC row."""
+    import time
+
+    from fixtures.workflow import placeholder_workflow, smk
+
+    wd = placeholder_workflow(tmp_path / "wd", n=6)
+    videos = wd / "data" / "tiny" / "videos"
+    os.mkfifo(videos / "pipe.mp4")
+    (videos / "zero.mp4").symlink_to("/dev/zero")
+    t0 = time.monotonic()
+    try:
+        smk(wd, "-p", "results/qc/inputs.tsv", "results/faces/s00000")
+    except Exception as err:  # noqa: BLE001
+        pytest.fail(str(err)[-3000:])
+    took = time.monotonic() - t0
+    qc = pd.read_csv(wd / "results" / "qc" / "inputs.tsv", sep="\t")
+    reasons = qc.set_index("name")["reason"].to_dict()
+    assert "not a regular file" in reasons.get("pipe", "") and "not a regular file" in reasons.get("zero", ""), qc
+    assert took < 60, f"{took:.0f} s"

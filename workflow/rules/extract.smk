@@ -98,7 +98,8 @@ use rule extract_audio as extract_visual with:
 
 rule asr:
     # faster-whisper transcripts of the videos that need one (asr.enabled; default auto = the
-    # videos without a transcript CSV row). Only shards with such videos get this job.
+    # videos without a transcript CSV row). --transcripts=: an unset data.transcripts renders as
+    # nothing, and a bare flag would stop argparse. Only shards with such videos get this job.
     input:
         f"{RES}/ingest/{{shard}}.parquet",
     output:
@@ -115,7 +116,7 @@ rule asr:
         column=DATA["transcript_column"],
         todo=lambda w: ASR_TODO.get(w.shard, ""),
     shell:
-        "python -m expmae.features asr --manifest {input:q} --transcripts {params.transcripts:q}"
+        "python -m expmae.features asr --manifest {input:q} --transcripts={params.transcripts:q}"
         " --column {params.column:q} --out {output:q} --params {params.cfg:q} > {log:q} 2>&1"
 
 
