@@ -148,3 +148,24 @@ def test_legacy_non_zip_pth_loads(tmp_path):
     assert not zipfile.is_zipfile(f)
     cfg = MAEConfig.from_dict({"init": str(f), "img_size": S, "num_heads": 2})
     assert cfg.embed_dim == TINY["embed_dim"] and cfg.init_sha256
+
+
+def test_public_extractor_weights_that_cannot_be_read_name_the_key(tmp_path):
+    """The feature job's loaders (wav2vec2 here): a truncated weights file is one line naming the key and folder."""
+    import pandas as pd
+    import transformers as tf
+
+    from expmae.features import run as feature_run
+
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                 conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                 num_conv_pos_embedding_groups=2)
+    folder = tmp_path / "w2v"
+    tf.Wav2Vec2Model(tf.Wav2Vec2Config(**small)).save_pretrained(folder)
+    tf.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(folder)
+    w = folder / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:200])
+    pd.DataFrame({"name": ["a"], "path": [str(tmp_path / "a.mp4")]}).to_parquet(tmp_path / "m.parquet")
+    with pytest.raises(SystemExit, match=rf"^config key features\.w2v\.model \({folder}\): its weights cannot be loaded"):
+        feature_run.extract("w2v", {"extractor": "wav2vec2", "model": str(folder), "device": "cpu"},
+                            str(tmp_path / "m.parquet"), str(tmp_path / "o.parquet"))

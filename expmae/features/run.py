@@ -186,7 +186,12 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
     else:
         device = "cpu"  # CPU-only extractors (openSMILE) never import torch: 1-2 s less per job
     ext = create(reg_name, params, key, device, inputs={"faces": faces, "encoder": encoder, "encoder_sha256": encoder_sha})
-    ext.load()
+    try:
+        ext.load()
+    except Exception as err:  # noqa: BLE001 — a weights file that cannot be read: one line naming the key and file
+        src = next((f"{key}.{k} ({params[k]})" for k in ("pretrained", "model") if params.get(k)), key)
+        why = str(err).splitlines()[0][:200] if str(err) else ""
+        raise SystemExit(f"config key {src}: its weights cannot be loaded ({type(err).__name__}: {why})") from None
     meta: dict[str, Any] = {"extractor": name, "registry_name": reg_name, "model_id": ext.model_id,
                             "modality": cls.modality, "config_hash": chash,
                             "params": {**params, "device": device_spec}, "version": cls.version,
