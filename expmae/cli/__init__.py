@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = importlib.import_module(COMMANDS[name][0]).main(rest)
+    except BrokenPipeError:  # `expmae features list | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except SystemExit as e:  # argparse: 0 after --help, 2 on a usage error
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except (ValueError, FileNotFoundError) as err:  # config and data errors name their key or file
