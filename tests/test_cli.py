@@ -167,6 +167,8 @@ def test_console_reads_a_real_snakemake_run(tmp_path):
     assert console.counts == {"a": 1, "b": 1, "c": 1, "all": 1}
     assert [ln for ln in lines if ln.startswith("[")] == [ln for ln in lines if re.match(r"\[1/4\] a  0:00:\d\d elapsed", ln)]
     assert lines.count("note: fuse.modalities.visual: ['x'] not in classify.feature_sets, ignored") == 1
+    for line in ["Error in rule b:", "    jobid: 3", "    log: logs/b.log (check log file(s) for error details)"]:
+        console.feed(line)  # a retried job's second failure (--retries): still one job in the summary
     summary = console.summary(tmp_path)
     assert summary[:3] == ["1 job(s) failed:", "  b", "    log: logs/b.log"]
     assert "    | ValueError: config key classify.folds = 2 is too many" in summary

@@ -212,9 +212,11 @@ class Console:
     def summary(self, workdir: Path) -> list[str]:
         """What failed and why, one block per failed job (or Snakemake's own error when no job ran)."""
         out: list[str] = []
-        if self.failures:
-            out.append(f"{len(self.failures)} job(s) failed:")
-            for f in self.failures:
+        # a job retried (--retries, the slurm profile) fails once per attempt: its last attempt stands for it
+        failed = list({(f.rule, f.wildcards): f for f in self.failures}.values())
+        if failed:
+            out.append(f"{len(failed)} job(s) failed:")
+            for f in failed:
                 out += f.render(workdir)
         else:
             out += parse_error(self.lines)
