@@ -143,9 +143,16 @@ def test_special_files_are_never_read_and_become_issue_rows(tmp_path):
 
 
 def test_proc_symlink_never_reruns_its_shard(tmp_path):
+    """Each parse is a new process, and /proc/self/mem is the reader's own: two processes must agree."""
+    import subprocess
+    import sys
+
     _specials(tmp_path / "v")
-    fp = [fingerprints(plan_registry(tmp_path / "res", [str(tmp_path / "v")], [".mp4"], 10)[0]) for _ in range(2)]
-    assert fp[0] == fp[1]
+    code = ("import sys; from expmae.ingest import fingerprints, plan_registry; "
+            "print(fingerprints(plan_registry(sys.argv[1], [sys.argv[2]], ['.mp4'], 10)[0]))")
+    fp = [subprocess.run([sys.executable, "-c", code, str(tmp_path / "res"), str(tmp_path / "v")],
+                         capture_output=True, text=True, timeout=60).stdout for _ in range(2)]
+    assert fp[0] and fp[0] == fp[1]
 
 
 @pytest.mark.e2e
