@@ -86,6 +86,13 @@ def prior_row(df: pd.DataFrame, classes: list[str], where: dict, calibrate_first
     return compare(fixed, S.argmax(2), where, len(classes))
 
 
+def per_fold(pool: pd.DataFrame | None, probs: pd.DataFrame) -> list[int] | None:
+    """Pseudo-labels each fold model trains on (every fold, empty ones as 0)."""
+    if pool is None:
+        return None
+    return pool.groupby("fold").size().reindex(range(int(probs["fold"].max()) + 1), fill_value=0).tolist()
+
+
 def fmt(c: dict | None) -> str:
     if not c:
         return "n/a"
@@ -115,7 +122,7 @@ def table(base: Path, variants: dict[str, Path], truth: dict[str, int], classes:
         pool = pd.read_parquet(vdir / "pseudo" / f"round{round_ - 1}.parquet") if round_ else None
         res[f"pseudo-labels: {name}"] = {**compare(seed_probs(vdf, classes).argmax(2), ref, where, len(classes)),
                                          "final": final_dir(vdir, round_).name,
-                                         "pool_per_fold": None if pool is None else pool.groupby("fold").size().tolist()}
+                                         "pool_per_fold": per_fold(pool, fin)}
     lines = [f"Reference: the defaults' final model `{fdir.parent.parent.name}/all/{fdir.name}`; option minus reference, "
              "weighted F1 of the seed ensemble [95% paired bootstrap over videos] (the 3 seeds' own differences, "
              "mean ± sd); ** = the interval excludes 0.", "",
@@ -124,8 +131,7 @@ def table(base: Path, variants: dict[str, Path], truth: dict[str, int], classes:
         if "oof" in v or "test" in v:
             lines.append(f"| {k} | {fmt(v.get('oof'))} | {fmt(v.get('test'))} |")
     base_pool = pd.read_parquet(base / "pseudo" / f"round{round_ - 1}.parquet") if round_ else None
-    picked = [("x: defaults", {"final": fdir.name, "pool_per_fold": None if base_pool is None else
-                               base_pool.groupby("fold").size().tolist()})]
+    picked = [("x: defaults", {"final": fdir.name, "pool_per_fold": per_fold(base_pool, fin)})]
     picked += [(k, v) for k, v in res.items() if "pool_per_fold" in v]
     if len(picked) > 1:
         lines += ["", "| pseudo-label variant | its final model | pseudo-labels per fold model (round 0 -> 1) |",
