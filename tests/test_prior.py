@@ -117,3 +117,19 @@ def test_the_report_records_the_estimate_and_submits_the_correction_on_request(t
     sub = pd.read_csv(io.StringIO(csv))
     assert len(sub) == 300 and final["prior_estimate"]["calibration"]["temperature"] > 0
     assert (sub["discrete"] == "sad").sum() > (df["pred"].iloc[300:] == "sad").sum()
+
+
+def test_the_demo_draws_its_test_split_with_mer2023s_prior():
+    """expmae.demo --test-prior mer2023: the test classes in test3's proportion (largest remainder), and the
+    draws of the other splits unchanged (the same RNG consumption), so their videos stay byte-identical."""
+    from expmae.demo.dataset import class_counts, plan_clips
+    from expmae.demo.spec import TEST_PRIORS
+
+    assert class_counts(TEST_PRIORS["mer2023"], 96).tolist() == [19, 21, 19, 30, 5, 2]
+    assert class_counts(TEST_PRIORS["balanced"], 48).tolist() == [8] * 6
+    names = [f"t{i}" for i in range(96)]
+    rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(0)
+    shifted = plan_clips(names, "test", rng_a, 16, TEST_PRIORS["mer2023"])
+    plan_clips(names, "test", rng_b, 16)
+    assert pd.Series([r["discrete"] for r in shifted]).value_counts()["sad"] == 30
+    assert rng_a.random() == rng_b.random()  # what is drawn after the test split does not move
