@@ -106,7 +106,7 @@ def probe(epochs: int, threads: int, rep: Report) -> None:
     from expmae.features.run import extract
     from expmae.io import read_features
     from expmae.mae.pretrain import PretrainConfig, train
-    from expmae.mae.probe import linear_probe_f1
+    from expmae.probe import linear_probe_f1
 
     torch.set_num_threads(threads)
     params = {**workflow_config()["mae"], "seed": 0, "device": "cpu",
