@@ -8,7 +8,7 @@ DEMO := data/demo
 # The demo's data paths (config.yaml leaves data: empty): every demo target passes this preset.
 DEMO_CFG := --configfile workflow/presets/demo.yaml
 
-.PHONY: help venv demo check models run test lint dry clean report
+.PHONY: help venv demo check models run test test-fast test-e2e lint dry clean report
 # A bare `make` prints the targets; the run is `make run`.
 .DEFAULT_GOAL := help
 
@@ -16,6 +16,8 @@ DEMO_CFG := --configfile workflow/presets/demo.yaml
 help:
 	@echo "make run      venv + install + demo data + preflight check + the whole workflow (~8 min on 2 cores)"
 	@echo "make test     same install, then pytest"
+	@echo "make test-fast  unit tests only: no Snakemake, no demo build (< 3 min on 2 cores)"
+	@echo "make test-e2e   the Snakemake and slow tests (make test runs both tiers)"
 	@echo "make check    preflight of the demo config and data (writes nothing under results/)"
 	@echo "make dry      what a run would do (Snakemake dry run)"
 	@echo "make report   HTML report of the last run: results/report.html (CFG=\"preset.yaml my.yaml\")"
@@ -64,8 +66,16 @@ report: venv
 dry: venv demo
 	$(BIN)/snakemake --profile workflow/profiles/default --cores $(CORES) $(DEMO_CFG) -n
 
+# Everything (CI runs this). test-fast: units only, no Snakemake, no demo build or pretraining (< 3 min on
+# 2 cores); test-e2e: the rest. Markers in pyproject.toml; the slurm tests need `make test-slurm`.
 test: venv
 	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not e2e and not slow and not slurm"
+
+test-e2e: venv
+	$(BIN)/python -m pytest -q -m "(e2e or slow) and not slurm"
 
 # Snakemake's linter and snakefmt (line length in pyproject.toml); both must be clean (CI runs this).
 lint: venv demo

@@ -1,7 +1,11 @@
 """Resources shape the jobs' commands: several GPUs for MAE pretraining -> torchrun DDP."""
 import re
 
+import pytest
+
 from fixtures.workflow import smk
+
+pytestmark = pytest.mark.e2e
 
 
 def pretrain_commands(wd, *extra):

@@ -322,6 +322,7 @@ def test_asr_tiny_en_on_a_real_clip(tmp_path):
 
 
 # ---------------------------------------------------------------- Snakemake: only the new extractor's jobs
+@pytest.mark.e2e
 def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
     from fixtures.workflow import dry_run_jobs, placeholder_workflow, smk
 

@@ -49,6 +49,7 @@ def test_corpus_registers_every_video_once_and_reports_the_rest(scanned):
     assert all(not p.startswith("/") for _, _, r in scanned.issues for p in r.split())  # no absolute paths
 
 
+@pytest.mark.e2e
 def test_non_utf8_name_never_stops_the_workflow(tmp_path):
     """Defect 2: a Latin-1 file name used to stop every run (also -n) at parse time."""
     wd = placeholder_workflow(tmp_path / "wf", 8)
@@ -182,6 +183,7 @@ def test_data_config_errors_name_the_key(tmp_path):
                ingest.check_data({"videos": [str(tmp_path / "v")], "labels": "", "encoding": "klingon"}))
 
 
+@pytest.mark.e2e
 def test_partial_overlay_never_inherits_demo_files_and_missing_folder_is_an_error(tmp_path):
     """Defects 6 and 3, through Snakemake itself (dry runs: nothing is written)."""
     wd = placeholder_workflow(tmp_path / "wf", 8)
@@ -217,6 +219,7 @@ def test_corrupt_cache_is_named_and_removed(tmp_path):
     assert p.returncode == 1 and "removed" in p.stdout and not f.exists() and not (tmp_path / "ok").exists()
 
 
+@pytest.mark.e2e
 def test_deleted_shard_output_is_rebuilt_by_a_plain_rerun(tmp_path):
     """Defect 5: after rm of one cached shard file, a rerun must rebuild it and what depends on it
     (it said "Nothing to be done"). Real Snakemake over placeholder outputs (--touch): no decoding."""

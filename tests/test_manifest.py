@@ -95,6 +95,7 @@ def test_gone_path_is_a_qc_row_of_the_jobs(tmp_path):
     assert rows["gone"] == "file missing"
 
 
+@pytest.mark.e2e
 def test_dry_run_from_a_manifest(tmp_path):
     wd = placeholder_workflow(tmp_path / "wf", n=12)
     videos = sorted((wd / "data" / "tiny" / "videos").iterdir())

@@ -126,6 +126,7 @@ def test_models_offline_lists_what_is_missing(release, tmp_path):
     assert p.returncode == 1 and "download(s) failed" in p.stderr, p.stdout + p.stderr
 
 
+@pytest.mark.e2e
 def test_mer2023_preset_end_to_end(shared_data, tmp_path):
     release = tmp_path / "dataset-release"
     names = build_release(release, shared_data)
@@ -161,6 +162,7 @@ def test_mer2023_preset_end_to_end(shared_data, tmp_path):
     assert "no audio stream" in summary[(summary.name == names["train"][5]) & (summary.stage == "audio")]["reason"].tolist()
 
 
+@pytest.mark.e2e
 def test_mer2025_preset_submits_name_discrete(release, tmp_path):
     """The MER 2025 layout (one video/ folder, track1_train_disdim.csv, subtitle_chieng.csv, the candidate
     list) dry-runs, and its report job writes name,discrete submissions."""

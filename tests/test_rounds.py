@@ -44,6 +44,7 @@ def jobs_with_commands(wd, *configs):
     return jobs, cmds
 
 
+@pytest.mark.e2e
 def test_raising_rounds_only_adds_jobs(wf):
     (wf / "r1.yaml").write_text("pseudolabel:\n  rounds: 1\n")
     (wf / "r3.yaml").write_text("pseudolabel:\n  rounds: 3\n")
@@ -70,6 +71,7 @@ def test_raising_rounds_only_adds_jobs(wf):
     assert train(c1) and train(c1) <= train(c3), sorted(train(c1) - train(c3))[:3]
 
 
+@pytest.mark.e2e
 def test_fusion_layout_follows_config(wf):
     (wf / "fuse.yaml").write_text("pseudolabel:\n  rounds: 0\nfuse:\n  heads: [fbp, late]\n  combinations: [[audio, text]]\n")
     jobs, cmds = jobs_with_commands(wf, "fuse.yaml")
