@@ -98,6 +98,7 @@ def make_ds(tmp_path, n=120, noise=1.0, seed=0):
     return paths, y
 
 
+@pytest.mark.slow
 def test_cross_validation_learns_and_fbp_fuses(tmp_path):
     paths, y = make_ds(tmp_path)
     ds = data.load(paths, tmp_path / "labels.csv", tmp_path / "test.csv", CLASSES, tmp_path / "tl.csv")

@@ -19,6 +19,7 @@ from expmae import demo
 from expmae.demo.__main__ import main as demo_main
 from expmae.demo.audio import synth_voice
 
+pytestmark = pytest.mark.slow  # builds demo datasets (real H.264 + audio) in most tests
 CSVS = ["labels.csv", "transcripts.csv", "test.csv", "test_labels.csv", "cues.csv"]
 BAD = ["corrupt_0001", "empty_0001", "noface_0001", demo.ODD_NAME]
 

@@ -150,6 +150,7 @@ def test_registry_config_and_encode() -> None:
     assert "pos_embed" not in m2.state_dict()  # fixed sin-cos: recomputed, never stored
 
 
+@pytest.mark.slow
 def test_loss_decreases(shards, tmp_path) -> None:
     """A few dozen steps lower the loss on a fixed batch with fixed masks (not the noisy step losses)."""
     from expmae.imaging import to_tensor
@@ -168,6 +169,7 @@ def test_loss_decreases(shards, tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- engine
 
+@pytest.mark.slow
 def test_resume_after_kill_is_bit_exact(shards, tmp_path) -> None:
     c = cfg(checkpoint_every_steps=2)  # 19 samples, batch 6: 3 steps/epoch, 9 steps
     full = train(c, shards, tmp_path / "full")
@@ -190,6 +192,7 @@ def test_resume_after_kill_is_bit_exact(shards, tmp_path) -> None:
     assert not torch.equal(other.model.blocks[0].attn.qkv.weight, full.model.blocks[0].attn.qkv.weight)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_cli_matches_uninterrupted(shards, tmp_path) -> None:
     """A real kill: SIGKILL the CLI as soon as its first checkpoint lands, rerun, compare weights."""
     torch.set_num_threads(1)  # earlier tests (thread-pool limits) may have changed it; must match the child
@@ -250,6 +253,7 @@ def _ddp_worker(rank: int, world: int, port: int, faces: list[str], out: str) ->
     save_file({k: v.contiguous() for k, v in res.model.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_gloo(shards, tmp_path) -> None:
     mp.spawn(_ddp_worker, args=(2, _free_port(), [str(s) for s in shards], str(tmp_path)), nprocs=2, join=True)
     r0, r1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
@@ -396,6 +400,7 @@ def vcfg(**kw) -> PretrainConfig:
     return PretrainConfig.from_params({**base, **kw})
 
 
+@pytest.mark.slow
 def test_video_pretrain_loss_decreases_and_resumes(shards, tmp_path) -> None:
     from expmae.mae.clips import FaceClipDataset, build_clip_samples
     from expmae.faces.store import load_face_shard

@@ -137,6 +137,7 @@ sys.exit(max(p.wait() for p in procs))
 """
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_through_the_multi_node_launcher(shards, tmp_path) -> None:
     """Two 'nodes' x 1 process: the launcher's srun + torchrun command, c10d rendezvous on
     localhost, DDP over gloo; rank 0 writes the encoder and records world size 2."""

@@ -244,6 +244,7 @@ def test_video_mae_inflated_from_an_image_mae(tmp_path, fmt: str) -> None:
         ours(clip)  # and it trains: a forward with masking runs
 
 
+@pytest.mark.slow
 def test_demo_writes_public_format_init_checkpoints(tmp_path) -> None:
     """The demo's generic checkpoints load through mae.init / mae_video.init (as the demo preset
     uses them): facebookresearch layout at 128 px -> 112 px crops (interpolated), VideoMAE .pth."""

@@ -72,6 +72,7 @@ def test_all_splits_change_nothing(data, tmp_path) -> None:
         setup(PretrainConfig.from_params({**TINY, "pretrain_splits": ["labeled"]}), data["shards"], tmp_path / "d")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_meta_records_splits_and_transductive(data, tmp_path, kind: str) -> None:
     lists = ["--labels", str(data["labels"]), "--test", str(data["test"]), "--classes", ",".join(data["classes"])]

@@ -73,6 +73,7 @@ def f1(d: str) -> float:
     return json.loads(open(f"{d}/metrics.json").read())["weighted_f1"]
 
 
+@pytest.mark.slow
 def test_permuted_labels_stay_at_chance_in_every_round(tmp_path):
     rng = np.random.default_rng(7)
     n_lab, n_test = 120, 30
@@ -96,6 +97,7 @@ def test_permuted_labels_stay_at_chance_in_every_round(tmp_path):
     assert set(pool["fold"]) == set(range(5)) and set(pool["round"]) == {0, 1}
 
 
+@pytest.mark.slow
 def test_a_signal_in_one_modality_is_found_and_kept_by_fusion(tmp_path):
     rng = np.random.default_rng(3)
     n_lab, n_unl, n_test = 150, 60, 30

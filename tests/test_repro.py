@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from safetensors.numpy import load_file
 
 from expmae.io import write_features
@@ -55,6 +56,7 @@ def run_job(tmp_path: Path, args: list[str], cpu: dict[str, str], out: str) -> t
     return pd.read_parquet(tmp_path / out / "probs.parquet"), m, w
 
 
+@pytest.mark.slow
 def test_training_job_gives_the_same_numbers_on_two_cpus(tmp_path):
     args = job_inputs(tmp_path)
     (pa, ma, wa), (pb, mb, wb) = run_job(tmp_path, args, AVX2_CPU, "avx2"), run_job(tmp_path, args, PLAIN_CPU, "plain")
