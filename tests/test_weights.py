@@ -85,6 +85,7 @@ save_encoder(sys.argv[1], m, {{"step": 1, **meta}})
 """
 
 
+@pytest.mark.slow  # fresh processes that import torch
 def test_equal_encoders_have_equal_bytes_across_processes(tmp_path):
     """Defect 7: the header's metadata order came from a Rust HashMap, different in every process."""
     code = BUILD.format(cfg=repr(TINY))
@@ -120,6 +121,7 @@ def fb_state() -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in MAE(MAEConfig.from_dict({**TINY})).state_dict().items()}
 
 
+@pytest.mark.slow  # fresh processes that import torch
 def test_pickle_refused_by_weights_only_names_the_key_and_file(tmp_path):
     f = tmp_path / "evil.pth"
     torch.save({"model": fb_state(), "extra": Opaque()}, f)
@@ -129,6 +131,7 @@ def test_pickle_refused_by_weights_only_names_the_key_and_file(tmp_path):
     assert line.startswith(f"config key mae_video.init: {f}: refused")
 
 
+@pytest.mark.slow  # fresh processes that import torch
 def test_truncated_checkpoints_name_the_key_and_file(tmp_path):
     sd = fb_state()
     torch.save({"model": sd}, tmp_path / "full.pth")
