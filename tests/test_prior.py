@@ -117,6 +117,11 @@ def test_the_report_records_the_estimate_and_submits_the_correction_on_request(t
     sub = pd.read_csv(io.StringIO(csv))
     assert len(sub) == 300 and final["prior_estimate"]["calibration"]["temperature"] > 0
     assert (sub["discrete"] == "sad").sum() > (df["pred"].iloc[300:] == "sad").sum()
+    from expmae.report.tables import prior_table  # the report page shows the estimate beside the truth
+
+    page = prior_table(final["prior_estimate"])
+    assert "test estimate [95%]" in page and f"{final['prior_estimate']['test_estimate']['sad']:.2f} [" in page
+    assert "applied to the submission" in page
 
 
 def test_the_demo_draws_its_test_split_with_mer2023s_prior():

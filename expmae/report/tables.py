@@ -97,6 +97,7 @@ def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict) -> str:
     shift = final.get("prior_shift")
     shift_note = (f"<p>Test scores: the test class prior differs from the labeled set ({html.escape(shift['note'])}),"
                   " so test and out-of-fold scores differ for a reason that is not overfitting.</p>") if shift else ""
+    shift_note += prior_table(final.get("prior_estimate"))
     return ("<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font:13px sans-serif}"
             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}</style></head><body>"
             "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: the seed ensemble's"
@@ -112,3 +113,21 @@ def pseudo_table(pseudo: dict[str, dict], classes: list[str]) -> pd.DataFrame:
     return pd.DataFrame([{"round": int(r), "n": v["n"], "source": v["source"], "mean_confidence": v["mean_confidence"],
                           **{c: v["class_mix"].get(c, 0) for c in classes}} for r, v in sorted(pseudo.items())],
                         columns=["round", "n", "source", "mean_confidence", *classes])
+
+
+def prior_table(est: dict | None) -> str:
+    """The test pool's class prior as the report shows it: labeled counts, the final model's OOF mean, the EM
+    estimate [95% interval] (expmae.train.prior) and, with test labels, the truth and the re-weighted F1."""
+    if not est:
+        return ""
+    classes = list(est["source"])
+    truth = est.get("test_true") or {}
+    rows = "".join(f"<tr><th>{html.escape(c)}</th><td>{est['labeled_counts'][c]:.2f}</td><td>{est['source'][c]:.2f}</td>"
+                   f"<td>{est['test_estimate'][c]:.2f} [{est['test_estimate_ci'][c][0]:.2f}, {est['test_estimate_ci'][c][1]:.2f}]"
+                   f"</td><td>{'' if c not in truth else f'{truth[c]:.2f}'}</td></tr>" for c in classes)
+    f1 = (f" Test weighted F1 {est['test_weighted_f1']:.3f}, re-weighted to the estimate {est['test_weighted_f1_corrected']:.3f}."
+          if "test_weighted_f1" in est else "")
+    used = "applied to the submission (prior.correct)" if est.get("applied") else "not applied (prior.correct: false)"
+    return ("<h3>Test class prior: EM estimate from the final model's test predictions (Saerens et al. 2002)</h3>"
+            "<table><tr><th>class</th><th>labeled (counts)</th><th>final model, OOF mean</th><th>test estimate [95%]</th>"
+            f"<th>test truth</th></tr>{rows}</table><p>Re-weighting: {used}.{html.escape(f1)}</p>")
