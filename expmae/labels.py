@@ -4,8 +4,8 @@ Decoding (expmae.io.decode) tries UTF-8, UTF-8 with a BOM, the configured `data.
 (a superset of GBK/GB2312, common for Chinese MER data); only when none decodes every byte are bad bytes replaced,
 and that is a QC row (stage `inputs`), never silent garbage. Problems are rows, never a stopped run.
 
-Every QC row is {"name", "stage", "reason"}; the reasons are the vocabulary in README ("When something
-goes wrong"). File names appear as base names, never absolute paths (the table is shared).
+Every QC row is {"name", "stage", "reason"}; the reasons are the vocabulary in docs/troubleshooting.md
+("Read the QC table first"). File names appear as base names, never absolute paths (the table is shared).
 """
 from __future__ import annotations
 

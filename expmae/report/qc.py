@@ -1,6 +1,6 @@
 """The QC table, results/qc/summary.tsv: one row per (video, stage) problem, name / stage / reason.
 
-Stages and their reasons (the stable vocabulary, README "When something goes wrong"; the text after a
+Stages and their reasons (the stable vocabulary, docs/troubleshooting.md "Read the QC table first"; the text after a
 colon is detail):
     ingest   duplicate id | duplicate content | hidden file | file name not UTF-8 | folder scanned twice |
              unreadable folder | cannot stat
