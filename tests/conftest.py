@@ -4,11 +4,26 @@ from pathlib import Path
 import cv2  # noqa: F401  — must load before decord: decord's bundled zlib breaks cv2's libpng otherwise
 import pytest
 
+from fixtures import workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 # Keep torch from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a test's fixtures are set up: fixtures.workflow.smk refuses Snakemake to a test not marked e2e."""
+    workflow.E2E_TEST = item.get_closest_marker("e2e") is not None
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG on the tiny demo data, run once per test session (test_workflow, test_trust_workflow
+    and test_predict read it). Never change it: a test that changes data or config works on a copy,
+    fixtures.workflow.clone_run(tiny_run, ...), where Snakemake reruns only what the change touches."""
+    return workflow.tiny_run(tmp_path_factory.mktemp("tiny_run"))
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +60,4 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def wf(tmp_path_factory):
     """The workflow over 8 empty placeholder videos (one shard): enough for a dry-run."""
-    from fixtures.workflow import placeholder_workflow
-
-    return placeholder_workflow(tmp_path_factory.mktemp("wf"))
+    return workflow.placeholder_workflow(tmp_path_factory.mktemp("wf"))

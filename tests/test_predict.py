@@ -1,4 +1,5 @@
-"""Issue #17: use the trained recogniser. One tiny workflow run (module fixture) serves every check:
+"""Issue #17: use the trained recogniser. The session's tiny workflow run (tests/conftest.py tiny_run, read
+as it is; data.predict goes into a copy of it) serves every check:
 the bundle reproduces every model of the last round; `python -m expmae.predict` on the bundle and the
 test-split videos gives final.csv's labels and the final model's probabilities (1e-6); an unseen real clip
 gets a row; a tampered bundle and a missing local model are refused; data.predict videos run only their
@@ -15,22 +16,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expmae import demo, ingest
-from fixtures.workflow import copy_workflow, dry_run_jobs, smk
+from expmae import ingest
+from fixtures.workflow import clone_run, dry_run_jobs, smk
 
-# the tiny run without the video MAE (not a feature set of the default config) and one round: fewer jobs
-CFG = ("--configfile", "config_tiny.yaml", "fast.yaml")
+CFG = ("--configfile", "config_tiny.yaml")
 SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "unlabeled" / "single_face.mp4"
 PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "asr"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("predict"))
-    demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
-    (wd / "fast.yaml").write_text("mae_video: {enabled: false}\npseudolabel: {rounds: 0}\n")
-    smk(wd, *CFG)
-    return wd
+def run(tiny_run, tmp_path_factory):
+    """The session's run copied (new_folder adds data.predict videos to it); its last round is round 1."""
+    return clone_run(tiny_run, tmp_path_factory.mktemp("predict"))
 
 
 def classes_of(wd: Path) -> list[str]:
@@ -83,6 +80,7 @@ def final_probs(wd: Path) -> pd.DataFrame:
     return probs[probs["split"] == "test"].set_index("name")
 
 
+@pytest.mark.e2e
 def test_bundle_reproduces_every_model_of_the_last_round(run):
     from expmae.predict.bundle import verify
     from expmae.predict.model import Features, predict_folder, read_metrics
@@ -111,6 +109,7 @@ def test_bundle_reproduces_every_model_of_the_last_round(run):
         np.testing.assert_allclose(got["valence"].to_numpy(float), want["valence"].to_numpy(float), atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_standalone_predict_matches_the_submission(run, standalone):
     classes = classes_of(run)
     sub = pd.read_csv(run / "results" / "submission" / "final.csv", dtype={"name": str}).set_index("name")
@@ -127,6 +126,7 @@ def test_standalone_predict_matches_the_submission(run, standalone):
     assert np.isclose(broken[cols].sum(), 1)
 
 
+@pytest.mark.e2e
 def test_unseen_real_clip_gets_a_row(standalone):
     if not SHARED_CLIP.exists():
         pytest.skip("../shared/data not present")
@@ -134,6 +134,7 @@ def test_unseen_real_clip_gets_a_row(standalone):
     assert row["label"] in set(row.index.str.removeprefix("prob_")) and abs(row.filter(like="prob_").sum() - 1) < 1e-5
 
 
+@pytest.mark.e2e
 def test_tampered_bundle_and_missing_model_are_refused(run, tmp_path):
     from expmae.predict.bundle import write_manifest
     from expmae.predict.run import predict_videos
@@ -158,6 +159,7 @@ def test_tampered_bundle_and_missing_model_are_refused(run, tmp_path):
         predict_videos(str(b), [video], None)
 
 
+@pytest.mark.e2e
 def test_predict_folder_runs_only_its_shards_and_matches_standalone(run, in_workflow, standalone):
     jobs = in_workflow
     rules = {r for r, _ in jobs}

@@ -1,7 +1,9 @@
-"""Issue 14 end to end on the tiny demo (one real Snakemake run, round 0, heads fbp + concat, 2 seeds),
-then only the training rules rerun: --cores 1 gives the scores --cores 2 gave; the seed spread is
-reported and > 0; a 1e-6 perturbation of one feature set moves the final OOF F1 less than its
-interval; a labeled zero-byte video is no training row; too few labels stop the run on the console."""
+"""Issue 14 end to end on the tiny demo: a copy of the session's run (tests/conftest.py tiny_run) with a
+labeled zero-byte video, a test name without a video and an overlay (round 0, heads fbp + concat, 2 seeds)
+retrains on the run's faces and features; then only the training rules rerun: --cores 1 gives the scores
+--cores 2 gave; the seed spread is reported and > 0; a 1e-6 perturbation of one feature set moves the final
+OOF F1 less than its interval; a labeled zero-byte video is no training row; too few labels stop the run on
+the console."""
 import json
 
 import numpy as np
@@ -9,27 +11,32 @@ import pandas as pd
 import pytest
 import torch
 
-from expmae import config, demo
+from expmae import config
 from expmae.train import cv, data, scoring
-from fixtures.workflow import copy_workflow, smk
+from fixtures.workflow import clone_run, jobs_run, smk
 
 pytestmark = pytest.mark.e2e
 TRUST = "mae_video:\n  enabled: false\npseudolabel:\n  rounds: 0\nfuse:\n  heads: [fbp, concat]\n"
 TARGET = "results/metrics.json"
 CLASSES = config.default("classes")
+# Training results of the session's run (round 1, the other heads) that this overlay's DAG does not make:
+# dropped, so that the folders listed below are exactly the overlay's.
+TRAINED = ("results/classify", "results/fuse", "results/pseudo")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("trust"))
+def run(tiny_run, tmp_path_factory):
+    wd = clone_run(tiny_run, tmp_path_factory.mktemp("trust"), drop=TRAINED)
     d = wd / "data" / "tiny"
-    demo.make_dataset(d, preset="tiny", seed=0)
     labels = pd.read_csv(d / "labels.csv")
     pd.concat([labels, pd.DataFrame({"name": ["empty_0001"], "discrete": ["angry"]})]).to_csv(d / "labels.csv", index=False)
     test = pd.read_csv(d / "test.csv")
     pd.concat([test, pd.DataFrame({"name": ["ghost_0001"]})]).to_csv(d / "test.csv", index=False)  # no such video
     (wd / "trust.yaml").write_text(TRUST)
-    smk(wd, "--cores", "2", TARGET, "--configfile", "config_tiny.yaml", "trust.yaml")
+    out = smk(wd, "--cores", "2", TARGET, "--configfile", "config_tiny.yaml", "trust.yaml")
+    reused = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "asr", "mae_pretrain"}
+    rules = {r for r, _ in jobs_run(out)}
+    assert "classify" in rules and not rules & reused, rules  # only what the labels and the overlay touch reran
     return wd
 
 

@@ -1,27 +1,24 @@
-"""End-to-end: real Snakemake runs of the whole DAG on the tiny demo data, and the
-incremental behaviour read from Snakemake's own dry-run job list."""
+"""End-to-end: the session's real Snakemake run of the whole DAG on the tiny demo data (tests/conftest.py
+tiny_run), and the incremental behaviour read from Snakemake's own dry-run job list on a copy of it."""
 import json
 
 import pandas as pd
 import pytest
 
 from expmae import demo
-from fixtures.workflow import copy_workflow, dry_run_jobs, smk
+from fixtures.workflow import UnmarkedSnakemakeTest, clone_run, dry_run_jobs, smk
 
 PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "cache_check"}
 GLOBAL = {"faces_report", "inputs_qc", "classify", "fuse", "fuse_late", "pseudolabel", "report", "bundle", "all"}  # bundle: the final model retrained
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
-    smk(wd)
-    return wd
+def run_copy(tiny_run, tmp_path_factory):
+    """The session's run copied: this module adds videos and configs to it."""
+    return clone_run(tiny_run, tmp_path_factory.mktemp("wf"))
 
 
+@pytest.mark.e2e
 def test_whole_dag_outputs(tiny_run):
     res = tiny_run / "results"
     m = json.loads((res / "metrics.json").read_text())
@@ -40,6 +37,7 @@ def test_whole_dag_outputs(tiny_run):
     assert read_meta(shard0).get("encoder_sha256")
 
 
+@pytest.mark.e2e
 def test_bad_inputs_are_qc_rows_not_failures(tiny_run):
     qc = pd.read_csv(tiny_run / "results" / "qc" / "summary.tsv", sep="\t")
     faces = qc[qc.stage == "faces"].set_index("name")["reason"].to_dict()
@@ -55,17 +53,20 @@ def test_bad_inputs_are_qc_rows_not_failures(tiny_run):
         assert sorted(names["name"]) == sorted(reg["name"])
 
 
-def test_nothing_to_do_after_a_complete_run(tiny_run):
+@pytest.mark.e2e
+def test_nothing_to_do_after_a_complete_run(tiny_run, run_copy):
     assert dry_run_jobs(tiny_run) == []
+    assert dry_run_jobs(run_copy) == []  # what the overlays of test_predict and test_trust_workflow start from
 
 
-def test_new_videos_rerun_only_new_shards_and_training(tiny_run):
-    before = pd.read_parquet(tiny_run / "results" / "ingest" / "registry.parquet")
+@pytest.mark.e2e
+def test_new_videos_rerun_only_new_shards_and_training(run_copy):
+    before = pd.read_parquet(run_copy / "results" / "ingest" / "registry.parquet")
     old_shards = set(before["shard"])
-    demo.add_unlabeled(tiny_run / "data" / "tiny", 6, seed=7)
-    jobs = dry_run_jobs(tiny_run)
+    demo.add_unlabeled(run_copy / "data" / "tiny", 6, seed=7)
+    jobs = dry_run_jobs(run_copy)
     # the dry run planned the new shard in memory and wrote nothing: the saved registry is unchanged
-    assert pd.read_parquet(tiny_run / "results" / "ingest" / "registry.parquet").equals(before)
+    assert pd.read_parquet(run_copy / "results" / "ingest" / "registry.parquet").equals(before)
     per_shard = [(r, w["shard"]) for r, w in jobs if r in PER_SHARD]
     new_shards = {s for _, s in per_shard}
     assert len(new_shards) == 1 and not new_shards & old_shards, per_shard
@@ -74,6 +75,12 @@ def test_new_videos_rerun_only_new_shards_and_training(tiny_run):
     assert "mae_pretrain" not in rules  # new videos do not retrigger pretraining by default
     assert rules - PER_SHARD <= GLOBAL
     # ... unless the config asks for it
-    cfg = tiny_run / "retrain.yaml"
+    cfg = run_copy / "retrain.yaml"
     cfg.write_text("mae:\n  retrain_on_new_videos: true\n")
-    assert "mae_pretrain" in {r for r, _ in dry_run_jobs(tiny_run, "--configfile", "config_tiny.yaml", str(cfg))}
+    assert "mae_pretrain" in {r for r, _ in dry_run_jobs(run_copy, "--configfile", "config_tiny.yaml", str(cfg))}
+
+
+def test_a_test_not_marked_e2e_cannot_start_snakemake(tmp_path):
+    """make test-fast selects by marker: Snakemake in an unmarked test is refused before it starts."""
+    with pytest.raises(UnmarkedSnakemakeTest, match="mark it e2e"):
+        smk(tmp_path, "-n")
