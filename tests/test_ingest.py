@@ -125,6 +125,7 @@ def _specials(folder):
     (folder / "mem.mp4").symlink_to("/proc/self/mem")
 
 
+@pytest.mark.slow  # child processes / ~800 reads: seconds on a loaded box
 def test_special_files_are_never_read_and_become_issue_rows(tmp_path):
     import subprocess
     import sys
@@ -142,6 +143,7 @@ def test_special_files_are_never_read_and_become_issue_rows(tmp_path):
     assert s.videos.set_index("name").loc[["mem", "pipe", "zero"], ["size", "mtime_ns"]].eq(0).all().all()
 
 
+@pytest.mark.slow  # child processes / ~800 reads: seconds on a loaded box
 def test_proc_symlink_never_reruns_its_shard(tmp_path):
     """Each parse is a new process, and /proc/self/mem is the reader's own: two processes must agree."""
     import subprocess

@@ -47,6 +47,7 @@ def _recover(res: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # child processes / ~800 reads: seconds on a loaded box
 def test_every_byte_flipped_is_refused_or_reads_back_the_same(tmp_path):
     res, reg = _registered(tmp_path)
     path = res / "ingest" / "registry.parquet"
