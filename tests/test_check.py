@@ -76,3 +76,12 @@ def test_absences_that_matter_are_warnings(tmp_path):
     rows = []
     check_transcripts({"transcripts": ""}, {"labeled": set("abcd")}, rows, {"enabled": "auto"})
     assert rows[0].level == "info" and "ASR" in rows[0].value
+
+
+def test_a_fifo_as_a_data_file_is_named_not_a_regular_file(tmp_path):
+    from expmae.ingest import check_data
+
+    os.mkfifo(tmp_path / "labels.csv")
+    (tmp_path / "v").mkdir()
+    errs = check_data({"videos": [str(tmp_path / "v")], "labels": str(tmp_path / "labels.csv")})
+    assert errs == [f"config key data.labels: file {str(tmp_path / 'labels.csv')!r} is not a regular file"]
