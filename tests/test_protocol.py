@@ -26,7 +26,7 @@ CLASSES = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 CHANCE = 1 / len(CLASSES)  # weighted F1 of predictions unrelated to balanced labels, in expectation
 # fast settings; everything else (epoch selection, pseudo-label policy) the schema defaults
 TRAIN = {"epochs": 30, "seeds": 1}
-KEEP = {"fbp": 0.65, "late": 0.65, "attention": 0.65, "concat": 0.5}  # share of a's margin each head keeps
+KEEP = {"fbp": 0.7, "late": 0.7, "attention": 0.58, "concat": 0.58}  # share of a's margin each head keeps
 PSEUDO = {"policy": "topk", "top_k": 20, "threshold": 0.0, "agreement": False}
 
 # the programs run in this process: numpy was loaded before their pin (a job of the workflow restarts pinned)
@@ -112,8 +112,9 @@ def test_a_signal_in_one_modality_is_found_and_kept_by_fusion(tmp_path):
         found = f1(out["a"])
         assert found >= 0.5, found                                   # chance is ~0.17
         assert f1(out["b"]) < 0.35 and f1(out["c"]) < 0.35
-        # fusion keeps the signal: the share of a's margin over chance each fused head keeps (a plain MLP
-        # over all 108 concatenated inputs must find the 12 signal dims among them: its floor is lower)
+        # fusion keeps the signal: the share of a's margin over chance each fused head keeps (FBP, the
+        # paper's head, and late fusion, which has no weights to learn, more; attention and a plain MLP
+        # over all 108 concatenated inputs, which must find the 12 signal dims among them, less)
         kept = {h: (f1(out[h]) - CHANCE) / (found - CHANCE) for h in ("fbp", "late", "attention", "concat")}
         # per head, below what it keeps here and above what the protocol before mini-batches and epoch
         # selection kept (late 0.56, attention 0.49, concat 0.31); the shares move by a few hundredths
