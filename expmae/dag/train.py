@@ -79,8 +79,9 @@ class TrainPlan:
 
     def pseudo_sources(self, wildcards: Any) -> list[str]:
         """Models of round r the selection may draw from: the fused ones (source: best picks the
-        best OOF weighted F1 among them), or the one feature set named by pseudolabel.source."""
+        best OOF weighted F1 among them), or the one feature set named by pseudolabel.source, with the
+        fused ones beside it: they select when that set's classifier was skipped (no usable data)."""
         src = self.pseudo_cfg.get("source", "best")
         if src in self.feature_sets:
-            return [f"{self.res}/classify/round{wildcards.round}/{src}"]
+            return [f"{self.res}/classify/round{wildcards.round}/{src}"] + self.fuse_dirs(int(wildcards.round))
         return self.fuse_dirs(int(wildcards.round))

@@ -42,17 +42,22 @@ from expmae.train.scoring import rank_score
 Rounds = dict[str, dict[str, dict]]  # round ('0', '1', ...) -> model name -> its metrics.json
 
 
-def load_models(dirs: list[str], out: Path, columns: list[str] = SUBMISSION_COLUMNS) -> tuple[Rounds, dict[tuple[str, str], str], list[dict]]:
+def load_models(dirs: list[str], out: Path, columns: list[str] = SUBMISSION_COLUMNS) -> tuple[Rounds, dict[tuple[str, str], str], list[dict], list[dict]]:
     """Every training output's metrics (by round and name, from its identity), its submission CSV text
     (also written to <out>/submission/round<r>_<name>.csv, its flags beside it), and the QC issues the
-    training jobs recorded (label problems, videos without any usable modality; merged)."""
+    training jobs recorded (label problems, videos without any usable modality; merged), and the models
+    whose job was skipped for lack of usable data (round, name, reason): left out of every table and choice."""
     rounds: Rounds = {}
     subs: dict[tuple[str, str], str] = {}
     label_issues: list[dict] = []
+    skipped: list[dict] = []
     for d in map(Path, dirs):
         m = json.loads((d / "metrics.json").read_text())
         if not {"round", "kind", "name"} <= set(m):
             raise SystemExit(f"{d}/metrics.json records no identity (round, kind, name): written by an older expmae; rerun it")
+        if m.get("skipped"):  # no usable data (expmae.train.cv): never a candidate, named in metrics.json
+            skipped.append({"round": m["round"], "name": m["name"], "reason": m["skipped"]})
+            continue
         issues = m.pop("issues", [])
         m.update({k: float("nan") for k in SCORES if k in m and m[k] is None})  # strict JSON wrote NaN as null
         label_issues += [i for i in issues if i not in label_issues]
@@ -64,7 +69,7 @@ def load_models(dirs: list[str], out: Path, columns: list[str] = SUBMISSION_COLU
         subs[r, name, "flags"] = flags(probs).to_csv(index=False)
         write_text(out / "submission" / f"round{r}_{name}.csv", select_columns(subs[r, name], columns))
         write_text(out / "submission" / f"round{r}_{name}.flags.csv", subs[r, name, "flags"])
-    return rounds, subs, label_issues
+    return rounds, subs, label_issues, skipped
 
 
 def ranked(models: dict[str, dict], kind: str) -> list[str]:
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     out, classes = Path(a.out), a.classes.split(",")
     columns = a.submission_columns.split(",")
-    rounds, subs, label_issues = load_models(a.classify, out, columns)
+    rounds, subs, label_issues, skipped = load_models(a.classify, out, columns)
     pseudo = pseudo_summary(a.pseudo)
     final = noise.compare(choose_final(rounds), rounds[str(final_round(rounds))], classes)
     if shift := noise.prior_shift(rounds[str(final["round"])][final["model"]], classes):
@@ -194,11 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     write_figures(rep, rounds, final, pseudo, classes)
     figures.intervals_png(rounds, rep / "intervals.png")
     head = noise.headline(final, rounds[str(final["round"])], pretraining)
+    head += "".join(f"skipped (round {s['round']}): {s['name']}: {s['reason']}\n" for s in skipped
+                    if str(s["round"]) == str(final["round"]))
     write_text(rep / "headline.txt", head)
     for ms in rounds.values():  # curves and confusions live in each model's metrics.json
         for m in ms.values():
             m.pop("curves", None)
-    metrics = {"rounds": rounds, "pseudo": pseudo, "final": final, "pretraining": pretraining, "stack": stacked,
+    metrics = {"rounds": rounds, "skipped": skipped, "pseudo": pseudo, "final": final, "pretraining": pretraining, "stack": stacked,
                "table": {r: {n: round4(m["weighted_f1"]) for n, m in heads.items()} for r, heads in sorted(rounds.items())},
                "qc": {"problems": int(len(qc)), "by_stage": qc["stage"].value_counts().to_dict()}}
     write_json(out / "metrics.json", metrics)

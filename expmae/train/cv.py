@@ -53,7 +53,8 @@ from expmae.train import data, plan
 from expmae.train.fit import Inputs, choose_epochs, predict, scale, scaler, selection_mode, train_selected, valence_model
 from expmae.train.folds import assign_folds
 from expmae.train.repro import pin_numerics
-from expmae.train.scoring import NO_DATA, NO_VIDEO, probs_frame, summarize, write_result
+from expmae.train.scoring import (NO_DATA, NO_VIDEO, empty_probs, probs_frame, skipped_metrics, summarize,
+                                  write_result)
 
 
 def group(ds: data.Dataset, spec: dict[str, list[str]] | None) -> tuple[Inputs, np.ndarray, list[str]]:
@@ -79,12 +80,16 @@ def check_folds(y: np.ndarray, classes: list[str], folds: int, inputs: list[str]
     have = [n for n in counts.values() if n]
     if len(have) >= 2 and min(have) >= folds:
         return
+    sets = ", ".join(inputs)
+    short = [f"{c!r} has {n}" for c, n in counts.items() if 0 < n < folds]
+    why = "; ".join(short) if short else f"only {len(have)} class(es) have any"
     fix = (f"lower classify.folds to {min(have)}" if have and min(have) >= 2 and len(have) >= 2
            else "label at least 2 videos of at least 2 classes")
     raise SystemExit(
-        f"config key classify.folds = {folds}: {folds}-fold cross-validation needs at least {folds} labeled videos"
-        f" per class (and 2 classes) with data for {', '.join(inputs)}; labeled videos with data per class: {counts}."
-        f" Label more videos of the short classes or {fix}. Refused before training: no score would be valid.")
+        f"config key classify.folds = {folds}: too few labeled videos with data for {sets}: {why} "
+        f"({folds}-fold cross-validation needs at least {folds} per class, and 2 classes; labeled videos with data "
+        f"for {sets} per class: {counts}). Fix: {fix}, or drop {sets} from classify.feature_sets, or label more "
+        "videos of the short classes. Refused before training: no score would be valid.")
 
 
 def run_folds(ds: data.Dataset, folds: int, seed: int) -> np.ndarray:
@@ -293,7 +298,17 @@ def main(argv: list[str] | None = None) -> None:
     ds = data.load(features, a.labels, a.test, classes, a.test_labels or None, a.encoding, a.groups, a.manifests)
     pseudo = pd.read_parquet(a.pseudo) if a.pseudo else None
     spec = plan.parse_pairs(a.modality) or None
+    if skip := unusable_sets(ds, spec, classes, p["folds"]):
+        spec = usable_spec(ds, spec, skip)
+    if skip and not spec:  # no usable set: outputs marked skipped, never a candidate downstream
+        df, m = empty_probs(classes), skipped_metrics("; ".join(skip.values()), a.head, p, skipped_sets=skip)
+        m.update(issues=ds.issues, numerics=numerics)
+        (out / "model.safetensors").unlink(missing_ok=True)  # a stale model of an earlier run is no output of this one
+        write_result(out, df, m, p, ident, t0)
+        return
     df, m, states = cross_validate(ds, a.head, classes, p, pseudo, spec)
+    if skip:  # a fused head over the sets that have data: the skipped ones named
+        m["skipped_sets"] = skip
     # the all-modality jobs know which videos have no usable modality at all: QC rows
     extra = data_issues(ds, group(ds, spec)[1]) if ident["combo"] == plan.ALL else []
     m.update(feature_meta={fs: {k: v for k, v in meta.items() if k in ("extractor", "model_id", "dim", "encoder_sha256")}

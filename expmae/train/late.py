@@ -66,8 +66,15 @@ def late_fuse(members: list[pd.DataFrame], classes: list[str], n_s: int | None =
 
 def run_late(members: list[str], labels: str, test_labels: str, classes: list[str], p: dict,
              encoding: str = "") -> tuple[pd.DataFrame, dict]:
-    """-> probs table and metrics of the late fusion of the classifier folders `members`."""
+    """-> probs table and metrics of the late fusion of the classifier folders `members` (an empty table and
+    metrics marked `skipped` when every member was skipped)."""
     mm = [json.loads((Path(d) / "metrics.json").read_text()) for d in members]
+    # a member whose training job was skipped (no usable data) is left out, named in metrics.json
+    skipped = {x.get("name", str(d)): x["skipped"] for x, d in zip(mm, members) if x.get("skipped")}
+    members, mm = [d for d, x in zip(members, mm) if not x.get("skipped")], [x for x in mm if not x.get("skipped")]
+    if not members:
+        return scoring.empty_probs(classes), scoring.skipped_metrics(
+            "every member was skipped", plan.LATE, p, members=[], skipped_members=skipped)
     n_s = min(scoring.seed_count(x, f"late fusion member {d}") for x, d in zip(mm, members))
     df = late_fuse([pd.read_parquet(Path(d) / "probs.parquet") for d in members], classes, n_s)
     lab, issues = data.read_labels(labels, classes, encoding)
@@ -77,7 +84,7 @@ def run_late(members: list[str], labels: str, test_labels: str, classes: list[st
     m = summarize(df, classes, vals, dict(zip(tl["name"], tl["y"])), {n: v for n, v in zip(tl["name"], tl["valence"]) if v == v})
     m.update(head=plan.LATE, members=[x["name"] for x in mm], seeds=mm[0].get("seeds", []),
              n_labeled=int(((df["split"] == "labeled") & (df["fold"] >= 0)).sum()), n_pseudo=max(x.get("n_pseudo", 0) for x in mm),
-             curves=[], issues=issues)
+             curves=[], issues=issues, **({"skipped_members": skipped} if skipped else {}))
     return df, m
 
 

@@ -151,6 +151,9 @@ def choose_source(candidates: list[str], source: str = "best", fold: int | None 
         named = [(d, m) for d, m in zip(dirs, ms) if m["name"] == source]
         if not named:
             raise SystemExit(f"config key pseudolabel.source: {source!r} is not among {[m['name'] for m in ms]}")
+        if named[0][1].get("skipped"):  # no usable data for it this run: the best model selects instead
+            print(f"pseudolabel.source {source!r} was skipped ({named[0][1]['skipped']}): the best model selects")
+            return choose_source(candidates, "best", fold, classes, tables)
         if not valid(named[0][1]):
             raise SystemExit(f"config key pseudolabel.source: {source!r} has no valid out-of-fold score; "
                              "it cannot select pseudo-labels")
@@ -210,6 +213,8 @@ def agreement_votes(view: pd.DataFrame, candidates: list[str], p: dict, fold: in
     floor = floors(classes, p["threshold"], p["class_thresholds"]).astype(np.float32)
     votes = np.zeros(len(view), np.int64)
     for n in p["agree_with"]:
+        if read_identity(by_name[n]).get("skipped"):  # no usable data: a skipped model casts no vote
+            continue
         other = lineage(read_probs(by_name[n], tables), classes, fold, folds).set_index("name")
         if "no_data" in other:
             other = other[other["no_data"].fillna("") == ""]

@@ -108,6 +108,21 @@ def probs_frame(names, split, y, fold_of, probs, fold_probs, v_hat, classes, see
     return pd.concat([df, pd.DataFrame(cols, index=df.index)], axis=1)
 
 
+def empty_probs(classes: list[str]) -> pd.DataFrame:
+    """The probs table of a skipped job: no rows, every column a consumer reads."""
+    none = np.zeros((0, len(classes)), np.float32)
+    return probs_frame([], np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64), none, none[None],
+                       np.zeros(0), classes, no_data=np.zeros(0, object))
+
+
+def skipped_metrics(reason: str, head: str, p: dict, **extra: Any) -> dict:
+    """metrics.json of a job skipped for lack of usable data (`skipped`: why): no score, so never a
+    candidate (rank_score None); late fusion, pseudo-labelling and the report leave it out and name it."""
+    return {"skipped": reason, "head": head, "weighted_f1": float("nan"), "accuracy": float("nan"),
+            "seeds": [p["seed"] + s for s in range(p["seeds"])], "folds": p["folds"], "n_labeled": 0, "n_pseudo": 0,
+            "modalities": {}, "modality_order": [], "curves": [], **extra}
+
+
 def rank_score(m: dict) -> float | None:
     """The number models are chosen on: the OOF weighted F1 of the seed ensemble, the model that is
     deployed and reported (None/NaN: no valid score)."""
