@@ -92,6 +92,33 @@ def check_folds(y: np.ndarray, classes: list[str], folds: int, inputs: list[str]
         "videos of the short classes. Refused before training: no score would be valid.")
 
 
+def unusable_sets(ds: data.Dataset, spec: dict[str, list[str]] | None, classes: list[str],
+                  folds: int) -> dict[str, str]:
+    """Feature sets of the job too sparse to train on -> why: the labeled set has enough videos per class
+    for `folds` folds, but this set has data for too few of them (e.g. ASR text for few clips). Such a set
+    is skipped (its classifier writes a `skipped` result; fused heads leave it out), never an error: a run
+    with an optional input absent completes with what is there. Too few labels at all stays check_folds' error."""
+    labeled = ds.split == "labeled"
+    try:
+        check_folds(ds.y[labeled], classes, folds, ["any input"])
+    except SystemExit:
+        return {}
+    pos = {m: i for i, m in enumerate(ds.modalities)}
+    out = {}
+    for fs in [fs for fs in pos if fs in {f for s in (spec or {}).values() for f in s} or not spec]:
+        counts = {c: int((ds.y[labeled & ds.mask[:, pos[fs]]] == i).sum()) for i, c in enumerate(classes)}
+        have = [n for n in counts.values() if n]
+        if len(have) < 2 or min(have) < folds:
+            out[fs] = f"feature set {fs} has data for too few labeled videos per class for classify.folds = {folds} ({counts})"
+    return out
+
+
+def usable_spec(ds: data.Dataset, spec: dict[str, list[str]] | None, skip: dict[str, str]) -> dict[str, list[str]]:
+    """The modality spec without the skipped feature sets (a modality left without sets is dropped)."""
+    kept = {m: [fs for fs in sets if fs not in skip] for m, sets in (spec or {m: [m] for m in ds.modalities}).items()}
+    return {m: sets for m, sets in kept.items() if sets}
+
+
 def run_folds(ds: data.Dataset, folds: int, seed: int) -> np.ndarray:
     """[N] the fold of every labeled row (-1 elsewhere): one assignment over ALL labeled videos, whether
     or not this job's inputs have data for them, so every job of the run holds out the same videos in
