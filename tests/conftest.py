@@ -20,7 +20,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole DAG on the tiny demo data, run once per test session (test_workflow, test_trust_workflow
+    """The whole DAG on the tiny demo data, run once per test session (test_workflow, test_workflow_training
     and test_predict read it). Never change it: a test that changes data or config works on a copy,
     fixtures.workflow.clone_run(tiny_run, ...), where Snakemake reruns only what the change touches."""
     return workflow.tiny_run(tmp_path_factory.mktemp("tiny_run"))

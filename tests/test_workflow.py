@@ -56,7 +56,7 @@ def test_bad_inputs_are_qc_rows_not_failures(tiny_run):
 @pytest.mark.e2e
 def test_nothing_to_do_after_a_complete_run(tiny_run, run_copy):
     assert dry_run_jobs(tiny_run) == []
-    assert dry_run_jobs(run_copy) == []  # what the overlays of test_predict and test_trust_workflow start from
+    assert dry_run_jobs(run_copy) == []  # what the overlays of test_predict and test_workflow_training start from
 
 
 @pytest.mark.e2e
