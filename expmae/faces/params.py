@@ -1,4 +1,4 @@
-"""The `faces:` config section: schema defaults, types and bounds (workflow/schemas/config.schema.yaml).
+"""The `faces:` config section: schema defaults, types and bounds (expmae/config.schema.yaml).
 
 The Snakemake rule passes the section as JSON (`--params`); keys it omits take the schema
 defaults (expmae.config), so a direct `python -m expmae.faces` call and a workflow job agree,
