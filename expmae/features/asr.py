@@ -8,6 +8,9 @@ Which videos: the transcript CSV wins. asr.enabled = auto transcribes only the v
 no CSV row (new unlabeled videos); true transcribes every video; false none (no job at all).
 One row per transcribed video in results/asr/<shard>.parquet: name, text, language,
 language_prob, seconds, ok, reason, model_id. A video without audio is a row with ok False.
+Each video's decode and transcription run in a guarded worker process (expmae.guard) with a time
+limit (config asr.timeout_s): one over it is killed, its row says "decode timed out after N s", and the
+shard goes on (the model is loaded again in the replacement worker).
 """
 from __future__ import annotations
 
@@ -79,38 +82,63 @@ def _load(path: Path, device: str, compute_type: str) -> Any:
     return WhisperModel(str(path), device=dev.type, device_index=dev.index or 0, compute_type=ctype)
 
 
+COLUMNS = ["name", "text", "language", "language_prob", "seconds", "ok", "reason", "model_id"]
+
+
+def _row(name: str, model_id: str) -> dict[str, Any]:
+    """A video's row before (or without) its transcript."""
+    return {"name": name, "text": "", "language": "", "language_prob": float("nan"), "seconds": 0.0,
+            "ok": False, "reason": "", "model_id": model_id}
+
+
+def _asr_init(path: str, device: str, compute_type: str) -> dict[str, Any]:
+    """A guarded worker's state: the model, loaded at its first video with audio."""
+    return {"load": (Path(path), device, compute_type), "model": None}
+
+
+def _asr_one(state: dict[str, Any], item: tuple[str, str, dict[str, Any], str]) -> dict[str, Any]:
+    """Decode and transcribe one video in a guarded worker -> its row (a bad video is a row, never an error)."""
+    name, video, p, model_id = item
+    row = _row(name, model_id)
+    try:
+        wav = media.load_audio(video, 16000, float(p["max_seconds"]))   # [T] float32 16 kHz
+        row["seconds"] = len(wav) / 16000
+        if len(wav) < 1600:
+            raise media.AudioProblem("audio shorter than 0.1 s")
+        state["model"] = state["model"] or _load(*state["load"])  # only once audio exists
+        segs, info = state["model"].transcribe(wav, language=p["language"] or None, beam_size=int(p["beam_size"]),
+                                               vad_filter=bool(p["vad_filter"]), condition_on_previous_text=False,
+                                               temperature=float(p["temperature"]))  # 0: no costly fallback decodes
+        row["text"] = " ".join(s.text.strip() for s in segs).strip()
+        row.update(language=info.language, language_prob=float(info.language_probability), ok=True)
+    except Exception as err:  # noqa: BLE001 — a bad video is a row, not a failed job
+        row["reason"] = media.audio_reason(err)
+    return row
+
+
 def transcribe_shard(manifest: pd.DataFrame, todo: list[str], params: dict[str, Any]) -> pd.DataFrame:
+    from expmae.guard import Failure, run_guarded
+
     p = asr_params(params)
-    cols = ["name", "text", "language", "language_prob", "seconds", "ok", "reason", "model_id"]
     path, model_id = resolve_asr_model(str(p["model"]))
     if not todo:  # nothing to do: no model load (the common case when the CSV covers the shard)
         return pd.DataFrame({c: pd.Series(dtype="bool" if c == "ok" else "float64" if c in ("language_prob", "seconds")
-                                          else "object") for c in cols})
+                                          else "object") for c in COLUMNS})
     from tqdm import tqdm
 
-    model = None
-    lang = p["language"] or None
     paths = dict(zip(manifest["name"], manifest["path"]))
+    items = [(name, str(paths[name]), p, model_id) for name in todo]
+    timeout = float(p["timeout_s"])
     rows = []
-    for name in tqdm(todo, desc="asr", unit="video", mininterval=5):
-        row = {"name": name, "text": "", "language": "", "language_prob": float("nan"), "seconds": 0.0,
-               "ok": False, "reason": "", "model_id": model_id}
-        try:
-            wav = media.load_audio(paths[name], 16000, float(p["max_seconds"]))   # [T] float32 16 kHz
-            row["seconds"] = len(wav) / 16000
-            if len(wav) < 1600:
-                raise media.AudioProblem("audio shorter than 0.1 s")
-            model = model or _load(path, str(p["device"]), str(p["compute_type"]))  # only once audio exists
-            segs, info = model.transcribe(wav, language=lang, beam_size=int(p["beam_size"]),
-                                          vad_filter=bool(p["vad_filter"]), condition_on_previous_text=False,
-                                          temperature=float(p["temperature"]))  # 0: no costly fallback decodes
-            row["text"] = " ".join(s.text.strip() for s in segs).strip()
-            row.update(language=info.language, language_prob=float(info.language_probability), ok=True)
-        except Exception as err:  # noqa: BLE001 — a bad video is a row, not a failed job
-            row["reason"] = media.audio_reason(err)
-            log.warning("%s: %s", name, row["reason"])
+    guarded = run_guarded(items, _asr_init, (str(path), str(p["device"]), str(p["compute_type"])), _asr_one,
+                          n_workers=1 if timeout > 0 else 0, timeout_s=timeout)
+    for i, row in tqdm(guarded, total=len(items), desc="asr", unit="video", mininterval=5):
+        if isinstance(row, Failure):  # over asr.timeout_s, or the decoder crashed the worker
+            row = {**_row(todo[i], model_id), "reason": media.limit_reason(row.message)}
+        if row["reason"]:
+            log.warning("%s: %s", row["name"], row["reason"])
         rows.append(row)
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def run(manifest_path: str, transcripts: str | None, column: str, out: str, params: dict[str, Any]) -> pd.DataFrame:

@@ -1,13 +1,18 @@
 """Inputs of the extractors: audio decoding (PyAV) and transcripts (CSV, then ASR).
 
 Decoding uses PyAV (FFmpeg): a missing audio stream or a broken file is a Python exception,
-so one bad video becomes a QC row (mask False) instead of killing the shard job.
+so one bad video becomes a QC row (mask False) instead of killing the shard job. A decode that
+hangs or crashes the decoder (a special file, a header promising hours of audio) is bounded too:
+decode_all runs each video's decode in a guarded worker process (expmae.guard) with a per-video time
+limit (config features.<set>.timeout_s); one over the limit is killed and becomes the QC row
+"decode timed out after N s", and the shard goes on.
 The transcript CSV is tolerant: missing file, other encodings and empty cells never stop a run.
 """
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,8 @@ def load_audio(path: str, sample_rate: int = 16000, max_seconds: float = 0.0) ->
 
     if not os.path.exists(path):
         raise AudioProblem("file missing")
+    if not os.path.isfile(path):  # a FIFO or device would block the decoder or never end
+        raise AudioProblem("not a regular file")
     if os.path.getsize(path) == 0:
         raise AudioProblem("zero-byte file")
     limit = int(max_seconds * sample_rate) if max_seconds > 0 else None
@@ -48,6 +55,40 @@ def load_audio(path: str, sample_rate: int = 16000, max_seconds: float = 0.0) ->
                 chunks.append(out.to_ndarray().reshape(-1))
     wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     return wav[:limit] if limit is not None else wav
+
+
+DECODE_TIMEOUT_S = 120.0  # seconds per video when features.<set>.timeout_s is unset (schema description)
+
+
+def _no_state() -> None:
+    return None
+
+
+def _decode_one(_state: None, item: tuple[str, int, float]) -> np.ndarray | str:
+    """A guarded worker's job: the wav, or the QC reason of an expected decode failure."""
+    try:
+        return load_audio(*item)
+    except Exception as err:  # noqa: BLE001 — any decode failure is a QC row
+        return audio_reason(err)
+
+
+def limit_reason(message: str) -> str:
+    """The QC reason of a guarded worker's Failure ('timed out after N s', 'worker crashed (SIGSEGV)')."""
+    return f"decode {message}" if message.startswith("timed out") else f"decode failed: {message}"
+
+
+def decode_all(paths: Sequence[str], sample_rate: int = 16000, max_seconds: float = 0.0,
+               timeout_s: float = DECODE_TIMEOUT_S) -> Iterator[tuple[int, np.ndarray | str]]:
+    """(index, wav [T] float32 or the QC reason) for every path, in order. Each decode runs in one
+    guarded worker process (started once per call): a decode over `timeout_s` seconds is killed and
+    yields 'decode timed out after N s', a decoder crash 'decode failed: worker crashed (...)'.
+    timeout_s <= 0: decoded in this process, without a limit."""
+    from expmae.guard import Failure, run_guarded
+
+    items = [(str(p), int(sample_rate), float(max_seconds)) for p in paths]
+    for i, res in run_guarded(items, _no_state, (), _decode_one, n_workers=1 if timeout_s > 0 else 0,
+                              timeout_s=timeout_s):
+        yield i, limit_reason(res.message) if isinstance(res, Failure) else res
 
 
 def audio_reason(err: Exception) -> str:

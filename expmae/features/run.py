@@ -74,6 +74,14 @@ def _encode_batches(ext: Extractor, items: list[Any], order: Sequence[int], on_e
     return out
 
 
+def _encode_chunk(ext: Extractor, wavs: dict[int, np.ndarray], X: np.ndarray, reason: list[str], bar: Any) -> None:
+    """Encode the decoded wavs into their rows of X (an encoder failure is the row's reason), then empty wavs."""
+    order = sorted(wavs, key=lambda j: -len(wavs[j]))                # longest first: little padding
+    for j, z in _encode_batches(ext, wavs, order, lambda j, r: reason.__setitem__(j, r), bar).items():
+        X[j] = z
+    wavs.clear()
+
+
 def run_audio(ext: Extractor, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """-> X [N, D], mask [N], qc (name, ok, reason, seconds). Decodes in chunks (bounded memory)."""
     names, paths = manifest["name"].tolist(), manifest["path"].tolist()
@@ -83,25 +91,23 @@ def run_audio(ext: Extractor, manifest: pd.DataFrame) -> tuple[np.ndarray, np.nd
     reason = [""] * len(names)
     secs = [0.0] * len(names)
     chunk = max(64, 8 * int(ext.p["batch_size"]))
+    # every decode in one guarded worker with a per-video time limit (a stuck decode is a QC row)
+    timeout = float(ext.p.get("timeout_s", media.DECODE_TIMEOUT_S))
     with _progress(len(names), ext.key) as bar:
-        for c0 in range(0, len(names), chunk):
-            wavs: dict[int, np.ndarray] = {}
-            for i in range(c0, min(c0 + chunk, len(names))):
-                try:
-                    w = media.load_audio(paths[i], sr, max_s)
-                    secs[i] = len(w) / sr
-                    if secs[i] < min_s:
-                        raise media.AudioProblem(f"audio shorter than {min_s} s")
-                    wavs[i] = w
-                except Exception as err:  # noqa: BLE001 — any decode failure is a QC row, not a crash
-                    reason[i] = media.audio_reason(err)
-                    log.warning("%s: %s", names[i], reason[i])
-            bar.update(min(c0 + chunk, len(names)) - c0 - len(wavs))
-            order = sorted(wavs, key=lambda i: -len(wavs[i]))                # longest first: little padding
-            items = {i: wavs[i] for i in order}
-            got = _encode_batches(ext, items, order, lambda i, r: reason.__setitem__(i, r), bar)
-            for i, z in got.items():
-                X[i] = z
+        wavs: dict[int, np.ndarray] = {}
+        for i, w in media.decode_all(paths, sr, max_s, timeout):
+            if isinstance(w, str):  # any decode failure is a QC row, not a crash
+                reason[i] = w
+            elif len(w) / sr < min_s:
+                secs[i], reason[i] = len(w) / sr, f"audio shorter than {min_s} s"
+            else:
+                secs[i], wavs[i] = len(w) / sr, w
+            if reason[i]:
+                log.warning("%s: %s", names[i], reason[i])
+                bar.update(1)
+            if len(wavs) >= chunk:  # bounded memory: encode a chunk at a time
+                _encode_chunk(ext, wavs, X, reason, bar)
+        _encode_chunk(ext, wavs, X, reason, bar)
     mask = np.array([not r for r in reason], bool)
     qc = pd.DataFrame({"name": names, "ok": mask, "reason": reason, "seconds": secs})
     return X, mask, qc
