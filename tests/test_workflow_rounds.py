@@ -166,8 +166,8 @@ def test_report_picks_final_fused_and_compares_with_single(tmp_path):
     tsv = pd.read_csv(out / "report" / "f1_table.tsv", sep="\t")
     assert len(tsv) == 10 and {"valence_mse", "mer_combined"} <= set(tsv.columns)
     assert pd.read_csv(out / "report" / "pseudo.tsv", sep="\t")[["happy", "sad"]].values.tolist() == [[1.0, 0.5]]
-    for png in ("confusion.png", "pseudo.png", "curves.png"):
-        assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    for png in ("confusion_oof.png", "pseudo_pool.png", "curves.png"):
+        assert (out / "report" / "figures" / png).read_bytes()[:4] == b"\x89PNG"
     qc = pd.read_csv(out / "qc" / "summary.tsv", sep="\t")
     assert qc["reason"].str.contains("unknown label").any()
 

@@ -18,7 +18,8 @@ is read from the identity its training job recorded in its metrics.json.
         --pseudo results/pseudo/round0.parquet --classes neutral,... --faces-qc ... --audio-qc ... --text ... \
         --inputs-qc results/qc/inputs.tsv --test data/test.csv --out results
 Writes <out>/metrics.json, <out>/submission/{final,round<r>_<name>}.csv, <out>/qc/summary.tsv and
-<out>/report/{f1_table.html,f1_table.tsv,pseudo.tsv,confusion.png,pseudo.png,curves.png,intervals.png,headline.txt}.
+<out>/report/{f1_table.html,f1_table.tsv,pseudo.tsv,headline.txt} and the paper's figures and tables,
+<out>/report/figures/*.{pdf,svg,png} and <out>/report/tables/*.{csv,tex} (expmae.report.paper).
 """
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ from expmae.io import read_meta, write_json, write_text
 from expmae.labels import read_names
 from expmae.mae.splits import transductive_summary
 from expmae import config
-from expmae.report import figures, noise, options
+from expmae.report import noise, options, paper, perclass
 from expmae.report.qc import add_qc_arguments, complete_submission, qc_table
-from expmae.report.tables import (SCORES, SUBMISSION_COLUMNS, flags, html_report, pseudo_table, round4, select_columns,
-                                  submission, tables)
+from expmae.report.page import html_report
+from expmae.report.tables import (SCORES, SUBMISSION_COLUMNS, flags, pseudo_table, round4, select_columns, submission,
+                                  tables)
 from expmae.train.plan import is_subcombination
 from expmae.train.scoring import rank_score
 
@@ -136,15 +138,14 @@ def pseudo_summary(paths: list[str]) -> dict[str, dict]:
     return pseudo
 
 
-def write_figures(rep: Path, rounds: Rounds, final: dict, pseudo: dict[str, dict], classes: list[str]) -> None:
-    last, final_name = str(final["round"]), final["model"]
-    fm = rounds[last][final_name]
-    figures.pseudo_png({r: v["class_mix"] for r, v in pseudo.items()}, classes, rep / "pseudo.png")
-    figures.confusion_png(fm["confusion"], classes, f"final: {final_name}, round {last} (out-of-fold, labeled set), "
-                          f"wF1 {fm['weighted_f1']:.3f}", rep / "confusion.png")
-    # curves of the single feature sets and the all-modality heads (sub-combinations would crowd the figure)
-    shown = [n for n, m in rounds[last].items() if not is_subcombination(m) or n == final_name]
-    figures.curves_png({f"{n} (round {last})": rounds[last][n].get("curves", []) for n in shown}, rep / "curves.png")
+def probe_results(paths: list[str]) -> dict[str, dict]:
+    """encoder kind (image, video) -> its expMAE probe.json (expmae.probe); missing files are skipped."""
+    out = {}
+    for p in map(Path, filter(None, paths)):
+        if p.exists():
+            res = json.loads(p.read_text())
+            out[str(res.get("kind") or p.parent.name)] = res
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -159,6 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--submission-columns", default="name,discrete,valence",
                     help="columns of the submission CSVs (config submission.columns)")
     ap.add_argument("--mae-meta", nargs="*", default=[], help="results/mae*/meta.json: which splits pretraining saw")
+    ap.add_argument("--mae-probe", nargs="*", default=[], help="results/mae*/probe.json: expMAE vs random weights")
     ap.add_argument("--test-labels", default="", help="the test split's truth: prior-shift check and stacking scores")
     ap.add_argument("--options", default="{}", help='JSON {"prior": {...}, "stack": {...}} over the schema defaults')
     ap.add_argument("--out", required=True)
@@ -194,14 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     wide, long = tables(rounds)
     rep = out / "report"
     write_text(rep / "f1_table.tsv", long.to_csv(sep="\t", index=False))
-    write_text(rep / "f1_table.html", html_report(wide, long, final))
     write_text(rep / "pseudo.tsv", pseudo_table(pseudo, classes).to_csv(sep="\t", index=False))
-    write_figures(rep, rounds, final, pseudo, classes)
-    figures.intervals_png(rounds, rep / "intervals.png")
+    files = paper.write(rep, rounds, final, long, pseudo, classes, truth, probe_results(a.mae_probe))
+    final["per_class"] = perclass.as_metrics(files["per_class"])  # OOF and test, with the test confusion matrix
     head = noise.headline(final, rounds[str(final["round"])], pretraining)
     head += "".join(f"skipped (round {s['round']}): {s['name']}: {s['reason']}\n" for s in skipped
                     if str(s["round"]) == str(final["round"]))
     write_text(rep / "headline.txt", head)
+    write_text(rep / "f1_table.html", html_report(wide, long, final, head, files))
     for ms in rounds.values():  # curves and confusions live in each model's metrics.json
         for m in ms.values():
             m.pop("curves", None)

@@ -4,7 +4,6 @@ HTML) and the pseudo-label pool table. Column names of the F1 tables are the mod
 from __future__ import annotations
 
 import html
-import json
 
 import numpy as np
 import pandas as pd
@@ -74,38 +73,6 @@ def interval_text(row, key: str = "weighted_f1") -> str:
     sd, lo, hi, mean = row.get(f"{key}_std"), row.get(f"{key}_lo"), row.get(f"{key}_hi"), row.get(f"{key}_seed_mean")
     s = f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and lo == lo else "")
     return s + (f" seeds {mean:.3f} ± {sd:.3f}" if sd is not None and sd == sd else "")
-
-
-def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict) -> str:
-    cells = {(r.round, r.model): interval_text(r._asdict()) for r in long.itertuples(index=False)}
-
-    def cell(r, c, v, best):
-        s = cells.get((r, c), "")
-        return f"<td><b>{s}</b></td>" if best and s else f"<td>{s}</td>"
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in wide.columns)
-    rows = "".join(f"<tr><th>{r}</th>" + "".join(cell(r, c, v, v == row.max()) for c, v in row.items()) + "</tr>"
-                   for r, row in wide.iterrows())
-    lhead = "".join(f"<th>{html.escape(c)}</th>" for c in long.columns)
-    lrows = "".join("<tr>" + "".join(f"<td>{'' if v is None or v != v else html.escape(str(v))}</td>" for v in row) + "</tr>"
-                    for row in long.itertuples(index=False))
-    noise_note = html.escape(str(final.get("fused_vs_single", "")))
-    choice = final.get("choice_within_noise")
-    choice_note = "" if choice is None else (" The choice over the runner-up is within the noise." if choice else
-                                             " The choice over the runner-up is outside the noise.")
-    summary = html.escape(json.dumps(final))
-    shift = final.get("prior_shift")
-    shift_note = (f"<p>Test scores: the test class prior differs from the labeled set ({html.escape(shift['note'])}),"
-                  " so test and out-of-fold scores differ for a reason that is not overfitting.</p>") if shift else ""
-    shift_note += prior_table(final.get("prior_estimate"))
-    return ("<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font:13px sans-serif}"
-            "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}</style></head><body>"
-            "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: the seed ensemble's"
-            " [95% bootstrap interval over videos], then the single seeds' mean ± std (best per round in bold)</h3>"
-            f"<table><tr><th>round</th>{head}</tr>{rows}</table>"
-            f"<p>Final model vs best single feature set (paired bootstrap): {noise_note}.{html.escape(choice_note)}</p>"
-            f"{shift_note}<h3>Final model</h3><pre>{summary}</pre><h3>All scores</h3>"
-            f"<table><tr>{lhead}</tr>{lrows}</table></body></html>")
 
 
 def pseudo_table(pseudo: dict[str, dict], classes: list[str]) -> pd.DataFrame:

@@ -1,11 +1,14 @@
 # Collects every round: metrics.json, MER submissions, QC table, and the figures/tables that
 # `snakemake --report results/report.html` shows (captions in workflow/report/).
 from expmae import config as _cfg
+from expmae.report import paper as _paper
 
 # columns of the submission CSVs (MER 2025: name,discrete); the schema's default when the section is absent
 SUBMISSION_COLUMNS = (config.get("submission") or {}).get("columns") or _cfg.defaults("submission")["columns"]
 # QC rows of the report (and of predict's tables): the first trained audio extractor's QC table (a video
 # without decodable audio fails every audio extractor alike) and the first text set's list of videos without text.
+# the paper's figures (PNG: report items above; PDF, SVG) and tables (CSV, LaTeX) under results/report/
+PAPER_FILES = _paper.outputs(f"{RES}/report")
 QC_SETS = {m: [n for n in FEATURE_NAMES.get(m, []) if n in FEATURE_SETS][:1] for m in ("audio", "text")}
 
 
@@ -44,26 +47,50 @@ rule report:
             labels={"figure": "all scores (TSV)"},
         ),
         confusion=report(
-            f"{RES}/report/confusion.png",
+            f"{RES}/report/figures/confusion_oof.png",
             caption="../report/confusion.rst",
             category="1 Results",
             subcategory="Final model",
-            labels={"figure": "confusion matrix"},
+            labels={"figure": "confusion matrix, out of fold"},
+        ),
+        confusion_test=report(
+            f"{RES}/report/figures/confusion_test.png",
+            caption="../report/confusion.rst",
+            category="1 Results",
+            subcategory="Final model",
+            labels={"figure": "confusion matrix, test"},
+        ),
+        per_class=report(
+            f"{RES}/report/figures/per_class_f1.png",
+            caption="../report/per_class.rst",
+            category="1 Results",
+            subcategory="Final model",
+            labels={"figure": "F1 per class"},
         ),
         intervals=report(
-            f"{RES}/report/intervals.png",
+            f"{RES}/report/figures/intervals.png",
             caption="../report/intervals.rst",
             category="1 Results",
             subcategory="Per-round scores",
             labels={"figure": "weighted F1 with intervals and seeds"},
         ),
         curves=report(
-            f"{RES}/report/curves.png",
+            f"{RES}/report/figures/curves.png",
             caption="../report/curves.rst",
             category="1 Results",
             subcategory="Final round",
             labels={"figure": "training curves"},
         ),
+        probe=report(
+            f"{RES}/report/figures/probe.png",
+            caption="../report/mae_probe.rst",
+            category="1 Results",
+            subcategory="expMAE",
+            labels={"figure": "probe: expMAE vs random weights"},
+        ),
+        # the same figures as PDF and SVG, and every table as CSV and LaTeX (expmae.report.paper)
+        vector=PAPER_FILES["vector"],
+        tables=PAPER_FILES["tables"],
         pseudo_tsv=report(
             f"{RES}/report/pseudo.tsv",
             caption="../report/pseudo.rst",
@@ -71,7 +98,7 @@ rule report:
             labels={"figure": "pool per round (TSV)"},
         ),
         pseudo_png=report(
-            f"{RES}/report/pseudo.png",
+            f"{RES}/report/figures/pseudo_pool.png",
             caption="../report/pseudo.rst",
             category="2 Pseudo-labels",
             labels={"figure": "pool per round"},
@@ -93,5 +120,5 @@ rule report:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
         " --inputs-qc {input.inputs_qc:q} {params.test} --submission-columns {params.columns}"
-        " --mae-meta {params.mae_meta:q} --options {params.options:q}"
+        " --mae-meta {params.mae_meta:q} --mae-probe {input.mae:q} --options {params.options:q}"
         " --out {params.res:q} > {log:q} 2>&1"
