@@ -264,3 +264,20 @@ def test_demo_writes_public_format_init_checkpoints(tmp_path) -> None:
     assert (vcfg.embed_dim, vcfg.depth, vcfg.num_heads, vcfg.decoder_num_heads) == (128, 4, 4, 3)  # micro
     _, vrep = build(vcfg)
     assert vrep["format"] == "videomae-pth" and vrep["fresh"] == [] and vrep["n_ignored"] == 0
+
+
+def test_an_expmae_encoder_init_is_verified_before_use(tmp_path) -> None:
+    """mae.init naming an expmae encoder file (its sha256 recorded when written): one flipped byte is refused,
+    naming the key and the file, before any weight is used (it was mapped silently)."""
+    torch.manual_seed(0)
+    src = MAE(MAEConfig.from_dict({"img_size": S, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}))
+    path = tmp_path / "enc.safetensors"
+    save_encoder(path, src, {"seed": 0})
+    params = {"init": str(path), "img_size": S, "num_heads": 2}
+    build(MAEConfig.from_dict(params))  # intact: used
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0x01  # a bit in the last tensor's data
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=r"mae\.init: .*bad\.safetensors: .*refused"):
+        build(MAEConfig.from_dict({**params, "init": str(bad)}))

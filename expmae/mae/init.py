@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from expmae.io import file_sha256
+from expmae import weights
+from expmae.io import WEIGHTS_DIGEST, file_sha256
 
 from ._vit import interpolate_pos, interpolate_pos_video
 from .keymap import Mapped, map_checkpoint, weights_file
@@ -69,6 +70,7 @@ def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str, bool]:
     except OSError as e:
         raise InitError(section, p, str(e).splitlines()[0]) from None
     if key not in _CACHE:
+        _check_recorded(f, section, p)
         try:
             m, video = map_checkpoint(p)
             sha = file_sha256(f)
@@ -83,6 +85,21 @@ def load_mapped(path: str | Path, section: str) -> tuple[Mapped, str, bool]:
         raise InitError(section, p, f"is a video checkpoint ({m.format}, patch projection {list(m.embed_shape)}); "
                         f"{section} needs an image one")
     return m, sha, section == "mae_video" and not video
+
+
+def _check_recorded(f: Path, section: str, p: Path) -> None:
+    """A weight file that records its sha256 (an expmae encoder: expmae.weights.save) is verified before
+    use: a flipped byte or a cut-short copy is refused, naming the key and the file. Public checkpoints
+    record none and are read as they are."""
+    if f.suffix != ".safetensors":
+        return
+    try:
+        recorded = WEIGHTS_DIGEST in weights.metadata(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return  # an unreadable header: map_checkpoint names the problem
+    why = weights.check(f)[0] if recorded else ""
+    if why:
+        raise InitError(section, p, f"{why}; refused (nothing was computed from it)")
 
 
 def _count(state: dict[str, torch.Tensor], prefix: str) -> int:

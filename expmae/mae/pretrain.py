@@ -38,9 +38,9 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
+from expmae import weights
 from expmae.device import resolve_device
 from expmae.faces.store import load_face_shard
 from expmae.io import config_hash, write_json
@@ -136,8 +136,9 @@ def _resume(run: Run) -> None:
     run.set_schedule(full_schedule(run.cfg, run.steps_per_epoch))
     if can_continue(run.cfg, prev, run.shards):  # new shards: the earlier weights, a fraction of the steps
         assert prev is not None
-        weights = load_file(str(run.ckpt))
-        run.model.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model/")}, strict=True)
+        # verified against the sha256 recorded when it was written (a corrupt one is removed for a rerun)
+        state = weights.load(run.ckpt, "pt", remove=True, what="MAE checkpoint")
+        run.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model/")}, strict=True)
         run.set_schedule(continued_schedule(run.cfg, run.steps_per_epoch, prev, prev["fingerprint"]))
         if run.rank == 0:
             log.info("new shards %s: continuing the weights of the run on %s (step %d) for %d steps "
