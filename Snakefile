@@ -3,9 +3,10 @@
 import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from expmae import config as _cfg
+from expmae.features import registry as _registry
 
 min_version("9.0")
 
@@ -17,9 +18,11 @@ report: "workflow/report/workflow.rst"
 
 
 # config.yaml holds only what differs from the schema (expmae/config.schema.yaml, package data): every
-# section it leaves out gets its defaults here, then validate fills and checks the rest.
+# key it leaves out gets its default here. Then one line per problem (key, value, "did you mean"), the
+# misspelt feature sets and extractors too: Snakemake's own validate prints the whole schema instead.
 _cfg.fill_defaults(config)
-validate(config, str(_cfg.SCHEMA))
+if _config_problems := _cfg.config_problems(config) + _registry.name_problems(config):
+    raise WorkflowError("\n".join(_config_problems))
 # A preset names the release's files relative to data.root (the one key a user sets).
 config["data"] = _cfg.data_paths(config["data"])
 

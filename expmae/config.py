@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 # The one copy: package data (pyproject.toml), read where the package is installed; the Snakefile validates against it.
 SCHEMA = Path(str(resources.files("expmae").joinpath("config.schema.yaml")))
@@ -70,15 +71,68 @@ def resolve(section: str, params: Mapping[str, Any] | None = None, extra: Mappin
 
 
 def check(section: str, params: Mapping[str, Any]) -> None:
-    """Validate `params` against the section's schema -> ValueError naming `section.key`."""
+    """Validate `params` against the section's schema -> ConfigError naming `section.key` (one line per problem)."""
+    found = problems(dict(params), section_schema(section), (section,))
+    if found:
+        raise ConfigError("\n".join(found))
+
+
+class ConfigError(ValueError):
+    """A config that does not validate; its message is one line per problem, each naming its key."""
+
+
+_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+          "array": "a list", "object": "a mapping (key: value)", "null": "null"}
+
+
+def expected(node: Mapping[str, Any]) -> str:
+    """What a schema node accepts, in words: `an integer`, `an integer or null`, `a list of integers`."""
+    if "enum" in node:
+        return "one of " + ", ".join(json.dumps(v) for v in node["enum"])
+    if "oneOf" in node or "anyOf" in node:
+        return " or ".join(expected(sub) for sub in node.get("oneOf") or node["anyOf"])
+    kinds = node.get("type", [])
+    words = [_TYPES.get(k, k) for k in ([kinds] if isinstance(kinds, str) else kinds)]
+    if kinds == "array" and isinstance(node.get("items"), Mapping) and "type" in node["items"]:
+        words = [f"a list of {expected(node['items']).removeprefix('an ').removeprefix('a ')}s"]
+    return " or ".join(words) or "a valid value"
+
+
+def _unknown(keys: list[str], known: list[str], at: str) -> Iterator[str]:
+    """One line per unknown key: its closest known key (difflib), else the keys of that section."""
+    import difflib
+
+    for k in keys:
+        key = f"{at}.{k}" if at else k
+        near = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
+        if near:
+            yield f"config key {key} is not known; did you mean {at + '.' if at else ''}{near[0]}?"
+        else:
+            yield f"config key {key} is not known; the keys of {at or 'a config'}: {', '.join(known)}"
+
+
+def problems(value: Any, node: Mapping[str, Any], at: tuple[str, ...] = ()) -> list[str]:
+    """Every schema violation of `value` (the config, or a section at `at`), one line each, in key order."""
     import jsonschema
 
-    node = section_schema(section)
-    errors = sorted(jsonschema.Draft202012Validator(node).iter_errors(dict(params)), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        key = ".".join([section, *map(str, e.path)])
-        raise ValueError(f"config key {key}: {e.message}")
+    out: list[str] = []
+    errors = jsonschema.Draft202012Validator(node).iter_errors(value)
+    for e in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        path = [*at, *map(str, e.absolute_path)]
+        key = ".".join(path)
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            known = list(e.schema.get("properties") or {})
+            out += _unknown([k for k in e.instance if k not in known], known, key)
+        elif e.validator == "required":
+            out.append(f"config key {key or '<top>'}: needs {e.message.split(' is a required')[0]}")
+        elif e.validator == "propertyNames":
+            out.append(f"config key {key}.{e.instance}: names are letters, digits, _ or -, starting with a letter")
+        elif e.validator in ("type", "enum", "oneOf", "anyOf"):
+            out.append(f"config key {key} = {json.dumps(e.instance, default=str)}: expected {expected(e.schema)}")
+        else:  # minimum, pattern, minItems...: jsonschema's words after the value
+            out.append(f"config key {key} = {json.dumps(e.instance, default=str)}: "
+                       f"{e.message.removeprefix(repr(e.instance)).strip()}")
+    return list(dict.fromkeys(out))
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,20 +185,39 @@ def load(configfiles: list[str | Path] = (), base: str | Path | None = "config.y
     `base` (the Snakefile's configfile; skipped when absent, as outside a checkout: it holds only
     differences from the schema) < each of `configfiles` (each must exist) < the schema's defaults under
     every missing key, validated (an error names the key)."""
-    import jsonschema
     import yaml
 
     cfg: dict[str, Any] = {}
     bases = [base] if base and Path(base).exists() else []
     for f in bases + list(configfiles):
         p = Path(f)
-        if not p.exists():
+        if not p.is_file():
             raise FileNotFoundError(f"config file {p} not found (--configfile)")
-        cfg = merge(cfg, yaml.safe_load(p.read_text(encoding="utf-8")) or {})
+        try:
+            layer = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise ConfigError(f"config file {p}: not valid YAML{where}: {getattr(err, 'problem', '') or err}") from None
+        if not isinstance(layer, dict):
+            raise ConfigError(f"config file {p}: holds a {type(layer).__name__}, not a mapping of config keys "
+                              "(e.g. `classify: {folds: 5}`)")
+        cfg = merge(cfg, layer)
     fill_defaults(cfg)
+    validate(cfg)
     cfg["data"] = data_paths(cfg.get("data") or {})
-    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(cfg), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        raise ValueError(f"config key {'.'.join(map(str, e.path)) or '<top>'}: {e.message}")
     return cfg
+
+
+def config_problems(cfg: dict[str, Any]) -> list[str]:
+    """The one validation of a whole config against the schema, at Snakemake's parse (the Snakefile) and
+    in `expmae check` (load -> validate): every problem on a line of its own, naming the key, the value and
+    what is expected (unknown keys with "did you mean"), never the schema itself. The feature set and
+    extractor names are checked beside it (expmae.features.registry.name_problems)."""
+    return problems(cfg, schema())
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """config_problems -> ConfigError (one line per problem)."""
+    if found := config_problems(cfg):
+        raise ConfigError("\n".join(found))

@@ -289,3 +289,20 @@ def test_make_help_lists_every_target():
     assert p.returncode == 0, p.stderr
     listed = re.findall(r"^make ([\w-]+)\s", p.stdout, re.M)
     assert sorted(set(phony) - {"help"}) == sorted(listed)
+
+
+def test_check_and_run_name_every_config_problem_on_its_own_line(tmp_path):
+    """Exit 1 (a config problem, not a usage error): unknown key with "did you mean", a wrong type, and a
+    misspelt extractor and feature set, each a line of its own; `run` stops before Snakemake starts."""
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "typo.yaml").write_text("classify:\n  fold: 3\n  folds: five\n")
+    p = expmae("check", "--no-dag", "--configfile", "typo.yaml", cwd=wd)
+    assert (p.returncode, p.stdout.splitlines(), p.stderr) == (1, [
+        "error  config  config key classify.fold is not known; did you mean classify.folds?",
+        'error  config  config key classify.folds = "five": expected an integer'], "")
+    (wd / "names.yaml").write_text("features:\n  egemaps: {extractor: egemap}\nclassify: {feature_sets: [egemaps, minlm]}\n")
+    p = expmae("run", "--configfile", "config_tiny.yaml", "names.yaml", cwd=wd)
+    assert (p.returncode, p.stderr.splitlines()) == (1, [
+        "expmae run: config key features.egemaps.extractor: unknown extractor 'egemap'; did you mean egemaps? "
+        "(expmae features list)",
+        "expmae run: config key classify.feature_sets: 'minlm' is not a `features:` entry; did you mean minilm?"])

@@ -120,3 +120,62 @@ def test_faces_params_take_their_keys_and_types_from_the_schema(schema_with_a_ne
     p = face_params.resolve_params({"blur_min": 2, "fps": "3"})
     assert p["blur_min"] == 2.0 and isinstance(p["blur_min"], float) and p["fps"] == 3.0
     assert set(p) == set(config.schema()["properties"]["faces"]["properties"])
+
+
+def _load(tmp_path, text: str) -> str:
+    """config.load of one overlay (outside a checkout: the schema's defaults beneath) -> its error message."""
+    (tmp_path / "my.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(config.ConfigError) as err:
+        config.load([tmp_path / "my.yaml"], base=None)
+    return str(err.value)
+
+
+def test_unknown_keys_name_the_closest_key_one_line_each(tmp_path):
+    assert _load(tmp_path, "classify:\n  fold: 3\n") == "config key classify.fold is not known; did you mean classify.folds?"
+    assert _load(tmp_path, "clasify: {folds: 3}\nfaces: {fsp: 2, zzz: 1}\n").splitlines() == [
+        "config key clasify is not known; did you mean classify?",
+        "config key faces.fsp is not known; did you mean faces.fps?",
+        "config key faces.zzz is not known; the keys of faces: " + ", ".join(config.schema()["properties"]["faces"]
+                                                                            ["properties"]),
+    ]
+    assert _load(tmp_path, "features:\n  w2v: {extractor: wav2vec2, layr: 3}\n") == \
+        "config key features.w2v.layr is not known; did you mean features.w2v.layer?"
+
+
+def test_wrong_types_name_key_value_and_expected_type(tmp_path):
+    assert _load(tmp_path, "classify:\n  folds: five\n") == 'config key classify.folds = "five": expected an integer'
+    assert _load(tmp_path, "classify: {folds: 1}\nclasses: happy\n").splitlines() == [
+        'config key classes = "happy": expected a list of strings',
+        "config key classify.folds = 1: is less than the minimum of 2",
+    ]
+    assert _load(tmp_path, "features:\n  w: {extractor: hubert, layer: last}\n") == \
+        'config key features.w.layer = "last": expected an integer or a list of integers'
+
+
+def test_a_config_file_that_is_no_yaml_mapping_is_named(tmp_path):
+    assert _load(tmp_path, "classify: [folds: 3\n").startswith(f"config file {tmp_path / 'my.yaml'}: not valid YAML (line")
+    assert _load(tmp_path, "- 3\n") == (f"config file {tmp_path / 'my.yaml'}: holds a list, not a mapping of config "
+                                        "keys (e.g. `classify: {folds: 5}`)")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("overlay, message", [
+    ("classify:\n  fold: 3\n", "config key classify.fold is not known; did you mean classify.folds?"),
+    ("classify:\n  folds: five\n", 'config key classify.folds = "five": expected an integer'),
+    ("features:\n  egemaps: {extractor: egemap}\nclassify: {feature_sets: [egemaps, minlm]}\n",
+     "config key features.egemaps.extractor: unknown extractor 'egemap'; did you mean egemaps? (expmae features list)\n"
+     "config key classify.feature_sets: 'minlm' is not a `features:` entry; did you mean minilm?"),
+    ("data: {root: /x}\n", "config key data.root: /x does not exist: set it to the folder that holds the data "
+                           "(the preset names its folders and files relative to it)"),
+])
+def test_snakemake_names_a_config_error_in_its_own_lines_never_the_schema(tmp_path, overlay, message):
+    """What `snakemake -n` prints for a config problem: the WorkflowError's lines, no schema dump (Snakemake's
+    own validate printed the whole schema, 89 lines)."""
+    from fixtures.workflow import copy_workflow, smk
+
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "my.yaml").write_text(overlay, encoding="utf-8")
+    p = smk(wd, "-n", "--configfile", "config_tiny.yaml", "my.yaml", check=False)
+    out = [ln for ln in (p.stdout + p.stderr).splitlines() if not ln.startswith("Config file config.yaml is extended")]
+    assert p.returncode == 1 and out[0].startswith("WorkflowError in file") and out[-1].lstrip().startswith("File ")
+    assert "\n".join(out[1:-1]) == message, p.stdout + p.stderr

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # config and data errors name their key or file
         if os.environ.get("EXPMAE_TRACEBACK"):
             raise
-        print(f"expmae {name}: {err}", file=sys.stderr)
+        print("\n".join(f"expmae {name}: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return 1
     # 2 is for usage errors only (argparse's SystemExit above): a subcommand that returns non-zero met a data
-    # or config problem (`check` returns 2 when the config does not load)
+    # or config problem
     return 1 if rc else 0

@@ -67,11 +67,13 @@ def read_config(configfiles: list[str]) -> tuple[Path, str]:
     """-> (the config's `results:` folder, why the config does not load: one line naming the file or key, or
     ""). Read before Snakemake starts: its own message for a config error is a dump of the schema."""
     from expmae.config import load
+    from expmae.features.registry import name_problems
 
     try:
-        return Path(str(load(configfiles).get("results") or "results")), ""
+        cfg = load(configfiles)
     except (OSError, ValueError) as err:
         return Path("results"), str(err)
+    return Path(str(cfg.get("results") or "results")), "\n".join(name_problems(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results, problem = read_config(configfiles)
     overrides = any(a == "--config" or a.startswith("--config=") for a in forwarded)  # may fix what the files lack
-    if problem and not overrides:
-        print(f"expmae run: {problem}", file=sys.stderr)
+    if problem and not overrides:  # a line per problem, each naming its key
+        print("\n".join(f"expmae run: {line}" for line in problem.splitlines()), file=sys.stderr)
         return 1
     cmd = [sys.executable, "-m", "snakemake", "--profile", args.profile, *forwarded]
     console = Console(quiet=args.quiet, verbose=args.verbose, means=benchmark_means(results))

@@ -101,12 +101,51 @@ def available() -> dict[str, tuple[type[Extractor], dict[str, Any], str, str]]:
     return dict(_REGISTRY)
 
 
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`; did you mean X?` for the closest of `known` (difflib), else `; one of [...]`."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else f"; one of {sorted(known)}"
+
+
 def spec(extractor: str, key: str = "features.<name>.extractor") -> tuple[type[Extractor], dict[str, Any]]:
     reg = available()
     if extractor not in reg:
-        raise SystemExit(f"config key {key}: unknown extractor {extractor!r}; one of {sorted(reg)}")
+        raise SystemExit(f"config key {key}: unknown extractor {extractor!r}{did_you_mean(extractor, list(reg))} "
+                         "(expmae features list)")
     cls, defaults, _, _ = reg[extractor]
     return cls, defaults
+
+
+def name_problems(cfg: dict[str, Any]) -> list[str]:
+    """Every misspelt extractor and feature set name of a config, one line each with "did you mean" (over the
+    registered extractors / the configured `features:` names): all of them at once, at Snakemake's parse next to
+    the schema's problems (expmae.config.validate) and among `expmae check`'s rows. Defensive about types:
+    the schema's own lines name a section of the wrong type. Imported as expmae.features.registry, this module
+    comes after the package's family modules: every extractor is registered."""
+    features = cfg.get("features") if isinstance(cfg.get("features"), dict) else {}
+    out = []
+    for name, entry in features.items():
+        ext = entry.get("extractor") if isinstance(entry, dict) else None
+        if isinstance(ext, str) and ext not in _REGISTRY:
+            out.append(f"config key features.{name}.extractor: unknown extractor {ext!r}"
+                       f"{did_you_mean(ext, list(_REGISTRY))} (expmae features list)")
+    classify = cfg.get("classify") if isinstance(cfg.get("classify"), dict) else {}
+    for fs in classify.get("feature_sets") or []:
+        if isinstance(fs, str) and fs not in features:
+            out.append(f"config key classify.feature_sets: {fs!r} is not a `features:` entry"
+                       f"{did_you_mean(fs, list(features))}")
+    fuse = cfg.get("fuse") if isinstance(cfg.get("fuse"), dict) else {}
+    mods = fuse.get("modalities") if isinstance(fuse.get("modalities"), dict) else {}
+    for mod, names in mods.items():
+        for fs in names if isinstance(names, list) else []:
+            # a set the config dropped from `features:` is ignored with a note (expmae.train.plan); a near
+            # miss of a configured name is a typo
+            hint = did_you_mean(fs, list(features)) if isinstance(fs, str) and fs not in features else ""
+            if hint.startswith("; did you mean"):
+                out.append(f"config key fuse.modalities.{mod}: {fs!r} is not a `features:` entry{hint}")
+    return out
 
 
 def create(extractor: str, params: dict[str, Any], key: str, device: str = "cpu",
