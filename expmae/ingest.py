@@ -140,6 +140,9 @@ def scan(dirs: Sequence[str | os.PathLike], exts: Iterable[str] = DEFAULT_EXTS) 
 def check_data(data: dict) -> list[str]:
     """Errors in the config's data: section, each naming its key (empty = fine). A configured folder or
     file that does not exist is an error, not a silent skip; unset optional files ("") are fine."""
+    if (root := str(data.get("root") or "")) and not Path(root).expanduser().is_dir():  # one line, not one per path
+        return [f"config key data.root: {root} does not exist: set it to the folder that holds the data (the preset"
+                " names its folders and files relative to it)"]
     errors = []
     if not data.get("videos") and not data.get("manifest"):
         errors.append("config key data.videos is not set: list your video folders, or set data.manifest "
@@ -161,6 +164,12 @@ def check_data(data: dict) -> list[str]:
         if data.get(key) and not Path(data[key]).is_file():
             there = Path(data[key]).exists()  # a FIFO or device would block or never end when read
             errors.append(f"config key data.{key}: file {data[key]!r} " + ("is not a regular file" if there else "does not exist"))
+    rel = [str(v) for v in [*(data.get("videos") or []), *(data.get(k) for k in ("labels", "transcripts", "test",
+           "test_labels"))] if v and not Path(v).expanduser().is_absolute() and not Path(v).exists()]
+    if not root and len(rel) >= 2 and len(rel) == sum(e.endswith("does not exist") for e in errors):  # a preset
+        return [f"config key data.root is not set, and the relative data paths ({', '.join(map(repr, rel[:3]))}) do not "
+                f"exist in {Path.cwd()}: a preset needs data.root: put `data: {{root: /path/to/release}}` in a my.yaml "
+                "(expmae init writes one) and pass it after the preset; or run from the folder they are relative to"]
     return errors
 
 

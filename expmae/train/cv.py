@@ -109,7 +109,8 @@ def unusable_sets(ds: data.Dataset, spec: dict[str, list[str]] | None, classes: 
         counts = {c: int((ds.y[labeled & ds.mask[:, pos[fs]]] == i).sum()) for i, c in enumerate(classes)}
         have = [n for n in counts.values() if n]
         if len(have) < 2 or min(have) < folds:
-            out[fs] = f"feature set {fs} has data for too few labeled videos per class for classify.folds = {folds} ({counts})"
+            out[fs] = (f"feature set {fs} has data for too few labeled videos per class for classify.folds = {folds} "
+                       f"({counts}): skipped; lower classify.folds, label more of the short classes or drop {fs} from classify.feature_sets")
     return out
 
 
