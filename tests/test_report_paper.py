@@ -100,6 +100,7 @@ def test_latex_tables_are_booktabs_and_escaped(grown) -> None:
         rows = [r for r in tex[tex.index(r"\toprule") + 8:tex.index(r"\bottomrule")].splitlines() if r and r != r"\midrule"]
         assert rows and all(len(re.findall(r"(?<!\\)&", r)) == cols - 1 and r.endswith(r"\\") for r in rows), name
     assert r"sad\_face" in (rep / "tables" / "per_class.tex").read_text()
+    assert r"\label{tab:per-class}" in (rep / "tables" / "per_class.tex").read_text()
     assert latex.escape("a_b&c%d$e#{f}~^\\") == (r"a\_b\&c\%d\$e\#\{f\}\textasciitilde{}\textasciicircum{}"
                                                  r"\textbackslash{}")
 

@@ -212,5 +212,5 @@ def main(argv: list[str] | None = None) -> None:
                "qc": {"problems": int(len(qc)), "by_stage": qc["stage"].value_counts().to_dict()}}
     write_json(out / "metrics.json", metrics)
     print(wide.round(3).to_string())
-    print("final:", json.dumps(final))
+    print("".join(f"{r.field:<28} {r.value}\n" for r in files["tables"]["final_model"].itertuples()), end="")
     print(head, end="")

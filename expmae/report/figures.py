@@ -103,7 +103,7 @@ def pseudo_pool(pool: dict[str, dict[str, float]], classes: list[str], stem: str
         bottom = np.zeros(len(rounds))
         for c in classes:
             h = np.array([pool[r].get(c, 0) for r in rounds], float)
-            ax.bar([f"after round {r}" for r in rounds], h, bottom=bottom, label=c, edgecolor="white", linewidth=0.3)
+            ax.bar([f"after round {r}" for r in rounds], h, 0.6, bottom=bottom, label=c, edgecolor="white", linewidth=0.3)
             bottom += h
         ax.set_ylabel("pseudo-labels per fold model")
         ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
@@ -198,5 +198,5 @@ def intervals(rounds: dict[str, dict[str, dict]], stem: str | os.PathLike) -> No
                 seeds = [x for x in (s.get("weighted_f1") for s in m.get("per_seed") or []) if x is not None]
                 ax.plot(seeds, [i] * len(seeds), "|", color="black", ms=5)
             ax.set_yticks(range(len(names)), names)
-            ax.set_xlabel("weighted F1 (out of fold)")
-            ax.set_title(f"round {r}: seed ensemble, 95% interval, single seeds")
+            ax.set_xlabel("weighted F1 (out of fold): ensemble, 95% CI, seeds")
+            ax.set_title(f"round {r}")

@@ -39,14 +39,15 @@ def cell(v: object, digits: int = 3) -> str:
 
 
 def booktabs(df: pd.DataFrame, caption: str, label: str, digits: int = 3) -> str:
-    """A complete table environment: numeric columns right-aligned, the others left-aligned."""
+    """A complete table environment: numeric columns right-aligned, the others left-aligned. Its label is
+    tab:<label> with '-' for '_' (\\label takes no escapes: \\ref{tab:per-class})."""
     align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in df.columns)
     head = " & ".join(escape(c) for c in df.columns) + r" \\"
     rows = [" & ".join(cell(v.item() if hasattr(v, "item") else v, digits) for v in row) + r" \\"
             for row in df.itertuples(index=False)]
     body = rows or [rf"\multicolumn{{{max(1, len(df.columns))}}}{{l}}{{(no rows)}} \\"]
     return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}",
-                      rf"\label{{tab:{escape(label)}}}", rf"\begin{{tabular}}{{{align or 'l'}}}", r"\toprule", head,
+                      rf"\label{{tab:{label.replace('_', '-')}}}", rf"\begin{{tabular}}{{{align or 'l'}}}", r"\toprule", head,
                       r"\midrule", *body, r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
 
 

@@ -26,7 +26,8 @@ FIGURES = {"confusion_oof": "final model: confusion matrix, out of fold on the l
            "pseudo_pool": "pseudo-label pool per round and class",
            "probe": "expMAE linear probe: pretrained vs random weights",
            "curves": "training curves of the final round's models",
-           "intervals": "weighted F1 per round and model: seed ensemble, 95% interval, single seeds"}
+           "intervals": "weighted F1 per round (single feature sets, all-modality heads): seed ensemble, 95% "
+                        "interval, single seeds"}
 TABLES = {"f1_rounds": "Weighted F1 per round and model (seed ensemble [95% bootstrap interval]; seeds mean ± sd)",
           "per_class": "Final model: precision, recall and F1 per class, out of fold and on test",
           "final_model": "Final model",
@@ -136,7 +137,9 @@ def write(rep: Path, rounds: dict[str, dict[str, dict]], final: dict, long: pd.D
     figures.pseudo_pool({r: v["class_mix"] for r, v in pseudo.items()}, classes, fig / "pseudo_pool")
     figures.probe(probes, fig / "probe")
     figures.curves(curve_models(rounds, final), fig / "curves")
-    figures.intervals(rounds, fig / "intervals")
+    # the single feature sets and the all-modality heads; every sub-combination is in the tables
+    figures.intervals({r: {n: m for n, m in ms.items() if not is_subcombination(m)} for r, ms in rounds.items()},
+                      fig / "intervals")
     f1_csv, f1_shown = f1_rounds(long)
     shown = {"f1_rounds": f1_shown, "per_class": perclass.per_class_table(pc), "final_model": final_table(final),
              "pseudo_pool": pseudo_table(pseudo, classes), "probe": probe_table(probes)}
