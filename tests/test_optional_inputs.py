@@ -6,9 +6,9 @@ stopped at the first round's classifier and the QC table. The preflight (`expmae
 same absences without running anything and says where they matter.
 
 The demo's voices are synthetic (prosody, no words), so ASR finds text for few videos: the bare run
-trains on the visual and audio sets and builds the text features from ASR for one shard (the asr ->
-extract_text path), since a text classifier on the few transcribed videos would be refused for lack of
-labeled data per class.
+keeps the text set (minilm) configured, and its classifier is skipped for lack of labeled videos with
+text per class (or trains, if ASR finds enough text); the fused heads and late fusion go on with the sets
+that have data, and the run ends with a submission (expmae.train.cv's skip path; tests/test_cv.py).
 """
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def bare_run(tmp_path_factory, data) -> Path:
     wd = copy_workflow(tmp_path_factory.mktemp("bare"))
     (wd / "data").symlink_to(data)
     _overlay(wd, data={"transcripts": "", "test": "", "test_labels": ""}, seeds=1, mae_video={"enabled": False},
-             mae={"epochs": 1}, classify={"feature_sets": ["expmae", "egemaps"]}, pseudolabel={"rounds": 0})
-    smk(wd, "-p", "all", "results/features/minilm/s00000.parquet")  # -p ends --configfile's list
+             mae={"epochs": 1}, classify={"feature_sets": ["expmae", "egemaps", "minilm"]}, pseudolabel={"rounds": 0})
+    smk(wd, "-p", "all")  # -p ends --configfile's list
     return wd
 
 
@@ -75,6 +75,16 @@ def test_run_without_optional_inputs_completes(bare_run):
     assert set(text["name"]) == set(reg.loc[reg["shard"] == "s00000", "name"])
     sub = pd.read_csv(res / "submission" / "final.csv")
     assert list(sub.columns) == ["name", "discrete", "valence"] and DROPPED not in set(sub["discrete"])
+    # the text set: trained on ASR text, or skipped with its reason and left out of every choice
+    minilm = json.loads((res / "classify" / "round0" / "minilm" / "metrics.json").read_text())
+    skipped = {s["name"]: s["reason"] for s in m["skipped"]}
+    if minilm.get("skipped"):
+        assert "minilm" in skipped and "minilm" not in m["table"]["0"] and m["final"]["model"] != "minilm"
+        assert "skipped (round 0): minilm" in (res / "report" / "headline.txt").read_text()
+        late = json.loads((res / "fuse" / "round0" / "all" / "late" / "metrics.json").read_text())
+        assert "minilm" not in late["members"] and "minilm" in late["skipped_members"]
+    else:
+        assert "minilm" in m["table"]["0"] and "minilm" not in skipped
 
 
 def test_check_warns_about_the_absences(bare_run):
