@@ -131,6 +131,8 @@ def name_problems(cfg: dict[str, Any]) -> list[str]:
         if isinstance(ext, str) and ext not in _REGISTRY:
             out.append(f"config key features.{name}.extractor: unknown extractor {ext!r}"
                        f"{did_you_mean(ext, list(_REGISTRY))} (expmae features list)")
+    if not features:  # the schema alone (no config.yaml: outside a checkout) names sets config.yaml defines
+        return out
     classify = cfg.get("classify") if isinstance(cfg.get("classify"), dict) else {}
     for fs in classify.get("feature_sets") or []:
         if isinstance(fs, str) and fs not in features:
