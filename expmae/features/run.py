@@ -202,7 +202,11 @@ def extract(name: str, params: dict[str, Any], manifest_path: str, out: str, *, 
                             "modality": cls.modality, "config_hash": chash,
                             "params": {**params, "device": device_spec}, "version": cls.version,
                             "backend": getattr(ext, "backend", "torch" if cls.gpu else "native"), **ext.info()}
-    if cls.modality == "audio":
+    if getattr(cls, "precomputed", False):  # vectors computed elsewhere (expmae.features.folder): read, not encoded
+        X, mask, qc, provenance = ext.read(names)
+        write_table(qc_out, qc)
+        meta.update(provenance)
+    elif cls.modality == "audio":
         X, mask, qc = run_audio(ext, manifest)
         write_table(qc_out, qc)
         if hasattr(ext, "feature_names"):
