@@ -1,5 +1,7 @@
 rule faces:
     # Decode sampled frames, detect, align, keep the main face track; crops + per-frame table + QC per shard.
+    # With faces.source: folder, videos that have an OpenFace-style face folder are read from it instead
+    # (expmae/faces/folder.py): the same three outputs, so nothing downstream changes.
     input:
         f"{RES}/ingest/{{shard}}.parquet",
     output:
