@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("expmae.models", "models list | fetch: the models a config names, present or missing"),
     "features": ("expmae.features.__main__", "features list: every extractor, its modality, size and defaults"),
     "predict": ("expmae.predict.__main__", "predict new videos with a run's bundle (results/bundle)"),
+    "export": ("expmae.cli.export", "cached feature sets as MERBench <set>_UTT/<name>.npy folders + labels CSV"),
 }
 
 HELP = """usage: expmae <command> [options]   (the same: python -m expmae <command>)
