@@ -152,3 +152,45 @@ def test_a_wrong_folder_root_is_one_line_naming_the_key(tmp_path) -> None:
         with pytest.raises(SystemExit, match="faces.folder") as e:
             extract_shard(manifest, tmp_path / "s", {"source": "folder", "folder": folder}, threads=0, verbose=False)
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_workflow_faces_stage_reads_face_folders_without_detecting(tmp_path) -> None:
+    """The faces rule of a real Snakemake run on the tiny demo data, detecting, then again with
+    faces.source: folder over face folders made from those crops: the same number of faces jobs, no video
+    detected, the same crops; the benchmark files give both runs' job times."""
+    from expmae import demo
+    from fixtures.workflow import copy_workflow, jobs_run, smk
+
+    wd = copy_workflow(tmp_path / "wf")
+    demo.make_dataset(wd / "data" / "tiny", preset="tiny", seed=0)
+    target = "results/qc/faces_summary.tsv"
+    # "--cores 2" ends smk's --configfile list, so the target is read as a target
+    det_jobs = [j for j in jobs_run(smk(wd, "--cores", "2", target)) if j[0] == "faces"]
+    shards = sorted(p for p in (wd / "results" / "faces").iterdir() if p.is_dir())
+    root = wd / "openface_face"
+    for shard in shards:
+        crops, frames, _ = load_faces(shard, mmap=False)
+        for name, g in frames.groupby("name"):
+            (root / name).mkdir(parents=True)
+            np.save(root / name / f"{name}.npy", crops[g["crop_row"].to_numpy()])
+    overlay = f"results: results_folder\nfaces: {{source: folder, folder: {root}, missing: qc}}\n"
+    (wd / "folder.yaml").write_text(overlay)
+    fold_jobs = [j for j in jobs_run(smk(wd, "--configfile", "config_tiny.yaml", "folder.yaml", "--cores", "2",
+                                         target.replace("results/", "results_folder/"))) if j[0] == "faces"]
+    assert len(fold_jobs) == len(det_jobs) == len(shards)
+    seconds = {}
+    for res in ("results", "results_folder"):
+        seconds[res] = sum(float(pd.read_csv(b, sep="\t")["s"].iloc[0])
+                           for b in (wd / res / "benchmarks" / "faces").glob("*.tsv"))
+        detected = sum(_meta(s)["detected"] for s in (wd / res / "faces").iterdir() if s.is_dir())
+        seconds[res + "_detected"] = detected
+    print(f"faces jobs {len(det_jobs)}: detection {seconds['results']:.2f} s ({seconds['results_detected']} videos "
+          f"detected), face folders {seconds['results_folder']:.2f} s ({seconds['results_folder_detected']} detected)")
+    assert seconds["results_folder_detected"] == 0 and seconds["results_detected"] > 0
+    for shard in shards:
+        a, fa, qa = load_faces(shard, mmap=False)
+        b, fb, qb = load_faces(wd / "results_folder" / "faces" / shard.name, mmap=False)
+        np.testing.assert_array_equal(a, b)
+        assert qa[["name", "ok", "n_crops"]].equals(qb[["name", "ok", "n_crops"]])
