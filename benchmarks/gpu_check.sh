@@ -5,7 +5,7 @@
 #
 #   benchmarks/gpu_check.sh                 # PY=.venv/bin/python by default when it exists
 #
-# Without a CUDA device it prints every row as skipped and exits 0 (tests/test_mae_engine.py runs it so).
+# Without a CUDA device it prints every row as skipped and exits 0 (tests/test_mae_schedule.py runs it so).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}

@@ -1,4 +1,4 @@
-"""Shard registry: append-only membership, duplicates, fingerprints."""
+"""Shard registry: append-only membership, duplicates, fingerprints; data.predict videos in their own shards."""
 import hashlib
 import io
 import os
@@ -6,6 +6,7 @@ import os
 import pandas as pd
 import pytest
 
+from expmae import ingest
 from expmae.ingest import (
     assign, fingerprints, plan_registry, read_registry, save_registry, scan, update_registry, write_shard,
 )
@@ -179,3 +180,31 @@ def test_shard_job_with_special_files_finishes_with_their_qc_rows(tmp_path):
     reasons = qc.set_index("name")["reason"].to_dict()
     assert "not a regular file" in reasons.get("pipe", "") and "not a regular file" in reasons.get("zero", ""), qc
     assert took < 60, f"{took:.0f} s"
+
+
+def test_registry_gives_predict_videos_their_own_shards(tmp_path):
+    train, pred = tmp_path / "train", tmp_path / "pred"
+    train.mkdir(), pred.mkdir()
+    for n in ("a", "b", "c"):
+        (train / f"{n}.mp4").write_bytes(b"x")
+    for n in ("c", "x", "y"):  # c is also a training video: kept as train, an issue row
+        (pred / f"{n}.mp4").write_bytes(b"x")
+    reg, issues = ingest.plan_registry(tmp_path / "res", [str(train)], [".mp4"], 2, predict=[str(pred)])
+    by = reg.set_index("name")
+    assert by.loc[["a", "b", "c"], "role"].eq("train").all() and by.loc[["x", "y"], "role"].eq("predict").all()
+    assert set(by.loc[["x", "y"], "shard"]) == {"p00000"} and set(by.loc[["a", "b", "c"], "shard"]) == {"s00000", "s00001"}
+    assert "in data.videos and data.predict, kept as train" in issues
+    ingest.save_registry(tmp_path / "res", reg, issues)
+    (pred / "z.mp4").write_bytes(b"x")
+    (train / "d.mp4").write_bytes(b"x")
+    reg2, _ = ingest.plan_registry(tmp_path / "res", [str(train)], [".mp4"], 2, predict=[str(pred)])
+    by2 = reg2.set_index("name")
+    assert by2.loc["z", "shard"] == "p00001" and by2.loc["d", "shard"] == "s00002"  # append-only, per role
+    assert by2.loc[["a", "x"], "shard"].tolist() == by.loc[["a", "x"], "shard"].tolist()
+    # the preflight check counts them and names the id that stays a training video
+    from expmae.check import check_predict
+
+    rows = []
+    check_predict({"predict": [str(pred)]}, {"a", "b", "c", "d"}, rows)
+    assert [(r.level, r.item) for r in rows] == [("warn", "data.predict")]
+    assert "4 videos to predict; 1 also in data.videos (first: c): they stay training videos" in rows[0].value

@@ -1,27 +1,21 @@
 """Issue #17: use the trained recogniser. The session's tiny workflow run (tests/conftest.py tiny_run, read
-as it is; data.predict goes into a copy of it) serves every check:
+as it is; the data.predict folder goes into a copy of it) serves every check:
 the bundle reproduces every model of the last round; `python -m expmae.predict` on the bundle and the
 test-split videos gives final.csv's labels and the final model's probabilities (1e-6); an unseen real clip
-gets a row; a tampered bundle and a missing local model are refused; data.predict videos run only their
-per-shard jobs and the predict job, and the workflow's predictions equal the standalone ones."""
+gets a row; a tampered bundle and a missing local model are refused (tests/test_workflow_predict.py runs
+data.predict through the workflow)."""
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from expmae import ingest
-from fixtures.workflow import clone_run, dry_run_jobs, smk
-
-CFG = ("--configfile", "config_tiny.yaml")
-SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "unlabeled" / "single_face.mp4"
-PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "asr"}
+from fixtures.predict import SHARED_CLIP, add_predict_folder, split_videos, standalone_predict
+from fixtures.workflow import clone_run
 
 
 @pytest.fixture(scope="module")
@@ -30,48 +24,19 @@ def run(tiny_run, tmp_path_factory):
     return clone_run(tiny_run, tmp_path_factory.mktemp("predict"))
 
 
-def classes_of(wd: Path) -> list[str]:
-    return json.loads((wd / "results" / "bundle" / "bundle.json").read_text())["classes"]
-
-
-def split_videos(wd: Path) -> list[Path]:
-    names = pd.read_csv(wd / "data" / "tiny" / "test.csv", dtype=str)["name"]
-    files = {p.stem: p for p in (wd / "data" / "tiny" / "videos").iterdir()}
-    return [files[n] for n in names if n in files]
-
-
 @pytest.fixture(scope="module")
 def new_folder(run):
-    """data.predict folder: a test video under a new name, a zero-byte file, and a real clip when present."""
-    new = run / "data" / "new"
-    new.mkdir()
-    shutil.copy(split_videos(run)[0], new / "copy_of_test.mp4")
-    (new / "broken.mp4").write_bytes(b"")
-    if SHARED_CLIP.exists():
-        shutil.copy(SHARED_CLIP, new / "real_clip.mp4")
-    (run / "pred.yaml").write_text("data: {predict: [data/new]}\n")
-    return new
+    return add_predict_folder(run)
 
 
 @pytest.fixture(scope="module")
 def standalone(run, new_folder, tmp_path_factory):
-    """The CLI on the bundle: the test-split videos and the new folder, one process."""
-    out = tmp_path_factory.mktemp("standalone") / "pred.csv"
-    cmd = [sys.executable, "-m", "expmae.predict", "--bundle", str(run / "results" / "bundle"),
-           *map(str, split_videos(run)), str(new_folder), "--transcripts", str(run / "data" / "tiny" / "transcripts.csv"),
-           "--out", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path_factory.mktemp("elsewhere"))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "[predict]" in p.stderr  # progress lines
-    return pd.read_csv(out, dtype={"name": str}, keep_default_na=False, na_values=[""])
+    return standalone_predict(run, new_folder, tmp_path_factory.mktemp("standalone"),
+                              tmp_path_factory.mktemp("elsewhere"))
 
 
-@pytest.fixture(scope="module")
-def in_workflow(run, new_folder):
-    """Dry-run job list after adding data.predict, then the real run of those jobs."""
-    jobs = dry_run_jobs(run, *CFG, "pred.yaml")
-    smk(run, *CFG, "pred.yaml")
-    return jobs
+def classes_of(wd: Path) -> list[str]:
+    return json.loads((wd / "results" / "bundle" / "bundle.json").read_text())["classes"]
 
 
 def final_probs(wd: Path) -> pd.DataFrame:
@@ -157,54 +122,3 @@ def test_tampered_bundle_and_missing_model_are_refused(run, tmp_path):
     write_manifest(b)  # a re-signed bundle naming a model this machine lacks
     with pytest.raises(SystemExit, match=r"no-such-minilm.*features\.minilm\.model"):
         predict_videos(str(b), [video], None)
-
-
-@pytest.mark.e2e
-def test_predict_folder_runs_only_its_shards_and_matches_standalone(run, in_workflow, standalone):
-    jobs = in_workflow
-    rules = {r for r, _ in jobs}
-    assert "predict" in rules and not rules & {"classify", "fuse", "fuse_late", "pseudolabel", "report", "mae_pretrain",
-                                               "inputs_qc", "bundle", "cache_check"}, rules
-    per_shard = [w["shard"] for r, w in jobs if r in PER_SHARD]
-    assert per_shard and all(s.startswith("p") for s in per_shard)
-    assert rules <= PER_SHARD | {"predict", "all"}, rules
-    out = pd.read_csv(run / "results" / "predict" / "final.csv", dtype={"name": str}, keep_default_na=False,
-                      na_values=[""]).set_index("name")
-    expected = {"copy_of_test", "broken"} | ({"real_clip"} if SHARED_CLIP.exists() else set())
-    assert set(out.index) == expected
-    cols = [c for c in out.columns if c.startswith("prob_")]
-    ref = standalone.set_index("name").loc[sorted(expected)]
-    np.testing.assert_allclose(out.loc[sorted(expected), cols].to_numpy(), ref[cols].to_numpy(), atol=1e-6)
-    assert list(out.loc[sorted(expected), "label"]) == list(ref["label"])
-    heads = pd.read_csv(run / "results" / "predict" / "heads.csv", dtype={"name": str})
-    assert {"egemaps", "minilm", "expmae", "fbp", "late"} <= set(heads["model"]) and len(heads) == len(expected) * heads["model"].nunique()
-    reg = pd.read_parquet(run / "results" / "ingest" / "registry.parquet")
-    assert set(reg.loc[reg["role"] == "predict", "name"]) == expected and reg.loc[reg["role"] == "predict", "shard"].str.startswith("p").all()
-
-
-def test_registry_gives_predict_videos_their_own_shards(tmp_path):
-    train, pred = tmp_path / "train", tmp_path / "pred"
-    train.mkdir(), pred.mkdir()
-    for n in ("a", "b", "c"):
-        (train / f"{n}.mp4").write_bytes(b"x")
-    for n in ("c", "x", "y"):  # c is also a training video: kept as train, an issue row
-        (pred / f"{n}.mp4").write_bytes(b"x")
-    reg, issues = ingest.plan_registry(tmp_path / "res", [str(train)], [".mp4"], 2, predict=[str(pred)])
-    by = reg.set_index("name")
-    assert by.loc[["a", "b", "c"], "role"].eq("train").all() and by.loc[["x", "y"], "role"].eq("predict").all()
-    assert set(by.loc[["x", "y"], "shard"]) == {"p00000"} and set(by.loc[["a", "b", "c"], "shard"]) == {"s00000", "s00001"}
-    assert "in data.videos and data.predict, kept as train" in issues
-    ingest.save_registry(tmp_path / "res", reg, issues)
-    (pred / "z.mp4").write_bytes(b"x")
-    (train / "d.mp4").write_bytes(b"x")
-    reg2, _ = ingest.plan_registry(tmp_path / "res", [str(train)], [".mp4"], 2, predict=[str(pred)])
-    by2 = reg2.set_index("name")
-    assert by2.loc["z", "shard"] == "p00001" and by2.loc["d", "shard"] == "s00002"  # append-only, per role
-    assert by2.loc[["a", "x"], "shard"].tolist() == by.loc[["a", "x"], "shard"].tolist()
-    # the preflight check counts them and names the id that stays a training video
-    from expmae.check import check_predict
-
-    rows = []
-    check_predict({"predict": [str(pred)]}, {"a", "b", "c", "d"}, rows)
-    assert [(r.level, r.item) for r in rows] == [("warn", "data.predict")]
-    assert "4 videos to predict; 1 also in data.videos (first: c): they stay training videos" in rows[0].value

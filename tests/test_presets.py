@@ -1,7 +1,9 @@
 """workflow/presets/quick.yaml: layered over any MER preset, the demo's or a plain config, it keeps the data:
-section and needs only the models the install ships (micro expMAE, eGeMAPS, MiniLM, tiny.en), 1 seed, 1 round."""
+section and needs only the models the install ships (micro expMAE, eGeMAPS, MiniLM, tiny.en), 1 seed, 1 round.
+workflow/presets/paper.yaml: its DAG with the slurm profile asks for ViT-L pretraining on 2 nodes x 8 GPUs."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from expmae.config import load
+from expmae.mae.pretrain import PretrainConfig
 from expmae.models import references
 from fixtures.mer_release import build_release
 from fixtures.workflow import SNAKEMAKE, copy_workflow
@@ -99,3 +102,37 @@ def test_mer2023_plus_quick_dry_run_needs_no_hub_model(tmp_path):
     alone = subprocess.run([sys.executable, "-m", "expmae", "models", "list", "--configfile", preset, str(my)],
                            cwd=wd, capture_output=True, text=True, timeout=300, env=offline(tmp_path))
     assert alone.returncode == 1 and "TencentGameMate/chinese-hubert-large" in alone.stdout
+
+
+@pytest.mark.e2e
+def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
+    """config.yaml + workflow/presets/paper.yaml + a data config, dry run with the slurm profile:
+    both pretraining jobs are ViT-L at 224 px and ask for 2 nodes x 8 GPUs (srun + torchrun)."""
+    import shutil
+
+    import yaml
+
+    from fixtures.workflow import SNAKEMAKE, placeholder_workflow
+
+    wd = placeholder_workflow(tmp_path / "wf")
+    shutil.copytree(ROOT / "workflow" / "presets", wd / "workflow" / "presets", dirs_exist_ok=True)
+    data = {"videos": ["data/tiny/videos"], "labels": "data/tiny/labels.csv", "transcripts": "data/tiny/transcripts.csv"}
+    (wd / "mydata.yaml").write_text(yaml.safe_dump({"data": data}))
+    p = subprocess.run([*SNAKEMAKE, "-n", "-p", "--profile", "workflow/profiles/slurm", "--configfile", "config.yaml",
+                        "workflow/presets/paper.yaml", "mydata.yaml"], cwd=wd, capture_output=True, text=True, timeout=300)
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-4000:]
+    assert not (wd / "results").exists()  # a dry run writes nothing
+    for rule, kind in (("mae_pretrain", "image"), ("mae_video_pretrain", "video")):
+        block = re.search(rf"^rule {rule}:\n(.*?)\n\n", text, re.M | re.S).group(1)
+        resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", block).group(1).split(", "))
+        assert (resources["nodes"], resources["gres"], resources["tasks"], resources["mpi"]) == \
+            ("2", "gpu:8", "2", "srun"), resources
+        shell = re.search(r"Shell command: (.*)", block).group(1)
+        assert shell.startswith("python -m expmae.mae.launch --nnodes 2 --nproc-per-node 8 -- -m expmae.mae.pretrain")
+        params = json.loads(re.search(r"--params '(.*?)'", shell).group(1))
+        c = PretrainConfig.from_params(params)
+        assert (c.kind, c.model.embed_dim, c.model.depth, c.model.img_size) == (kind, 1024, 24, 224)
+        assert c.bf16 and c.batch_size >= 512
+        if kind == "video":  # 16 frames / tubelet 2 x (224 / 16)^2 tubes
+            assert c.model.grid[0] * c.model.grid[1] == 1568

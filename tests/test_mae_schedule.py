@@ -1,6 +1,7 @@
 """MAE pretraining at paper scale: schedule (warmup + cosine, layer decay, retrain fraction), the
-run monitor (samples/s + ETA lines, TensorBoard events), the multi-node launcher, the paper preset's
-DAG and the GPU check's CPU path (the FLOP accounting: tests/test_mae_flops.py)."""
+run monitor (samples/s + ETA lines, TensorBoard events), the video MAE's init from the image MAE as a
+DAG edge and the GPU check's CPU path (the launcher: tests/test_mae_launch.py; the paper preset's DAG:
+tests/test_presets.py; the FLOP accounting: tests/test_mae_flops.py)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import logging
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from expmae.mae import launch
 from expmae.mae.model import MAE, MAEConfig
 from expmae.mae.pretrain import PretrainConfig, train
 from expmae.mae.schedule import Schedule, layer_id, lr_at, param_groups
-from fixtures.mae_shards import write_shard
+from fixtures.mae_shards import TINY_RUN as TINY, two_shards
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_dim=48, decoder_depth=1,
-            mask_ratio=0.75, norm_pix_loss=True, batch_size=6, lr=1e-3, warmup_epochs=1, frames_per_video=4,
-            seed=0, device="cpu")
 
 
 def cfg(**kw) -> PretrainConfig:
@@ -34,9 +30,7 @@ def cfg(**kw) -> PretrainConfig:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> list[Path]:
-    root = tmp_path_factory.mktemp("faces")
-    return [write_shard(root / "s00000", {"v0": 6, "v1": 4, "v2": 3}, seed=1),
-            write_shard(root / "s00001", {"v3": 5, "v5": 8}, seed=2)]
+    return two_shards(tmp_path_factory.mktemp("faces"))
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -105,99 +99,7 @@ def test_log_lines_have_throughput_and_eta_and_tensorboard_events(shards, tmp_pa
     assert (tmp_path / "recon.png").exists() and (tmp_path / "loss.png").exists()  # the report's PNGs stay
 
 
-# ----------------------------------------------------------------------------- launcher
-def test_launch_command_for_a_slurm_allocation() -> None:
-    assert launch.first_host("gpu[003-005,9],cpu1") == "gpu003"
-    assert launch.first_host("r[1-2]-n[07-08]") == "r1-n07" and launch.first_host("node7") == "node7"
-    env = {"SLURM_JOB_NODELIST": "gpu[003-004]", "SLURM_JOB_ID": "4242", "SLURM_CPUS_PER_TASK": "16"}
-    cmd = launch.command(2, 8, ["-m", "expmae.mae.pretrain", "--out", "o"], env)
-    srun, torchrun = cmd[: cmd.index(sys.executable)], cmd[cmd.index(sys.executable):]
-    assert srun == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=16",
-                    "--kill-on-bad-exit=1"]
-    assert torchrun == [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=8",
-                        "--rdzv-backend=c10d", "--rdzv-endpoint=gpu003:29400", "--rdzv-id=4242",
-                        "-m", "expmae.mae.pretrain", "--out", "o"]
-    with pytest.raises(SystemExit, match="SLURM_JOB_NODELIST"):
-        launch.command(2, 8, ["-m", "x"], {})
-    assert launch.prefix({"gpu": 1}) == "python"
-    assert launch.prefix({"gpu": 4}) == "torchrun --standalone --nproc_per_node=4"
-    assert launch.prefix({"nodes": 2, "gres": "gpu:a100:8"}) == \
-        "python -m expmae.mae.launch --nnodes 2 --nproc-per-node 8 --"
-
-
-FAKE_SRUN = """#!{python}
-# Stand-in for srun on a machine without SLURM: start the command once per task, here, with the
-# SLURM task variables set, and exit with the first failure (as --kill-on-bad-exit).
-import os, subprocess, sys
-args = sys.argv[1:]
-n = int(next(a for a in args if a.startswith("--ntasks=")).split("=")[1])
-cmd = args[next(i for i, a in enumerate(args) if not a.startswith("--")):]
-procs = [subprocess.Popen(cmd, env={{**os.environ, "SLURM_PROCID": str(i), "SLURM_NODEID": str(i)}}) for i in range(n)]
-sys.exit(max(p.wait() for p in procs))
-"""
-
-
-@pytest.mark.slow
-def test_two_gloo_processes_through_the_multi_node_launcher(shards, tmp_path) -> None:
-    """Two 'nodes' x 1 process: the launcher's srun + torchrun command, c10d rendezvous on
-    localhost, DDP over gloo; rank 0 writes the encoder and records world size 2."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text(FAKE_SRUN.format(python=sys.executable))
-    (bin_dir / "srun").chmod(0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "localhost",
-           "SLURM_JOB_ID": "1", "EXPMAE_RDZV_PORT": str(port), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
-    params = json.dumps({**TINY, "epochs": 1, "tensorboard": False})
-    cmd = [sys.executable, "-m", "expmae.mae.launch", "--nnodes", "2", "--nproc-per-node", "1", "--",
-           "-m", "expmae.mae.pretrain", "--faces", *map(str, shards), "--out", str(tmp_path / "out"),
-           "--params", params]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert p.returncode == 0, p.stderr[-4000:]
-    assert "launch: srun --nodes=2" in p.stderr and "--rdzv-endpoint=localhost:" in p.stderr
-    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
-    assert meta["world_size"] == 2 and (tmp_path / "out" / "encoder.safetensors").exists()
-    torch.testing.assert_close(torch.tensor(meta["step_losses"]).isfinite().all(), torch.tensor(True))
-
-
-# ----------------------------------------------------------------------------- paper preset
-@pytest.mark.e2e
-def test_paper_preset_builds_its_dag_and_asks_slurm_for_gpus(tmp_path) -> None:
-    """config.yaml + workflow/presets/paper.yaml + a data config, dry run with the slurm profile:
-    both pretraining jobs are ViT-L at 224 px and ask for 2 nodes x 8 GPUs (srun + torchrun)."""
-    import shutil
-
-    import yaml
-
-    from fixtures.workflow import SNAKEMAKE, placeholder_workflow
-
-    wd = placeholder_workflow(tmp_path / "wf")
-    shutil.copytree(ROOT / "workflow" / "presets", wd / "workflow" / "presets", dirs_exist_ok=True)
-    data = {"videos": ["data/tiny/videos"], "labels": "data/tiny/labels.csv", "transcripts": "data/tiny/transcripts.csv"}
-    (wd / "mydata.yaml").write_text(yaml.safe_dump({"data": data}))
-    p = subprocess.run([*SNAKEMAKE, "-n", "-p", "--profile", "workflow/profiles/slurm", "--configfile", "config.yaml",
-                        "workflow/presets/paper.yaml", "mydata.yaml"], cwd=wd, capture_output=True, text=True, timeout=300)
-    text = p.stdout + p.stderr
-    assert p.returncode == 0, text[-4000:]
-    assert not (wd / "results").exists()  # a dry run writes nothing
-    for rule, kind in (("mae_pretrain", "image"), ("mae_video_pretrain", "video")):
-        block = re.search(rf"^rule {rule}:\n(.*?)\n\n", text, re.M | re.S).group(1)
-        resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", block).group(1).split(", "))
-        assert (resources["nodes"], resources["gres"], resources["tasks"], resources["mpi"]) == \
-            ("2", "gpu:8", "2", "srun"), resources
-        shell = re.search(r"Shell command: (.*)", block).group(1)
-        assert shell.startswith("python -m expmae.mae.launch --nnodes 2 --nproc-per-node 8 -- -m expmae.mae.pretrain")
-        params = json.loads(re.search(r"--params '(.*?)'", shell).group(1))
-        c = PretrainConfig.from_params(params)
-        assert (c.kind, c.model.embed_dim, c.model.depth, c.model.img_size) == (kind, 1024, 24, 224)
-        assert c.bf16 and c.batch_size >= 512
-        if kind == "video":  # 16 frames / tubelet 2 x (224 / 16)^2 tubes
-            assert c.model.grid[0] * c.model.grid[1] == 1568
-
-
+# ----------------------------------------------------------------------------- video MAE init: a DAG edge
 @pytest.mark.e2e
 def test_video_mae_from_this_runs_image_mae_is_a_dag_edge(tmp_path) -> None:
     """mae_video.init: mae -> the video pretraining job reads the image job's encoder (an input, so a
