@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -33,6 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from expmae.cache import CacheError  # noqa: F401  (raised here; importers use expmae.io.CacheError)
 
 META_KEY = b"expmae"
 _UMASK = os.umask(0)
@@ -212,22 +213,10 @@ def write_features(
     write_table(path, table, meta={**meta, "dim": dim})
 
 
-class CacheError(SystemExit):
-    """A cached per-shard file (under results/) that cannot be read. It is removed, so a plain rerun
-    rebuilds it (every per-shard file is a target of rule all), and the message names it."""
-
-    def __init__(self, path: str | os.PathLike, err: BaseException | str, remove: bool = True) -> None:
-        why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        p = Path(path)
-        if remove and p.exists():
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        super().__init__(f"unreadable cache file {path} ({why}): "
-                         f"{'removed; ' if remove else ''}rerun snakemake, which rebuilds it with the rule that "
-                         f"wrote it and reruns what was computed from it")
-
-
 def read_features(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
     """Concatenate feature shards -> (names, X [N, D] float32, mask [N] bool, meta of first shard)."""
+    if isinstance(paths, (str, os.PathLike)):  # a lone path would be iterated character by character
+        raise TypeError(f"read_features takes a list of shard paths, not one path: {paths!r}")
     names: list[str] = []
     feats: list[np.ndarray] = []
     masks: list[np.ndarray] = []
@@ -334,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     bad = [(f, r) for f in a.files if (r := verify(f))]
     for f, why in bad:
-        shutil.rmtree(f) if Path(f).is_dir() else Path(f).unlink(missing_ok=True)
+        CacheError(f, why)  # removes it where that is safe
         print(f"corrupt cache {f} ({why}): removed", flush=True)
     if bad:
         raise SystemExit(f"{len(bad)} corrupt cache file(s) removed (listed above): rerun snakemake to rebuild "

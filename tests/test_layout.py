@@ -22,7 +22,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("base: files, config, numerics", ("expmae", "expmae.config", "expmae.io", "expmae.weights", "expmae.device",
                                         "expmae.encoder_format", "expmae.npnet", "expmae.imaging", "expmae.labels",
                                         "expmae.manifest", "expmae.registry", "expmae.shard_hash", "expmae.ingest",
-                                        "expmae.lock", "expmae.guard")),
+                                        "expmae.lock", "expmae.guard", "expmae.cache")),
     ("per-video stages", ("expmae.faces", "expmae.mae")),
     ("features", ("expmae.features", "expmae.models")),
     ("training", ("expmae.train",)),
