@@ -326,10 +326,14 @@ def test_asr_tiny_en_on_a_real_clip(tmp_path):
 def test_adding_or_changing_an_extractor_reruns_only_its_jobs(tmp_path):
     from fixtures.workflow import dry_run_jobs, placeholder_workflow, smk
 
+    from expmae import ingest
+
     wd = placeholder_workflow(tmp_path / "wf", n=30)  # two shards of config_tiny
     # Pretend the whole DAG ran: create every output, then let Snakemake touch them all
     # (--forceall records the provenance metadata that its params / input-set triggers read).
     listing = smk(wd, "-n").stdout
+    # as a real run's start would: shard outputs without their registry are refused (expmae/registry.py)
+    ingest.update_registry(wd / "results", [str(wd / "data" / "tiny" / "videos")], ingest.DEFAULT_EXTS, 24)
     for line in re.findall(r"^\s+output: (.*)$", listing, re.M):
         for o in line.split(", "):
             p = wd / o
