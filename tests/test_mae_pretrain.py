@@ -75,14 +75,19 @@ def test_resume_after_kill_is_bit_exact(shards, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_cli_matches_uninterrupted(shards, tmp_path) -> None:
-    """A real kill: SIGKILL the CLI as soon as its first checkpoint lands, rerun, compare weights."""
-    torch.set_num_threads(1)  # earlier tests (thread-pool limits) may have changed it; must match the child
+    """A real kill: SIGKILL the CLI as soon as its first checkpoint lands, rerun, compare weights.
+    Every run is its own process with one environment: a training job earlier in the test session pins
+    this process's numerics (os.environ, oneDNN off: expmae.train.repro), so a run in this process may
+    compute other bits than a child does."""
     params = {**TINY, "epochs": 12, "batch_size": 6, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
               "frames_per_video": 4, "seed": 0, "device": "cpu", "checkpoint_every_steps": 1}
-    argv = ["--faces", *map(str, shards), "--out", str(tmp_path / "killed"), "--params", json.dumps(params)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count as this process: bit-exact CPU math
-    proc = subprocess.Popen([sys.executable, "-m", "expmae.mae.pretrain", *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count in every run: bit-exact CPU math
+
+    def cli(out: str) -> list[str]:
+        return [sys.executable, "-m", "expmae.mae.pretrain", "--faces", *map(str, shards), "--out",
+                str(tmp_path / out), "--params", json.dumps(params)]
+
+    proc = subprocess.Popen(cli("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoint.safetensors"
     deadline = time.time() + 120
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
@@ -92,12 +97,14 @@ def test_sigkill_then_rerun_cli_matches_uninterrupted(shards, tmp_path) -> None:
     with safe_open(ckpt, framework="pt") as f:
         killed_at = json.loads(f.metadata()["state"])["step"]
     assert not (tmp_path / "killed" / "encoder.safetensors").exists() or killed_at == 36
-    pretrain_main(argv)  # resume in this process
-    full = train(PretrainConfig.from_params(params), shards, tmp_path / "full")
+    for out in ("killed", "full"):  # resume, and the same training uninterrupted
+        subprocess.run(cli(out), env=env, check=True, capture_output=True, timeout=600)
     a, b = load_file(tmp_path / "killed" / "encoder.safetensors"), load_file(tmp_path / "full" / "encoder.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a), f"killed at step {killed_at}"
     meta = json.loads((tmp_path / "killed" / "meta.json").read_text())
-    assert meta["steps"] == 36 and meta["resumed_from_step"] == killed_at and meta["step_losses"] == full.step_losses
+    full = json.loads((tmp_path / "full" / "meta.json").read_text())
+    assert meta["steps"] == 36 and meta["resumed_from_step"] == killed_at
+    assert meta["step_losses"] == full["step_losses"]
 
 
 def test_checkpoint_is_safetensors_not_pickle(shards, tmp_path) -> None:
