@@ -17,20 +17,12 @@ from expmae.features import run as feature_run
 from expmae.io import CacheError, file_sha256, read_meta
 from expmae.mae import MAE, MAEConfig
 from expmae.mae.checkpoint import load_checkpoint, load_encoder, read_checkpoint_state, save_checkpoint, save_encoder
+from fixtures.bitrot import flip
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 32
 TINY = dict(img_size=S, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_dim=32, decoder_depth=1)
 PARAMS = {"extractor": "expmae_image", "device": "cpu"}
-
-
-def flip(path: Path, at: int, keep_mtime: bool) -> None:
-    st = path.stat()
-    raw = bytearray(path.read_bytes())
-    raw[at] ^= 0x10
-    path.write_bytes(bytes(raw))
-    if keep_mtime:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def model() -> MAE:

@@ -17,20 +17,11 @@ import torch
 from expmae import weights
 from expmae.io import CacheError, verify
 from expmae.mae import MAEConfig
+from fixtures.bitrot import flip
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 32
 TINY = dict(img_size=S, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_dim=32, decoder_depth=1)
-
-
-def flip(path: Path, at: int, keep_mtime: bool) -> None:
-    """Flip one bit of the file at byte `at` (negative: from the end), optionally keeping its mtime (bit rot)."""
-    st = path.stat()
-    raw = bytearray(path.read_bytes())
-    raw[at] ^= 0x10
-    path.write_bytes(bytes(raw))
-    if keep_mtime:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_save_round_trip_and_recorded_sha256(tmp_path):
