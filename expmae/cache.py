@@ -29,6 +29,14 @@ def removable(p: Path) -> bool:
         return all(e.is_file(follow_symlinks=False) and e.name.endswith(CACHE_SUFFIXES) for e in it)
 
 
+def remove_cache(p: Path) -> bool:
+    """Remove a damaged cache file or shard folder when `removable` allows it -> whether it was removed."""
+    if not (p.exists() or p.is_symlink()) or not removable(p):
+        return False
+    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    return True
+
+
 class CacheError(SystemExit):
     """A cached per-shard file (under results/) that cannot be read. It is removed when that is safe
     (`removable`), so a plain rerun rebuilds it (every per-shard file is a target of rule all)."""
@@ -36,11 +44,7 @@ class CacheError(SystemExit):
     def __init__(self, path: str | os.PathLike, err: BaseException | str, remove: bool = True) -> None:
         why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         p = Path(path)
-        removed = False
-        if remove and (p.exists() or p.is_symlink()):
-            if removable(p):
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
-                removed = True
+        removed = remove and remove_cache(p)
         note = "removed; " if removed else ("not removed (not a cache file or folder); " if remove else "")
         super().__init__(f"unreadable cache file {path} ({why}): {note}rerun snakemake, which rebuilds it "
                          f"with the rule that wrote it and reruns what was computed from it")

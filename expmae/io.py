@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expmae.cache import CacheError  # noqa: F401  (raised here; importers use expmae.io.CacheError)
+from expmae.cache import CacheError, remove_cache  # CacheError: importers use expmae.io.CacheError
 
 META_KEY = b"expmae"
 _UMASK = os.umask(0)
@@ -323,10 +323,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     bad = [(f, r) for f in a.files if (r := verify(f))]
     for f, why in bad:
-        CacheError(f, why)  # removes it where that is safe
-        print(f"corrupt cache {f} ({why}): removed", flush=True)
+        done = "removed" if remove_cache(Path(f)) else "not removed (not a cache file or folder)"
+        print(f"corrupt cache {f} ({why}): {done}", flush=True)
     if bad:
-        raise SystemExit(f"{len(bad)} corrupt cache file(s) removed (listed above): rerun snakemake to rebuild "
+        raise SystemExit(f"{len(bad)} corrupt cache file(s) (listed above): rerun snakemake to rebuild "
                          "them and everything computed from them")
     write_text(a.out, "path\n" + "".join(f"{f}\n" for f in a.files))
 

@@ -49,3 +49,14 @@ def test_only_cache_files_and_shard_folders_are_removed(tmp_path, monkeypatch):
 def test_the_root_is_never_removed():
     err = CacheError("/", "a character of a path string", remove=True)
     assert "not removed" in str(err.code)
+
+
+def test_remove_cache_says_whether_it_removed(tmp_path):
+    from expmae.cache import remove_cache
+
+    f = tmp_path / "a" / "b" / "s00000.parquet"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b"x")
+    assert remove_cache(f) and not f.exists()
+    assert not remove_cache(f)  # gone already
+    assert not remove_cache(tmp_path / "a") and (tmp_path / "a" / "b").is_dir()  # has a subfolder: not a cache
