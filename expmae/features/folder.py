@@ -12,9 +12,10 @@ one hash of that list, so a result names the exact vectors it was trained on.
 
 Scheduled like an audio extractor (its job reads only the shard's manifest and writes a QC table beside the
 features); which modality it stands for is the fusion's `fuse.modalities` entry that lists it. A folder holds
-vectors for the videos it was made for only: a predict bundle cannot compute this set for new videos
-(expmae/predict/bundle.py marks such rows as without this set). Snakemake does not watch the folder: after
-its files change, rerun the set's jobs (`--forcerun extract_audio` or delete results/features/<set>/).
+vectors for the videos it was made for only: a predict bundle records the set as not computable, with its folder
+and provenance, and `expmae predict` reads the vectors of new videos from a folder the user names
+(expmae/predict/precomputed.py, through this reader). Snakemake does not watch the folder: after its files
+change, rerun the set's jobs (`--forcerun extract_audio` or delete results/features/<set>/).
 """
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def files_list_sha256(files: dict[str, str]) -> str:
+    """One hash of a {file name: sha256} listing: a shard's provenance, or the union of a set's shards'."""
+    listing = "".join(f"{f}\t{h}\n" for f, h in sorted(files.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _vector(arr: Any) -> tuple[np.ndarray | None, str]:
@@ -93,41 +100,56 @@ class Folder(Extractor):
     precomputed = True   # expmae.features.run calls read(), never encode()
     defaults: dict[str, Any] = {"path": "", "dims": 0, "key": "", "name_column": "name", "max_mb": 256}
 
+    # what errors about the path name: the config key, or (expmae predict) the flag that gave the folder
+    label = ""
+
+    def where(self) -> str:
+        return self.label or f"config key {self.key}.path"
+
+    def dims_from(self) -> str:
+        if not self.p.get("dims"):
+            return "inferred"
+        return "the bundle's" if self.label else f"config {self.key}.dims"
+
     def load(self) -> None:
         path = str(self.p.get("path") or "")
         if not path:
-            raise SystemExit(f"config key {self.key}.path: set it to the folder (or Parquet/CSV table) of vectors")
+            raise SystemExit(f"{self.where()}: set it to the folder (or Parquet/CSV table) of vectors")
         self.root = Path(path).expanduser().resolve()
         if not self.root.exists():
-            raise SystemExit(f"config key {self.key}.path: {self.root} does not exist")
+            raise SystemExit(f"{self.where()}: {self.root} does not exist")
         self.max_bytes = int(float(self.p["max_mb"]) * 2**20)
         self.model_id = f"folder:{self.root}"
 
     def read(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any]]:
         """-> X [N, D], mask [N], QC (name, ok, reason, seconds) and the provenance metadata."""
-        if self.root.is_dir():
-            vecs, why, files = self._read_folder(names)
-        else:
-            vecs, why, files = self._read_table(names)
+        vecs, why, files = self.collect(names)
         dims = int(self.p.get("dims") or 0)
         if not dims:  # inferred: the most common size (ties: the first video's)
             counts = Counter(len(v) for v in vecs.values())
             dims = counts.most_common(1)[0][0] if counts else self._any_size()
+        return self.table(names, vecs, why, files, dims)
+
+    def collect(self, names: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+        """-> the vectors read (name -> [D]), why the others were not (name -> reason), file name -> sha256."""
+        return self._read_folder(names) if self.root.is_dir() else self._read_table(names)
+
+    def table(self, names: Sequence[str], vecs: dict[str, np.ndarray], why: dict[str, str], files: dict[str, str],
+              dims: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any]]:
+        """What collect() read -> X [N, dims], mask, QC and metadata; a vector of another size is a QC row."""
         X = np.zeros((len(names), dims), np.float32)
         reason = []
         for i, n in enumerate(names):
             v = vecs.get(n)
             r = why.get(n, "")
             if v is not None and len(v) != dims:
-                r = f"dim {len(v)}, expected {dims} ({'config ' + self.key + '.dims' if self.p.get('dims') else 'inferred'})"
+                r = f"dim {len(v)}, expected {dims} ({self.dims_from()})"
             elif v is not None:
                 X[i] = v
             reason.append(r)
         mask = np.array([not r for r in reason], bool)
         self.dim = dims
-        listing = "".join(f"{f}\t{h}\n" for f, h in sorted(files.items()))
-        meta = {"source": str(self.root), "files_sha256": files,
-                "files_list_sha256": hashlib.sha256(listing.encode()).hexdigest(),
+        meta = {"source": str(self.root), "files_sha256": files, "files_list_sha256": files_list_sha256(files),
                 "level": "video (computed elsewhere)", "computable": False}
         qc = pd.DataFrame({"name": list(names), "ok": mask, "reason": reason, "seconds": 0.0})
         return X, mask, qc, meta
@@ -156,7 +178,7 @@ class Folder(Extractor):
             cands = [self.root / f"{n}{s}" for s in (".npy", ".npz")]
             path = next((c for c in cands if os.path.lexists(c)), None)
             if path is None:
-                why[n] = f"no {n}.npy or {n}.npz in {self.root}"
+                why[n] = f"no {n}.npy or {n}.npz in {self.root.name}"  # QC rows name no paths (shared tables)
                 continue
             if bad := _regular(path, self.max_bytes):
                 why[n] = bad
@@ -174,7 +196,7 @@ class Folder(Extractor):
 
     def _read_table(self, names: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
         """One table: a name column and either one list column or one numeric column per dimension."""
-        key = f"config key {self.key}.path"
+        key = self.where()
         if self.root.suffix.lower() not in TABLE_SUFFIXES:
             raise SystemExit(f"{key}: {self.root.name} is neither a folder nor a .parquet/.csv table")
         if bad := _regular(self.root, self.max_bytes):

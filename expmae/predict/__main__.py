@@ -1,7 +1,10 @@
 """python -m expmae.predict --bundle DIR VIDEO_OR_FOLDER... [--out CSV] [--transcripts CSV] [--work DIR]
+    [--features-folder SET=FOLDER ...]
 
 Predicts the videos (files, or folders scanned recursively) with the bundle's final model on a machine
 that has expmae and the models the bundle names, but not the results folder (expmae/predict/run.py).
+A feature set the bundle cannot compute (vectors computed elsewhere, extractor `folder`) is read from the
+folder --features-folder names for it (expmae/predict/precomputed.py).
 """
 from __future__ import annotations
 
@@ -30,14 +33,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="face-stage worker processes")
     ap.add_argument("--job-threads", type=int, default=1, help="threads of the extractors and ASR, as the "
                     "workflow's jobs (1): more is faster on a big machine, but ASR text can then differ from the workflow's")
+    ap.add_argument("--features-folder", action="append", default=[], metavar="SET=FOLDER",
+                    help="the vectors of these videos for a feature set the bundle cannot compute (computed "
+                    "elsewhere: `expmae predict` names it): a folder of <name>.npy|.npz or a Parquet/CSV table")
     a = ap.parse_args(argv)
     for var in THREAD_VARS:  # before torch / CTranslate2 are imported
         os.environ[var] = str(a.job_threads)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop face workers and remove temp files
 
+    from expmae.predict.precomputed import parse_folders
     from expmae.predict.run import predict_videos
 
-    table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads, a.model_sha256)
+    try:
+        table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads, a.model_sha256,
+                               parse_folders(a.features_folder))
+    except SystemExit as e:  # a refused bundle or input: its one line here (the `expmae` dispatcher keeps the code only)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 1
+        raise
     print(table["label"].value_counts().to_string() if len(table) else "no videos")
     return 0
 

@@ -2,7 +2,8 @@
 
     bundle.json     format, classes, the final model (name, head, round, its folder in the bundle, late fusion's
                     members), every feature set the model reads (its extractor job's params = the config entry +
-                    device + code version, model id, sha256 of the local weights, its expMAE encoder file), the
+                    device + code version, model id, sha256 of the local weights, its expMAE encoder file,
+                    `computable`; a set computed elsewhere: its `source`, expmae/predict/precomputed.py), the
                     face-stage settings, ASR settings (when a text set is read), transcript column, video extensions
     metrics.json    the final model's selection (results/metrics.json `final`) and its own scores
     models/<name>/  model.safetensors (every seed x fold member, with input scaling and valence) + metrics.json,
@@ -18,7 +19,7 @@
 Written into a temporary sibling folder and renamed into place, so a reader never sees half a bundle.
 
     python -m expmae.predict.bundle --metrics results/metrics.json --singles results/classify/round1/egemaps ... \
-        --encoder expmae=results/mae/encoder.safetensors --params '{...}' --out results/bundle
+        --encoder expmae=results/mae/encoder.safetensors --params '{...}' --out results/bundle [--tables SET=a,b]
 """
 from __future__ import annotations
 
@@ -84,9 +85,12 @@ def needed_sets(final: dict, model_dirs: dict[str, Path]) -> list[str]:
     return list(dict.fromkeys(fs for spec in specs for sets in spec.values() for fs in sets))
 
 
-def build(metrics_path: str, singles: list[str], encoders: dict[str, str], params: dict, out: str) -> Path:
-    """Write the bundle of the final model named in results/metrics.json into `out` (atomic rename)."""
+def build(metrics_path: str, singles: list[str], encoders: dict[str, str], params: dict, out: str,
+          tables: dict[str, list[str]] | None = None) -> Path:
+    """Write the final model's bundle (results/metrics.json `final`) into `out` (atomic rename). `tables`: set ->
+    its training tables, for every set computed elsewhere (their metadata is its provenance)."""
     from expmae.predict.model import read_metrics
+    from expmae.predict.precomputed import computable, source_record
 
     metrics = json.loads(Path(metrics_path).read_text())
     final = metrics["final"]
@@ -120,7 +124,10 @@ def build(metrics_path: str, singles: list[str], encoders: dict[str, str], param
     feats = {}
     refs = {r.key.split(".")[1]: r for r in model_refs({fs: params["features"][fs] for fs in sets}, None)}
     for fs in sets:
-        entry = {"params": params["features"][fs], "model_id": "", "weights_sha256": {}, "encoder": ""}
+        entry = {"params": params["features"][fs], "model_id": "", "weights_sha256": {}, "encoder": "",
+                 "computable": computable(params["features"][fs])}
+        if not entry["computable"]:
+            entry["source"] = source_record(fs, (tables or {}).get(fs, []))
         if fs in refs:
             r = refs[fs]
             entry.update(model_id=r.ref, model_key=r.key,
@@ -325,10 +332,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--singles", nargs="*", default=[], help="the last round's classifier folders (late fusion's members)")
     ap.add_argument("--encoder", action="append", default=[], help="feature set=its expMAE encoder.safetensors")
     ap.add_argument("--params", required=True, help="JSON: classes, faces, features (job params), asr, ...")
+    ap.add_argument("--tables", action="append", default=[],
+                    help="feature set computed elsewhere=its training tables (comma-separated): its provenance")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    from expmae.train.plan import parse_pairs
+
     enc = dict(e.split("=", 1) for e in a.encoder)
-    out = build(a.metrics, a.singles, enc, json.loads(a.params), a.out)
+    out = build(a.metrics, a.singles, enc, json.loads(a.params), a.out, parse_pairs(a.tables))
     info = json.loads((out / "bundle.json").read_text())
     ident = json.loads((out / "manifest.json").read_text())["model_sha256"]
     print(f"bundle {out}: final {info['final']['model']} ({info['final']['head']}), feature sets "

@@ -4,9 +4,11 @@ The same stages as the workflow's per-shard jobs, run in this process over all t
 shard: the face stage (expmae.faces.extract_shard, the bundle's face settings), ASR where a text set
 needs it and the transcript CSV has no row, every feature set the model reads (expmae.features.run.extract
 with the bundle's job params and expMAE encoder: each model loaded once, items batched as in the
-workflow), then the model (expmae.predict.model). Bad input never stops it: a video that cannot be
-decoded, has no face, no audio or no text is predicted from what it has (or the class prior) and its
-`qc` column says why. Work files go to a temporary folder (or --work DIR, kept).
+workflow), then the model (expmae.predict.model). A set computed elsewhere is read from the folder the
+user names for it (--features-folder SET=PATH; expmae.predict.precomputed), and without one nothing runs.
+Bad input never stops it: a video that cannot be decoded, has no face, no audio, no text or no vector in
+such a folder is predicted from what it has (or the class prior) and its `qc` column says why. Work files
+go to a temporary folder (or --work DIR, kept).
 """
 from __future__ import annotations
 
@@ -86,9 +88,12 @@ def transcripts_for(info: dict, manifest_path: str, transcripts: str, work: Path
 
 
 def predict_videos(bundle: str, inputs: list[str], out: str | None = None, transcripts: str = "",
-                   work: str | None = None, threads: int = 2, model_sha256: str = "") -> pd.DataFrame:
+                   work: str | None = None, threads: int = 2, model_sha256: str = "",
+                   features_folders: dict[str, str] | None = None) -> pd.DataFrame:
     """The bundle's final model on these videos -> the prediction table (expmae.predict.table), written to `out`.
-    `model_sha256`: refuse the bundle unless its model identity is this one (bundle.verify)."""
+    `model_sha256`: refuse the bundle unless its model identity is this one (bundle.verify). `features_folders`:
+    set -> the folder of the videos' vectors, for every set of the bundle computed elsewhere."""
+    from expmae.predict.precomputed import folders_for
     from expmae.predict.table import predict_all, qc_reasons
 
     t_start = time.time()
@@ -96,6 +101,7 @@ def predict_videos(bundle: str, inputs: list[str], out: str | None = None, trans
     log(f"bundle {bundle}: model_sha256 {info['model_sha256']}")
     needs_text = bool(info.get("text_sets"))
     check_models(info, needs_text)
+    folders = folders_for(info, features_folders or {})  # before any work: a set nobody can compute stops here
     manifest, issues = collect(inputs, info.get("extensions") or [])
     log(f"{len(manifest)} videos, bundle {info['final']['model']} ({info['final']['head']}), "
         f"feature sets {list(info['features'])}")
@@ -111,7 +117,7 @@ def predict_videos(bundle: str, inputs: list[str], out: str | None = None, trans
     tmp = None if work else tempfile.TemporaryDirectory(prefix="expmae-predict-")
     wd = Path(work or tmp.name)
     try:
-        table = _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reasons)
+        table = _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reasons, folders)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -125,26 +131,35 @@ def predict_videos(bundle: str, inputs: list[str], out: str | None = None, trans
     return table
 
 
-def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reasons) -> pd.DataFrame:
+def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reasons, folders) -> pd.DataFrame:
     from expmae.faces import extract_shard
     from expmae.features.run import extract
     from expmae.io import write_table
     from expmae.predict.model import Features
+    from expmae.predict.precomputed import qc_rows, read_set
 
     wd.mkdir(parents=True, exist_ok=True)
     mpath = str(wd / "manifest.parquet")
     write_table(mpath, manifest.assign(size=0, mtime_ns=0, sha256=""))
     faces = wd / "faces"
     t0 = time.time()
-    visual = [fs for fs, e in info["features"].items() if fs not in info["text_sets"] + info["audio_sets"]]
+    visual = [fs for fs in info["features"] if fs not in info["text_sets"] + info["audio_sets"] and fs not in folders]
     if visual and len(manifest):
         extract_shard(manifest, faces, info["faces"], threads=threads)
         log(f"faces: {time.time() - t0:.1f} s")
     asr = transcripts_for(info, mpath, transcripts, wd) if info["text_sets"] and len(manifest) else []
-    paths, audio_qc = {}, []
+    paths, audio_qc, folder_qc = {}, [], {}
     for i, (fs, e) in enumerate(info["features"].items()):
         t1 = time.time()
         dst = wd / "features" / f"{fs}.parquet"
+        if fs in folders:  # computed elsewhere: the user's folder, never the bundle's extractor
+            qc_path = wd / "features" / f"{fs}.qc.parquet"
+            n = read_set(fs, e, folders[fs], manifest["name"].astype(str).tolist(), dst, qc_path)
+            paths[fs] = [str(dst)]
+            for name, row in qc_rows(qc_path, fs).items():
+                folder_qc[name] = "; ".join(x for x in (folder_qc.get(name, ""), row) if x)
+            log(f"feature {i + 1}/{len(info['features'])} {fs}: {n}/{len(manifest)} vectors from {folders[fs]}")
+            continue
         enc = str(Path(bundle) / e["encoder"]) if e.get("encoder") else None
         extract(fs, dict(e["params"]), mpath, str(dst), faces=str(faces) if fs in visual else None,
                 transcripts=transcripts or None, asr=asr, encoding=info.get("encoding", ""),
@@ -156,4 +171,6 @@ def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reaso
     feats = Features.read(paths)
     text = [str(wd / "features" / f"{fs}.parquet") for fs in info["text_sets"][:1]]
     qc = qc_reasons([str(faces / "qc.parquet")] if visual and len(manifest) else [], audio_qc, text, asr)
+    for name, row in folder_qc.items():
+        qc[name] = "; ".join(x for x in (qc.get(name, ""), row) if x)
     return predict_all(bundle, info, feats, qc)

@@ -6,6 +6,7 @@
 import shlex as _shlex
 
 from expmae.features import config as _fcfg
+from expmae.predict.precomputed import computable as _computable
 
 LAST_ROUND = ROUNDS[-1]
 # What the bundle records of the config: the extractor jobs' exact params (so features computed
@@ -35,6 +36,13 @@ BUNDLE_ENCODERS = {
     for fs in FEATURE_SETS
     if _fcfg.encoder_section(FEATURES[fs])
 }
+# feature set computed elsewhere (extractor folder) -> its training tables: their metadata is the set's
+# provenance in the bundle (expmae/predict/precomputed.py)
+BUNDLE_TABLES = {
+    fs: [f"{RES}/features/{fs}/{s}.parquet" for s in TRAIN_SHARDS]
+    for fs in FEATURE_SETS
+    if not _computable(FEATURES[fs])
+}
 PREDICT_TARGETS = [f"{RES}/bundle"] + ([f"{RES}/predict/final.csv"] if PREDICT_SHARDS else [])
 
 
@@ -49,6 +57,7 @@ rule bundle:
         metrics=f"{RES}/metrics.json",
         singles=[f"{d}/metrics.json" for d in LAST_ROUND_DIRS[: len(FEATURE_SETS)]],
         encoders=list(BUNDLE_ENCODERS.values()),
+        tables=[p for ps in BUNDLE_TABLES.values() for p in ps],
     output:
         directory(f"{RES}/bundle"),
     log:
@@ -59,9 +68,10 @@ rule bundle:
         cfg=js(BUNDLE_CFG),
         singles=lambda w, input: [os.path.dirname(p) for p in input.singles],
         encoders=" ".join(f"--encoder {fs}={_shlex.quote(p)}" for fs, p in BUNDLE_ENCODERS.items()),
+        tables=" ".join(f"--tables {fs}={_shlex.quote(','.join(ps))}" for fs, ps in BUNDLE_TABLES.items()),
     shell:
         "python -m expmae.predict.bundle --metrics {input.metrics:q} --singles {params.singles:q}"
-        " {params.encoders} --params {params.cfg:q} --out {output:q} > {log:q} 2>&1"
+        " {params.encoders} {params.tables} --params {params.cfg:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule predict:
