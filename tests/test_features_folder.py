@@ -125,3 +125,81 @@ def test_config_errors_are_one_line_naming_the_key(tmp_path):
     (tmp_path / "t.csv").write_text("id,f0\na,1\n")
     with pytest.raises(SystemExit, match=r"has no 'name' column \(features.ext.name_column\)"):
         _run(tmp_path, ["a"], path=str(tmp_path / "t.csv"))
+
+
+def mer2025_with_examples(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A miniature MER 2025 release with an OpenFace face folder and a MERTools feature folder, and the MER 2025
+    preset with its commented folder examples switched on (pointed at that release) -> (release, preset, my.yaml)."""
+    import yaml
+    from fixtures.mer_release import build_release
+    from fixtures.workflow import ROOT
+
+    root = tmp_path / "mer2025-dataset"
+    build_release(root)
+    (root / "video").mkdir()
+    for f in [*(root / "train").iterdir(), *(root / "test3").iterdir()]:
+        f.rename(root / "video" / f.name)
+    (root / "train-label.csv").rename(root / "track1_train_disdim.csv")
+    (root / "transcription-engchi-polish.csv").rename(root / "subtitle_chieng.csv")
+    names = sorted(p.stem for p in (root / "video").iterdir())
+    pd.DataFrame({"name": [n for n in names if n.startswith("samplenew")]}).to_csv(
+        root / "track_all_candidates.csv", index=False)
+    for n in names:
+        (root / "openface_face" / n).mkdir(parents=True)
+        np.save(root / "openface_face" / n / f"{n}.npy", np.zeros((2, 112, 112, 3), np.uint8))
+    feats = root / "features" / "chinese-hubert-large-UTT"
+    feats.mkdir(parents=True)
+    for n in names:
+        np.save(feats / f"{n}.npy", np.ones((1, 1024), np.float32))
+    text = (ROOT / "workflow" / "presets" / "mer2025.yaml").read_text()
+    for example in ("  # source: folder\n", "  # folder: /data/mer2025-dataset/openface_face\n", "  # missing: detect ",
+                    "  # hubert_utt:\n", "  #   extractor: folder\n",
+                    "  #   path: /data/mer2025-dataset/features/chinese-hubert-large-UTT\n", "  #   dims: 1024\n"):
+        assert text.count(example) == 1, f"the preset's example {example!r} changed: update this test"
+        text = text.replace(example, example.replace("# ", "", 1).replace("/data/mer2025-dataset", str(root)))
+    preset = tmp_path / "mer2025_folders.yaml"
+    preset.write_text(text)
+    my = tmp_path / "my.yaml"
+    my.write_text(yaml.safe_dump({"data": {"root": str(root)}, "classify": {
+        "feature_sets": ["egemaps", "minilm", "hubert_utt"], "folds": 2}, "fuse": {"modalities": {
+            "audio": ["hubert_utt", "egemaps"], "text": ["minilm"], "visual": ["expmae"]}}}))
+    return root, preset, my
+
+
+def test_mer2025_preset_folder_examples_pass_check(tmp_path):
+    """The preset's commented examples (faces from openface_face, a folder feature set over features/<feat>_UTT)
+    are valid config: `expmae check` on the release finds no error."""
+    from fixtures.workflow import ROOT
+
+    from expmae import check
+    from expmae.config import load
+
+    root, preset, my = mer2025_with_examples(tmp_path)
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        cfg = load([preset, my])
+        rows = check.run_checks(cfg, [], dag=False)
+    finally:
+        os.chdir(cwd)
+    assert cfg["faces"]["source"] == "folder" and cfg["faces"]["folder"] == str(root / "openface_face")
+    assert cfg["features"]["hubert_utt"]["path"] == str(root / "features" / "chinese-hubert-large-UTT")
+    assert not [r for r in rows if r.level == "error"], check.render(rows)
+
+
+@pytest.mark.e2e
+def test_mer2025_preset_folder_examples_dry_run(tmp_path):
+    """With the examples on, the dry run reads the faces from the folder, reads hubert_utt from its folder (no
+    model), and the bundle job records that set's provenance from its tables."""
+    import subprocess
+    import sys
+
+    from fixtures.workflow import ROOT, copy_workflow
+
+    _, preset, my = mer2025_with_examples(tmp_path)
+    wd = copy_workflow(tmp_path / "wf")
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--configfile", str(preset),
+                        str(my)], cwd=wd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "--tables hubert_utt=results/features/hubert_utt/" in p.stdout
+    assert '"extractor": "folder"' in p.stdout and "chinese-hubert-large-UTT" in p.stdout
