@@ -19,7 +19,7 @@ from fixtures.training import CLASSES, make_ds
 
 from expmae.features.run import extract
 from expmae.io import read_features
-from expmae.predict.bundle import build, verify
+from expmae.predict.bundle import main as bundle_main, verify
 from expmae.predict.run import predict_videos
 from expmae.train import cv
 
@@ -60,7 +60,10 @@ def run(tmp_path_factory) -> dict:
     params = {"classes": CLASSES, "faces": {}, "audio_sets": ["ext"], "text_sets": [],
               "features": {"ext": {"extractor": "folder", "path": str(folder), "dims": 0, "key": "",
                                    "name_column": "name", "max_mb": 256}}}
-    bundle = build(str(d / "metrics.json"), [], {}, params, str(d / "bundle"), {"ext": tables})
+    # the rule's command line (workflow/rules/predict.smk): the set's training tables give its provenance
+    bundle_main(["--metrics", str(d / "metrics.json"), "--params", json.dumps(params), "--out", str(d / "bundle"),
+                 "--tables", "ext=" + ",".join(tables)])
+    bundle = d / "bundle"
     clips = d / "clips"
     clips.mkdir()
     for n in NEW:  # the set computed elsewhere is the model's only input: no frame of these is decoded
