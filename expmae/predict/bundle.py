@@ -35,6 +35,7 @@ from typing import Any
 
 from expmae import weights
 from expmae.io import CacheError, file_sha256, write_json
+from expmae.train.plan import parse_pairs
 
 FORMAT = 1
 MAX_JSON = 64 << 20  # manifest.json, bundle.json: far larger than any bundle writes; a bound on what is read
@@ -87,8 +88,7 @@ def needed_sets(final: dict, model_dirs: dict[str, Path]) -> list[str]:
 
 def build(metrics_path: str, singles: list[str], encoders: dict[str, str], params: dict, out: str,
           tables: dict[str, list[str]] | None = None) -> Path:
-    """Write the final model's bundle (results/metrics.json `final`) into `out` (atomic rename). `tables`: set ->
-    its training tables, for every set computed elsewhere (their metadata is its provenance)."""
+    """Write the final model's bundle into `out` (atomic); `tables`: each set computed elsewhere -> its tables."""
     from expmae.predict.model import read_metrics
     from expmae.predict.precomputed import computable, source_record
 
@@ -336,14 +336,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="feature set computed elsewhere=its training tables (comma-separated): its provenance")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    from expmae.train.plan import parse_pairs
-
-    enc = dict(e.split("=", 1) for e in a.encoder)
-    out = build(a.metrics, a.singles, enc, json.loads(a.params), a.out, parse_pairs(a.tables))
+    out = build(a.metrics, a.singles, dict(e.split("=", 1) for e in a.encoder), json.loads(a.params), a.out,
+                parse_pairs(a.tables))
     info = json.loads((out / "bundle.json").read_text())
     ident = json.loads((out / "manifest.json").read_text())["model_sha256"]
+    elsewhere = ", ".join(fs for fs, e in info["features"].items() if not e["computable"])
     print(f"bundle {out}: final {info['final']['model']} ({info['final']['head']}), feature sets "
-          f"{list(info['features'])}, model_sha256 {ident}")
+          f"{list(info['features'])}, model_sha256 {ident}" + (elsewhere and f"; computed elsewhere: {elsewhere} "
+                                                                "(expmae predict needs --features-folder for them)"))
 
 
 if __name__ == "__main__":
