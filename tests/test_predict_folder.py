@@ -108,7 +108,8 @@ def test_the_flag_reads_the_new_videos_vectors_and_a_missing_one_is_a_qc_row(run
         predict_videos(str(run["bundle"]), [str(run["clips"])], None,
                        features_folders={"ext": str(new), "egemaps": str(new)})
     with pytest.raises(SystemExit, match=rf"^--features-folder ext={tmp_path}/nowhere: .*nowhere does not exist$"):
-        predict_videos(str(run["bundle"]), [str(run["clips"])], None, features_folders={"ext": str(tmp_path / "nowhere")})
+        predict_videos(str(run["bundle"]), [str(run["clips"])], None,
+                       features_folders={"ext": str(tmp_path / "nowhere")})
 
 
 def test_vectors_of_another_size_are_refused(run, tmp_path):

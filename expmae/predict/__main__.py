@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads, a.model_sha256,
                                parse_folders(a.features_folder))
-    except SystemExit as e:  # a refused bundle or input: its one line here (the `expmae` dispatcher keeps the code only)
+    except SystemExit as e:  # a refused bundle or input: its line here (the `expmae` dispatcher keeps the code only)
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
             return 1
