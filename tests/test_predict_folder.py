@@ -161,3 +161,21 @@ def test_the_bundle_rule_gives_the_set_s_training_tables(tmp_path):
         "ingest: {shard_size: 4}\n")
     out = smk(wd, "ext.yaml", "-n", "-p", "--", "results/bundle")
     assert "--tables ext=results/features/ext/s00000.parquet,results/features/ext/s00001.parquet " in out.stdout
+
+
+def test_a_bundle_written_before_the_record_is_told_apart_by_its_extractor(run, tmp_path):
+    """bundle.json without `computable` / `source` (an older expmae): the extractor decides, the folder is the
+    configured one."""
+    import shutil
+
+    from expmae.predict.bundle import write_manifest
+
+    b = Path(shutil.copytree(run["bundle"], tmp_path / "bundle"))
+    info = json.loads((b / "bundle.json").read_text())
+    for e in info["features"].values():
+        e.pop("computable"), e.pop("source")
+    (b / "bundle.json").write_text(json.dumps(info))
+    write_manifest(b)
+    with pytest.raises(SystemExit, match=rf"^feature set ext of this bundle was computed elsewhere \(its vectors were "
+                                         rf"read from {run['folder']}\).*--features-folder ext=FOLDER$"):
+        predict_videos(str(b), [str(run["clips"])], None)
