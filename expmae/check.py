@@ -3,10 +3,10 @@
     python -m expmae check --configfile workflow/presets/mer2023.yaml my.yaml      (make check: the demo)
 
 Videos per folder and split, labels per class and per feature set (whether classify.folds fits), fold groups
-(data.groups, identical bytes), names in the label and test files without a video, transcript coverage and
-encoding, duplicate ids, misspelt extractors and feature sets, models present or missing (with the config key),
-the GPU, Snakemake's job count per rule with a rough time. Exit code 1 when anything would make the run wrong
-(an `error` row) or the config does not load (a line per key); `warn` rows are worth reading, a run goes on.
+(data.groups, identical bytes), label, test and track (data.tracks) names without a video, transcript coverage
+and encoding, duplicate ids, misspelt extractors and feature sets, models present or missing (with the config
+key), the GPU, Snakemake's job count per rule with a rough time. Exit code 1 when anything would make the run
+wrong (an `error` row) or the config does not load (a line per key); `warn` rows are worth reading, a run goes on.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from expmae import ingest
+from expmae import ingest, tracks
 from expmae.cli.preflight import feature_set_rows  # labeled videos per class per feature set, as training counts
 from expmae.features.registry import name_problems
 
@@ -309,7 +309,7 @@ def run_checks(cfg: dict[str, Any], configfiles: list[str], dag: bool = True) ->
     check_predict(cfg["data"], names, rows)
     labeled = check_labels(cfg, names, rows)
     feature_set_rows(cfg, labeled, lambda *row: rows.append(Row(*row)))
-    test = check_test(cfg["data"], names, rows)
+    test = check_test(cfg["data"], names, rows) | tracks.check_rows(cfg["data"], names, lambda *r: rows.append(Row(*r)))
     check_groups(cfg, names, labeled, test, rows)
     unlabeled = names - labeled - test
     rows.append(Row("info", "splits", f"{len(names)} videos: {len(labeled)} labeled, {len(test)} test, "

@@ -160,6 +160,9 @@ def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     for k in DATA_PATHS:
         if k in out:
             out[k] = join(out[k])
+    if isinstance(out.get("tracks"), Mapping):  # data.tracks.<track>.labels: a release file like the others
+        out["tracks"] = {n: {**t, "labels": join(t.get("labels"))} if isinstance(t, Mapping) else t
+                         for n, t in out["tracks"].items()}
     return out
 
 

@@ -26,7 +26,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("per-video stages", ("expmae.faces", "expmae.mae")),
     ("features", ("expmae.features", "expmae.models")),
     ("training", ("expmae.train",)),
-    ("evaluation and use", ("expmae.probe", "expmae.report", "expmae.predict", "expmae.export")),
+    ("evaluation and use", ("expmae.probe", "expmae.report", "expmae.tracks", "expmae.predict", "expmae.export")),
     ("entry points", ("expmae.check", "expmae.dag", "expmae.cli", "expmae.__main__", "expmae.demo",
                       "expmae.docs_config")),
 ]

@@ -21,7 +21,7 @@ import pandas as pd
 SPLITS = ("labeled", "unlabeled", "test")
 
 
-def video_splits(labels: str | Path | None, test: str | Path | None, classes: Sequence[str],
+def video_splits(labels: str | Path | None, test: str | Path | Sequence[str | Path] | None, classes: Sequence[str],
                  encoding: str = "") -> dict[str, str]:
     """name -> labeled | test for the names of the label CSV (known classes only) and the test list
     (test wins); every other name is unlabeled (split_of). Read with expmae.labels (QC rows dropped:
@@ -32,22 +32,28 @@ def video_splits(labels: str | Path | None, test: str | Path | None, classes: Se
         df, _ = read_csv(labels, encoding)
         classes = sorted({str(v).strip().lower() for v in df.get("discrete", []) if str(v).strip()})
     lab, _ = read_labels(str(labels) if labels else None, list(classes), encoding)
-    names, _ = read_names(str(test) if test else None, encoding)
+    tests = list(test) if isinstance(test, (list, tuple)) else [test]  # data.test and the tracks' label CSVs
+    names = [n for t in tests if t for n in read_names(str(t), encoding)[0]]
     return {str(n): "labeled" for n in lab["name"]} | {str(n): "test" for n in names}
 
 
-def cli_args(labels: str | None, test: str | None, classes: Sequence[str], encoding: str | None = "") -> str:
-    """The pretraining job's --labels/--test/--classes/--encoding flags (the set ones, shell-quoted)."""
+def cli_args(labels: str | None, test: str | Sequence[str] | None, classes: Sequence[str],
+             encoding: str | None = "") -> str:
+    """The pretraining job's --labels/--test/--classes/--encoding flags (the set ones, shell-quoted; --test once
+    per test list: data.test and the data.tracks label CSVs)."""
     import shlex
 
-    flags = [("--labels", labels), ("--test", test), ("--classes", ",".join(classes)), ("--encoding", encoding)]
+    tests = list(test) if isinstance(test, (list, tuple)) else [test]
+    flags = [("--labels", labels), *(("--test", t) for t in tests), ("--classes", ",".join(classes)),
+             ("--encoding", encoding)]
     return " ".join(f"{f} {shlex.quote(str(v))}" for f, v in flags if v)
 
 
 def add_split_args(ap: argparse.ArgumentParser) -> None:
     """The pretraining job's --labels / --test / --classes / --encoding (cli_args writes them)."""
     ap.add_argument("--labels", help="label CSV (data.labels): its videos with a known class are split labeled")
-    ap.add_argument("--test", help="test list (data.test): its videos are split test")
+    ap.add_argument("--test", action="append", default=[],
+                    help="test list (data.test, the data.tracks label CSVs; repeatable): its videos are split test")
     ap.add_argument("--classes", default="", help="comma-separated classes (config classes)")
     ap.add_argument("--encoding", default="", help="data.encoding of the CSVs")
 

@@ -32,7 +32,7 @@ import pandas as pd
 from expmae.io import read_meta, write_json, write_text
 from expmae.labels import read_names
 from expmae.mae.splits import transductive_summary
-from expmae import config
+from expmae import config, tracks
 from expmae.report import noise, options, paper, perclass
 from expmae.report.qc import add_qc_arguments, complete_submission, qc_table
 from expmae.report.page import html_report
@@ -148,6 +148,24 @@ def probe_results(paths: list[str]) -> dict[str, dict]:
     return out
 
 
+def write_tracks(out: Path, tracks_of: dict, final: dict, final_sub: str, classes: list[str], columns: list[str],
+                 encoding: str) -> dict[str, dict]:
+    """Each track (config data.tracks) scored on the final model's predictions (expmae.tracks), and its
+    submission <out>/submission/<track>.csv: the final model's rows for the track's names (the prior / stack
+    options change final.csv only); -> metrics.json `tracks` ({} without tracks)."""
+    if not tracks_of:
+        return {}
+    probs = pd.read_parquet(Path(final["dir"]) / "probs.parquet")
+    scored = tracks.score_all(probs, classes, tracks_of, encoding)
+    for name, (csv, guessed) in tracks.submissions(final_sub, tracks_of, classes, encoding).items():
+        write_text(out / "submission" / f"{name}.csv", select_columns(csv, columns))
+        scored[name]["submission"] = f"submission/{name}.csv"
+        if guessed:  # names without a video: a guessed row each (QC stage test), scored as submitted
+            scored[name]["n_guessed"] = len(guessed)
+    write_text(out / "report" / "tracks.tsv", tracks.table(scored).to_csv(sep="\t", index=False))
+    return scored
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Collect metrics, submissions, QC and report figures.")
     ap.add_argument("--classify", nargs="+", required=True,
@@ -163,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--mae-probe", nargs="*", default=[], help="results/mae*/probe.json: expMAE vs random weights")
     ap.add_argument("--test-labels", default="", help="the test split's truth: prior-shift check and stacking scores")
     ap.add_argument("--options", default="{}", help='JSON {"prior": {...}, "stack": {...}} over the schema defaults')
+    ap.add_argument("--tracks", default="{}", help='JSON {"tracks": config data.tracks, "encoding": data.encoding}:'
+                    " each track scored (metrics.json tracks) and submitted (submission/<track>.csv)")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
@@ -183,11 +203,18 @@ def main(argv: list[str] | None = None) -> None:
     # config prior: / stack: (expmae.report.options): the estimate is always recorded, the submission changes on request
     opts = {k: config.resolve(k, v) for k, v in {"prior": {}, "stack": {}, **json.loads(a.options)}.items()}
     truth = options.test_truth(a.test_labels, classes)
-    reweighted = options.prior_step(final, classes, truth, opts["prior"])
+    track_cfg = json.loads(a.tracks)
+    tracks_of, enc = track_cfg.get("tracks") or {}, str(track_cfg.get("encoding") or "")
+    # with tracks the test split also holds the tracks' videos: data.test's own names are its pool and final.csv
+    test_names = read_names(a.test)[0] if tracks_of and a.test else None
+    reweighted = options.prior_step(final, classes, truth, opts["prior"], test_names)
     stacked, stack_csv = (options.stack_step(final, rounds[str(final["round"])], classes, truth, opts["stack"])
                           if opts["stack"]["enabled"] else (None, None))
     final_csv, no_video = complete_submission(stack_csv or reweighted or subs[str(final["round"]), final["model"]],
                                               read_names(a.test)[0], classes)
+    if test_names is not None:
+        final_csv = tracks.rows_of(final_csv, test_names)
+    scored = write_tracks(out, tracks_of, final, subs[str(final["round"]), final["model"]], classes, columns, enc)
     write_text(out / "submission" / "final.csv", select_columns(final_csv, columns))
     if no_video:
         print(f"final.csv: {len(no_video)} test names without a video got a guessed row (QC stage test)")
@@ -199,17 +226,19 @@ def main(argv: list[str] | None = None) -> None:
     write_text(rep / "pseudo.tsv", pseudo_table(pseudo, classes).to_csv(sep="\t", index=False))
     files = paper.write(rep, rounds, final, long, pseudo, classes, truth, probe_results(a.mae_probe))
     final["per_class"] = perclass.as_metrics(files["per_class"])  # OOF and test, with the test confusion matrix
-    head = noise.headline(final, rounds[str(final["round"])], pretraining)
+    head = noise.headline(final, rounds[str(final["round"])], pretraining) + tracks.headline(scored)
     head += "".join(f"skipped (round {s['round']}): {s['name']}: {s['reason']}\n" for s in skipped
                     if str(s["round"]) == str(final["round"]))
     write_text(rep / "headline.txt", head)
-    write_text(rep / "f1_table.html", html_report(wide, long, final, head, files))
+    write_text(rep / "f1_table.html", html_report(wide, long, final, head, files, tracks.table(scored) if scored else None))
     for ms in rounds.values():  # curves and confusions live in each model's metrics.json
         for m in ms.values():
             m.pop("curves", None)
     metrics = {"rounds": rounds, "skipped": skipped, "pseudo": pseudo, "final": final, "pretraining": pretraining, "stack": stacked,
                "table": {r: {n: round4(m["weighted_f1"]) for n, m in heads.items()} for r, heads in sorted(rounds.items())},
                "qc": {"problems": int(len(qc)), "by_stage": qc["stage"].value_counts().to_dict()}}
+    if tracks_of:  # only when data.tracks is set: a config without tracks writes the same metrics.json
+        metrics["tracks"] = scored
     write_json(out / "metrics.json", metrics)
     print(wide.round(3).to_string())
     print("".join(f"{r.field:<28} {r.value}\n" for r in files["tables"]["final_model"].itertuples()), end="")

@@ -31,9 +31,13 @@ def test_truth(test_labels: str, classes: list[str], encoding: str = "") -> dict
     return dict(zip(lab["name"].astype(str), lab["y"].astype(int)))
 
 
-def prior_step(final: dict, classes: list[str], truth: dict[str, int], cfg: dict) -> str | None:
-    """Adds final['prior_estimate']; -> the re-weighted submission CSV text when prior.correct, else None."""
+def prior_step(final: dict, classes: list[str], truth: dict[str, int], cfg: dict,
+               test_names: list[str] | None = None) -> str | None:
+    """Adds final['prior_estimate']; -> the re-weighted submission CSV text when prior.correct, else None.
+    test_names: the pool to estimate on when the test split holds more (data.tracks' videos beside data.test)."""
     probs = pd.read_parquet(Path(final["dir"]) / "probs.parquet")
+    if test_names is not None:  # another track's videos have their own prior: not this pool's
+        probs = probs[(probs["split"] != "test") | probs["name"].isin(set(test_names))].reset_index(drop=True)
     rep = prior.prior_report(probs, classes, truth, cfg["bootstrap"], cfg["calibrate"])
     if rep is None:
         return None

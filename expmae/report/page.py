@@ -54,7 +54,9 @@ def index(files: list[tuple[str, str]]) -> str:
             f"{rows}</table>")
 
 
-def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict, headline: str = "", paper: dict | None = None) -> str:
+def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict, headline: str = "", paper: dict | None = None,
+                tracks: pd.DataFrame | None = None) -> str:
+    """The page; `tracks` (config data.tracks, expmae.tracks.table): the tracks table after the final model."""
     paper = paper or {"tables": {}, "files": []}
     t = paper["tables"]
     choice = final.get("choice_within_noise")
@@ -66,6 +68,8 @@ def html_report(wide: pd.DataFrame, long: pd.DataFrame, final: dict, headline: s
     parts = [f"<html><head><meta charset='utf-8'><style>{STYLE}</style></head><body>",
              f"<h3>Headline</h3><pre>{html.escape(headline)}</pre>" if headline else "",
              "<h3>Final model</h3>", frame(t.get("final_model", pd.DataFrame())),
+             "" if tracks is None else ("<h3>Test tracks (data.tracks): the final model's score with its [95% bootstrap"
+                                        " interval over the track's videos] and the seeds' sd</h3>" + frame(tracks)),
              "<h3>Out-of-fold weighted F1 on the labeled set, per round (rows) and model: the seed ensemble's"
              " [95% bootstrap interval over videos], then the single seeds' mean ± std (best per round in bold)</h3>",
              wide_table(wide, long),

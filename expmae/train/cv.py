@@ -298,7 +298,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--features", action="append", default=[], help="name=shard1.parquet,shard2.parquet")
     ap.add_argument("--modality", action="append", default=[], help="modality=featureset1,featureset2")
     ap.add_argument("--labels", required=True)
-    ap.add_argument("--test", default="")
+    ap.add_argument("--test", action="append", default=[], help="test list(s): data.test and the data.tracks label CSVs")
     ap.add_argument("--test-labels", default="")
     ap.add_argument("--encoding", default="", help="config data.encoding of the CSVs")
     ap.add_argument("--pseudo", default="")

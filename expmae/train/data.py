@@ -45,11 +45,12 @@ class Dataset:
     groups: np.ndarray | None = None     # [N] str: fold group (rows of one group share a fold)
 
 
-def load(features: dict[str, list[str]], labels: str | None, test: str | None, classes: list[str],
-         test_labels: str | None = None, encoding: str = "", groups_csv: str = "",
+def load(features: dict[str, list[str]], labels: str | None, test: str | os.PathLike | list[str] | None,
+         classes: list[str], test_labels: str | None = None, encoding: str = "", groups_csv: str = "",
          manifests: list[str] | tuple[str, ...] = ()) -> Dataset:
     """features: modality name -> list of shard parquet paths (all shards of one extractor); groups_csv:
-    config data.groups; manifests: the ingest shard manifests (content hashes: copies)."""
+    config data.groups; manifests: the ingest shard manifests (content hashes: copies); test: one test list
+    or several (data.test and the data.tracks label CSVs)."""
     mods = list(features)
     base: list[str] | None = None
     Xs, masks, metas = [], [], {}
@@ -67,7 +68,9 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | None, c
         metas[m] = meta
     base = base or []
     lab, issues = read_labels(labels, classes, encoding)
-    test_list = read_names(test, encoding)
+    # several test lists: data.test and the tracks' label CSVs (expmae.tracks), their names once, in order
+    tests = list(test) if isinstance(test, (list, tuple)) else [test]
+    test_list = list(dict.fromkeys(n for t in tests for n in read_names(t, encoding)))
     test_names = set(test_list)
     no_video = [n for n in dict.fromkeys(test_list) if n not in set(base)]
     if no_video:  # rows without data in any modality: predicted from the class prior, flagged

@@ -11,6 +11,7 @@ import time as _time
 from pathlib import Path
 
 from expmae import ingest as _ingest
+from expmae import tracks as _tracks
 from expmae.dag import flag_args, js  # params as JSON, optional inputs as flags (every stage's rules)
 from expmae.dag import shards as _dag_shards
 
@@ -22,6 +23,13 @@ DATA = config["data"]
 if _data_errors := _ingest.check_data(DATA):
     raise WorkflowError("\n".join(_data_errors))
 CLASSES = ",".join(config["classes"])
+# Scored test tracks (data.tracks, expmae/tracks.py): their present label CSVs are test lists beside data.test
+# (their videos are test videos for every stage); an absent one is reported as not scored by the report.
+try:
+    TRACKS = _tracks.configured(DATA)
+except SystemExit as _err:
+    raise WorkflowError(str(_err))
+TEST_LISTS = _tracks.label_files(DATA)
 ENV = "../../envs/expmae.yaml"
 
 # Append-only shard registry (expmae/ingest.py). The main process plans it in memory at every parse

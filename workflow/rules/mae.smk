@@ -54,8 +54,11 @@ MAE_PARAMS = {
 
 # The lists as inputs of a filtering pretraining job (data.test may be unset), and its --labels/--test/
 # --classes/--encoding flags (always given: they give meta.json's videos_by_split).
-SPLIT_LISTS = {"labels": optional(DATA.get("labels")), "test": optional(DATA.get("test"))}
-SPLIT_ARGS = mae_splits.cli_args(DATA.get("labels"), DATA.get("test"), config["classes"], DATA.get("encoding"))
+# The tracks' label CSVs are test lists too (TEST_LISTS: common.smk).
+SPLIT_LISTS = {"labels": optional(DATA.get("labels")), "test": optional(DATA.get("test")) + TEST_LISTS}
+SPLIT_ARGS = mae_splits.cli_args(
+    DATA.get("labels"), [DATA.get("test"), *TEST_LISTS], config["classes"], DATA.get("encoding")
+)
 PROBE_PARAMS = {
     sec: js(
         {

@@ -25,6 +25,7 @@ rule report:
         cache=per_shard(f"{RES}/cache_check/{{shard}}.tsv"),
         test=optional(DATA.get("test")),
         test_labels=optional(DATA.get("test_labels")),  # prior-shift check, stacking scores
+        tracks=TEST_LISTS,  # the tracks' label CSVs (an absent one: not scored, said in metrics.json)
         mae=MAE_TARGETS,  # the probes: pretraining ran; its meta.json says which splits it saw (transductive?)
     output:
         metrics=f"{RES}/metrics.json",
@@ -112,6 +113,7 @@ rule report:
         faces_qc=lambda w, input: [f"{d}/qc.parquet" for d in input.faces],
         test=lambda w, input: flag_args(input, ("test", "test_labels")),
         options=js({k: config.get(k) or {} for k in ("prior", "stack")}),
+        tracks=js({"tracks": TRACKS, "encoding": DATA["encoding"]}),  # data.tracks: scored, one submission each
         mae_meta=lambda w, input: [os.path.join(os.path.dirname(p), "meta.json") for p in input.mae],
         classes=CLASSES,
         columns=",".join(SUBMISSION_COLUMNS),
@@ -121,4 +123,5 @@ rule report:
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
         " --inputs-qc {input.inputs_qc:q} {params.test} --submission-columns {params.columns}"
         " --mae-meta {params.mae_meta:q} --mae-probe {input.mae:q} --options {params.options:q}"
+        " --tracks {params.tracks:q}"
         " --out {params.res:q} > {log:q} 2>&1"

@@ -36,7 +36,7 @@ rule classify:
     input:
         features=lambda w: per_shard(f"{RES}/features/{w.fs}/{{shard}}.parquet"),
         labels=DATA["labels"],
-        test=optional(DATA.get("test")),
+        test=optional(DATA.get("test")) + TEST_LISTS,  # + the tracks' label CSVs
         test_labels=optional(DATA.get("test_labels")),
         pseudo=pseudo_input,
         manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),  # byte copies share a fold
@@ -70,7 +70,7 @@ rule fuse:
     input:
         features=fuse_inputs,
         labels=DATA["labels"],
-        test=optional(DATA.get("test")),
+        test=optional(DATA.get("test")) + TEST_LISTS,  # + the tracks' label CSVs
         test_labels=optional(DATA.get("test_labels")),
         pseudo=pseudo_input,
         manifests=per_shard(f"{RES}/ingest/{{shard}}.parquet"),
