@@ -134,7 +134,7 @@ def test_a_preset_without_its_my_yaml_says_it_needs_data_root(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     cfg = load([ROOT / "workflow" / "presets" / "mer2023.yaml"], base=ROOT / "config.yaml")
     assert check_data(cfg["data"]) == [
-        f"config key data.root is not set, and the relative data paths ('train', 'test3', 'train-label.csv') do not "
+        f"config key data.root is not set, and the relative data paths ('train', 'test1', 'test2') do not "
         f"exist in {tmp_path}: a preset needs data.root: put `data: {{root: /path/to/release}}` in a my.yaml "
         "(expmae init writes one) and pass it after the preset; or run from the folder they are relative to"]
     (tmp_path / "videos").mkdir()  # a plain config with one misspelt relative folder: that folder, not data.root

@@ -66,8 +66,13 @@ def release(tmp_path):
 def test_preset_maps_the_release_layout(release, tmp_path):
     rc, out = run_check(tmp_path, release, classify={"folds": 2})
     assert "train: 18 videos" in out and "test3: 11 videos" in out
-    assert "18 labeled, 6 test, 5 unlabeled" in out
-    assert "labeled 18/18, test 6/6, unlabeled 0/5" in out
+    assert "test1: 2 videos" in out and "test2: 2 videos" in out
+    # the three tracks, each found with its metric; their videos are test videos (6 test3 + 2 test1 + 2 test2)
+    for track, n, metric in (("test1", 2, "f1_mse"), ("test2", 2, "f1_mse"), ("test3", 6, "f1")):
+        line = next(ln for ln in out.splitlines() if f"data.tracks.{track} " in ln)
+        assert line.startswith("ok") and line.endswith(f"{track}-label.csv: {n} names, metric {metric}"), out
+    assert "18 labeled, 10 test, 5 unlabeled" in out
+    assert "labeled 18/18, test 10/10, unlabeled 0/5" in out
     # the preset's hub ids are not in this machine's cache: each is an error naming its key
     assert rc == 1 and "features.hubert.model" in out and "MISSING" in out
 
@@ -94,6 +99,16 @@ def test_check_names_what_is_wrong(release, tmp_path, broken, expect):
         assert "'discrete'" in line and "label" in line
     if broken == "too few labels":
         assert ">= 5 labeled videos per class" in line and "smallest" in line
+
+
+def test_check_reports_a_track_without_labels(release, tmp_path):
+    """During the challenge test1-label.csv is not released: not scored, a warning, and the run goes on."""
+    (release / "test1-label.csv").unlink()
+    rc, out = run_check(tmp_path, release, classify={"feature_sets": ["egemaps"], "folds": 2}, asr={"enabled": False})
+    assert rc == 0, out
+    line = next(ln for ln in out.splitlines() if "data.tracks.test1" in ln)
+    assert line.startswith("warn") and "not scored (file missing); the run goes on without it" in line
+    assert "8 test" in out  # test1's videos are no test videos without its list: they join the unlabeled pool
 
 
 def test_check_reads_a_gbk_transcript(release, tmp_path):
@@ -151,6 +166,26 @@ def test_mer2023_preset_end_to_end(shared_data, tmp_path):
     ours = ours.get("mean", ours) if isinstance(ours, dict) else ours
     assert ours is not None and abs(official - ours) < 1e-4, (official, final)
     assert set(names["train"]).isdisjoint(sub["name"])
+    assert set(sub["name"]) == set(labels["name"])  # final.csv: data.test's names, not the other tracks'
+    # all three tracks (data.tracks): test3 = MER-SEMI, the headline's test F1; test1 / test2 scored as MERTools
+    # main-release.py does on their submission files: weighted F1 - 0.25 x valence MSE, one row per label
+    metrics = json.loads((wd / "results" / "metrics.json").read_text())
+    tracks = metrics["tracks"]
+    assert set(tracks) == {"test1", "test2", "test3"} and tracks["test3"]["metric"] == "f1"
+    assert tracks["test3"]["score"] == tracks["test3"]["f1"] and abs(tracks["test3"]["f1"] - official) < 1e-4
+    probs = pd.read_parquet(wd / final["dir"] / "probs.parquet").set_index("name")
+    for t in ("test1", "test2"):
+        m, lab = tracks[t], pd.read_csv(release / f"{t}-label.csv")
+        track_sub = pd.read_csv(wd / "results" / "submission" / f"{t}.csv", dtype={"name": str})
+        assert track_sub["name"].tolist() == lab["name"].tolist() == names[t]
+        f1 = f1_score(lab["discrete"], track_sub["discrete"], average="weighted")
+        mse = float(((lab["valence"] - track_sub["valence"]) ** 2).mean())
+        assert m["status"] == "scored" and m["n"] == len(lab) and m["metric"] == "f1_mse", m
+        assert abs(m["f1"] - f1) < 1e-4 and abs(m["mse"] - mse) < 1e-3 and abs(m["score"] - (f1 - 0.25 * mse)) < 1e-3
+        assert m["score_ci"][0] <= m["score_ci"][1] and len(m["per_seed"]) == 1
+        assert (probs.loc[names[t], "split"] == "test").all()  # test videos: never trained on, never in the pool
+    # MAE pretraining saw them as test videos (transductive, as the preset says)
+    assert json.loads((wd / "results" / "mae" / "meta.json").read_text())["videos_by_split"]["test"] == 10
     # real footage through the face stage: faces in each of the six clips ../shared/data labels (the first six
     # train clips), and its RAVDESS crop without an audio track (the sixth) is a QC row, not a failure
     res = wd / "results"
