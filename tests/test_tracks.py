@@ -187,6 +187,8 @@ def test_report_scores_and_submits_every_track(tmp_path):
     assert pd.read_csv(out / "submission" / "odd.csv")["name"].tolist() == ["t4", "t9"]
     assert not (out / "submission" / "test2.csv").exists()
     assert pd.read_csv(out / "submission" / "final.csv")["name"].tolist() == ["x1"]  # data.test's names only
+    # the prior estimate (EM over the test pool) is data.test's pool, not every track's videos pooled
+    assert plain["final"]["prior_estimate"]["n_test"] == 5 and m["final"]["prior_estimate"]["n_test"] == 1
     table = pd.read_csv(out / "report" / "tracks.tsv", sep="\t")
     assert table["track"].tolist() == ["test1", "test2", "odd"] and table["status"].tolist()[1] == "not scored (file missing)"
     assert "Test tracks" in (out / "report" / "f1_table.html").read_text()
