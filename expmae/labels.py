@@ -164,9 +164,10 @@ def ingest_rows(issues_tsv: str | os.PathLike | None) -> list[dict]:
 
 def check(manifests: list[str], classes: list[str], labels: str = "", transcripts: str = "", test: str = "",
           test_labels: str = "", column: str = "english", encoding: str = "",
-          ingest_issues: str = "") -> pd.DataFrame:
+          ingest_issues: str = "", tracks: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """Every problem of the inputs, one QC row each: ingest issues, the CSVs (decoding, duplicates,
-    values), test names without a video, identical content under two names."""
+    values), test names without a video, identical content under two names. tracks: the data.tracks label
+    CSVs (expmae.tracks), whose names are test videos too."""
     man = pd.concat([pd.read_parquet(p) for p in manifests], ignore_index=True) if manifests else \
         pd.DataFrame(columns=["name", "path", "size", "sha256"])
     if "sha256" not in man:
@@ -175,6 +176,11 @@ def check(manifests: list[str], classes: list[str], labels: str = "", transcript
     names, more = read_names(test, encoding)
     rows += more + test_coverage(names, set(man["name"]))
     rows += read_labels(test_labels, classes, encoding, "data.test_labels")[1]
+    for t in (t for t in tracks if str(t) not in (str(test), str(test_labels))):  # test3 is data.test's own file
+        more, seen = read_labels(t, classes, encoding, "data.tracks")[1], set(names)
+        extra = [n for n in read_names(t, encoding, "data.tracks")[0] if n not in seen]
+        rows += more + test_coverage(extra, set(man["name"]))
+        names += extra
     rows += transcript_table(transcripts, column, encoding)[1]
     split = {n: "labeled" for n in lab["name"]} | {n: "test" for n in names}
     rows = ingest_rows(ingest_issues) + rows + duplicate_content(man, split)
@@ -189,10 +195,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classes", required=True)
     for flag in ("labels", "transcripts", "test", "test-labels", "column", "encoding", "ingest-issues"):
         ap.add_argument(f"--{flag}", default="english" if flag == "column" else "")
+    ap.add_argument("--tracks", action="append", default=[], help="a data.tracks label CSV (repeatable)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     t = check(a.manifests, a.classes.split(","), a.labels, a.transcripts, a.test, a.test_labels, a.column,
-              a.encoding, a.ingest_issues)
+              a.encoding, a.ingest_issues, a.tracks)
     write_text(a.out, t.to_csv(sep="\t", index=False))
     for stage, n in t["stage"].value_counts().items():
         print(f"[inputs] {n} QC rows at stage {stage}")

@@ -214,3 +214,24 @@ def test_check_lists_each_track(tmp_path):
     rows.clear()
     tracks.check_rows({"tracks": {"t": {"labels": "a.csv", "metric": "rmse"}}}, set(), lambda *r: rows.append(r))
     assert rows[0][0] == "error" and "data.tracks.t.metric" in rows[0][2]
+
+
+def test_inputs_qc_treats_track_names_as_test_videos(tmp_path):
+    """The inputs check (expmae.labels, results/qc/inputs.tsv): a track name without a video is a QC row like a
+    data.test name's, a bad row of the track's CSV is one, and a labeled video with the same bytes as a track's
+    is train/test leakage."""
+    from expmae import labels
+
+    man = tmp_path / "s00000.parquet"
+    pd.DataFrame({"name": ["l1", "t1", "t2"], "path": ["a", "b", "c"], "size": [1, 1, 1],
+                  "sha256": ["x", "x", "y"]}).to_parquet(man)
+    pd.DataFrame({"name": ["l1"], "discrete": ["happy"]}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame({"name": ["t1", "t2", "t3", "t2"], "discrete": ["happy", "sad", "sad", "sad"]}).to_csv(
+        tmp_path / "test1-label.csv", index=False)
+    q = labels.check([str(man)], CLASSES, str(tmp_path / "labels.csv"), tracks=[str(tmp_path / "test1-label.csv")])
+    why = dict(zip(q["name"] + "/" + q["stage"], q["reason"]))
+    assert why["t3/test"].startswith("test name without a video")
+    assert "duplicate" in why["t2/labels"]
+    assert "train/test leakage" in why["t1/ingest"]
+    plain = labels.check([str(man)], CLASSES, str(tmp_path / "labels.csv"))
+    assert "t3/test" not in set(plain["name"] + "/" + plain["stage"]) and not plain["reason"].str.contains("leakage").any()

@@ -32,6 +32,7 @@ rule inputs_qc:
         transcripts=optional(DATA.get("transcripts")),
         test=optional(DATA.get("test")),
         test_labels=optional(DATA.get("test_labels")),
+        tracks=TEST_LISTS,  # data.tracks' label CSVs: their names are test videos
     output:
         f"{RES}/qc/inputs.tsv",
     log:
@@ -45,7 +46,7 @@ rule inputs_qc:
         classes=CLASSES,
         column=DATA["transcript_column"],
         encoding=DATA["encoding"],
-        files=lambda w, input: flag_args(input, ("labels", "transcripts", "test", "test_labels")),
+        files=lambda w, input: flag_args(input, ("labels", "transcripts", "test", "test_labels", "tracks")),
     shell:
         "python -m expmae.labels --manifests {input.manifests:q} {params.files} --classes {params.classes}"
         " --column {params.column:q} --encoding={params.encoding:q} --ingest-issues {params.issues:q}"
