@@ -160,7 +160,8 @@ def headline(scored: Mapping[str, Mapping[str, Any]]) -> str:
         ci = m.get("score_ci") or [float("nan")] * 2
         what = "weighted F1 - 0.25 x valence MSE" if m["metric"] == "f1_mse" and m.get("mse") is not None \
             else "weighted F1"
-        line = f"track {name} ({what}, {m['n']} videos): {m['score']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        n = f"{m['n']} video" + ("s" if m["n"] != 1 else "")
+        line = f"track {name} ({what}, {n}): {m['score']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
         if m["metric"] == "f1_mse":
             line += (f"; F1 {m['f1']:.3f}, MSE {m['mse']:.3f}" if m.get("mse") is not None
                      else f"; MSE not scored: {m.get('mse_missing')}")
