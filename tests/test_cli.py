@@ -306,3 +306,17 @@ def test_check_and_run_name_every_config_problem_on_its_own_line(tmp_path):
         "expmae run: config key features.egemaps.extractor: unknown extractor 'egemap'; did you mean egemaps? "
         "(expmae features list)",
         "expmae run: config key classify.feature_sets: 'minlm' is not a `features:` entry; did you mean minilm?"])
+
+
+def test_a_subcommand_s_exit_message_is_printed(monkeypatch, capsys):
+    """SystemExit("message") from a subcommand: the dispatcher printed nothing and exited 1 (it kept only the code)."""
+    import types
+
+    from expmae import cli
+
+    boom = types.ModuleType("expmae_test_boom")
+    boom.main = lambda argv: (_ for _ in ()).throw(SystemExit("config key x.y: 'z' is unknown; use a or b"))
+    monkeypatch.setitem(sys.modules, "expmae_test_boom", boom)
+    monkeypatch.setitem(cli.COMMANDS, "boom", ("expmae_test_boom", "raises SystemExit with a message"))
+    assert cli.main(["boom"]) == 1
+    assert capsys.readouterr().err == "expmae boom: config key x.y: 'z' is unknown; use a or b\n"

@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")
         return 0
     except SystemExit as e:  # argparse: 0 after --help, 2 on a usage error
+        if isinstance(e.code, str):  # SystemExit("message"): the interpreter would print it; say it, then 1
+            print(f"expmae {name}: {e.code}" if not e.code.startswith("expmae") else e.code, file=sys.stderr)
+            return 1
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except (ValueError, FileNotFoundError) as err:  # config and data errors name their key or file
         if os.environ.get("EXPMAE_TRACEBACK"):
