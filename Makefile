@@ -68,14 +68,18 @@ dry: venv demo
 
 # Everything (CI runs this). test-fast: units only, no Snakemake, no demo build or pretraining (< 3 min on
 # 2 cores); test-e2e: the rest. Markers in pyproject.toml; the slurm tests need `make test-slurm`.
+# Two pytest workers (pytest-xdist): whole test files go to one worker, the modules that read the session's
+# tiny run share one (tests/conftest.py); TEST_WORKERS=0 runs in one process (pdb, -x, print debugging).
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not e2e and not slow and not slurm"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not e2e and not slow and not slurm"
 
 test-e2e: venv
-	$(BIN)/python -m pytest -q -m "(e2e or slow) and not slurm"
+	$(BIN)/python -m pytest -q $(XDIST) -m "(e2e or slow) and not slurm"
 
 # Snakemake's linter and snakefmt (line length in pyproject.toml); both must be clean (CI runs this).
 lint: venv demo

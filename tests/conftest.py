@@ -9,8 +9,29 @@ from fixtures import workflow
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
-# Keep torch from oversubscribing the 2-core CI machine.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Keep torch from oversubscribing the 2-core CI machine: one thread per worker under `pytest -n 2`.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 else "2")
+
+
+# Files that take longest, started first under `pytest -n 2` (make test): xdist hands out whole groups in
+# collection order, and a long group started last would end the run alone on one core. Seconds on the
+# 2-core box, from `pytest --durations` (the tiny_run group holds every module that reads the session run).
+HEAVY_FIRST = ("tiny_run", "test_workflow_optional_inputs.py", "test_presets_mer.py", "test_wheel.py",
+               "test_protocol.py", "test_mae_pretrain.py", "test_demo.py", "test_faces_folder.py", "test_cv.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for `--dist loadgroup`: one per test file, except that every test of a module that uses
+    the session's tiny run joins one group "tiny_run", so that run is made once, by one worker (a session
+    fixture is made once per xdist worker). Heavy groups go first (HEAVY_FIRST)."""
+    uses_run = {item.module.__name__ for item in items if "tiny_run" in item.fixturenames}
+    group = {}
+    for item in items:
+        name = "tiny_run" if item.module.__name__ in uses_run else Path(item.fspath).name
+        group[item.nodeid] = name
+        item.add_marker(pytest.mark.xdist_group(name))
+    rank = {g: i for i, g in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda it: rank.get(group[it.nodeid], len(rank)))  # stable: file order within a group
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -2,8 +2,9 @@
 as it is; the data.predict folder goes into a copy of it) serves every check:
 the bundle reproduces every model of the last round; `python -m expmae.predict` on the bundle and the
 test-split videos gives final.csv's labels and the final model's probabilities (1e-6); an unseen real clip
-gets a row; a tampered bundle and a missing local model are refused (tests/test_workflow_predict.py runs
-data.predict through the workflow)."""
+gets a row; a tampered bundle and a missing local model are refused; and, last (it runs Snakemake on the
+copy), data.predict through the workflow: its videos run only their per-shard jobs and the predict job, and
+the workflow's predictions equal the standalone CLI's (one copy and one standalone run serve both)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,10 @@ import pandas as pd
 import pytest
 
 from fixtures.predict import SHARED_CLIP, add_predict_folder, split_videos, standalone_predict
-from fixtures.workflow import clone_run
+from fixtures.workflow import clone_run, dry_run_jobs, smk
+
+CFG = ("--configfile", "config_tiny.yaml")
+PER_SHARD = {"ingest_shard", "faces", "extract_audio", "extract_text", "extract_visual", "asr"}
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +126,35 @@ def test_tampered_bundle_and_missing_model_are_refused(run, tmp_path):
     write_manifest(b)  # a re-signed bundle naming a model this machine lacks
     with pytest.raises(SystemExit, match=r"no-such-minilm.*features\.minilm\.model"):
         predict_videos(str(b), [video], None)
+
+
+# Last in the file: it adds data.predict shards to the copy the tests above read.
+@pytest.fixture(scope="module")
+def in_workflow(run, new_folder):
+    """Dry-run job list after adding data.predict, then the real run of those jobs."""
+    jobs = dry_run_jobs(run, *CFG, "pred.yaml")
+    smk(run, *CFG, "pred.yaml")
+    return jobs
+
+
+@pytest.mark.e2e
+def test_predict_folder_runs_only_its_shards_and_matches_standalone(run, in_workflow, standalone):
+    jobs = in_workflow
+    rules = {r for r, _ in jobs}
+    assert "predict" in rules and not rules & {"classify", "fuse", "fuse_late", "pseudolabel", "report", "mae_pretrain",
+                                               "inputs_qc", "bundle", "cache_check"}, rules
+    per_shard = [w["shard"] for r, w in jobs if r in PER_SHARD]
+    assert per_shard and all(s.startswith("p") for s in per_shard)
+    assert rules <= PER_SHARD | {"predict", "all"}, rules
+    out = pd.read_csv(run / "results" / "predict" / "final.csv", dtype={"name": str}, keep_default_na=False,
+                      na_values=[""]).set_index("name")
+    expected = {"copy_of_test", "broken"} | ({"real_clip"} if SHARED_CLIP.exists() else set())
+    assert set(out.index) == expected
+    cols = [c for c in out.columns if c.startswith("prob_")]
+    ref = standalone.set_index("name").loc[sorted(expected)]
+    np.testing.assert_allclose(out.loc[sorted(expected), cols].to_numpy(), ref[cols].to_numpy(), atol=1e-6)
+    assert list(out.loc[sorted(expected), "label"]) == list(ref["label"])
+    heads = pd.read_csv(run / "results" / "predict" / "heads.csv", dtype={"name": str})
+    assert {"egemaps", "minilm", "expmae", "fbp", "late"} <= set(heads["model"]) and len(heads) == len(expected) * heads["model"].nunique()
+    reg = pd.read_parquet(run / "results" / "ingest" / "registry.parquet")
+    assert set(reg.loc[reg["role"] == "predict", "name"]) == expected and reg.loc[reg["role"] == "predict", "shard"].str.startswith("p").all()
