@@ -48,9 +48,15 @@ def inside(path: Path, root: Path) -> bool:
     return os.path.commonpath([real, real_root]) == real_root
 
 
+def feature_shards(folder: Path) -> list[Path]:
+    """A set's per-shard feature tables, <shard>.parquet: not the audio sets' QC tables beside them
+    (<shard>.qc.parquet), which hold no vectors."""
+    return sorted(p for p in folder.glob("*.parquet") if "." not in p.stem)
+
+
 def feature_sets(results: Path) -> list[str]:
     d = results / "features"
-    return sorted(p.name for p in d.iterdir() if p.is_dir() and any(p.glob("*.parquet"))) if d.is_dir() else []
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and feature_shards(p)) if d.is_dir() else []
 
 
 def export_set(results: str | os.PathLike, name: str, out: str | os.PathLike) -> tuple[list[str], list[dict]]:
@@ -58,7 +64,7 @@ def export_set(results: str | os.PathLike, name: str, out: str | os.PathLike) ->
     results, out = Path(results), Path(out)
     if bad_name(name):
         raise ExportError(f"feature set {name!r}: {bad_name(name)}")
-    shards = sorted((results / "features" / name).glob("*.parquet"))
+    shards = feature_shards(results / "features" / name)
     if not shards:
         have = ", ".join(feature_sets(results)) or "none"
         raise ExportError(f"no cached feature set {name!r} under {results}/features (sets there: {have}); "

@@ -30,11 +30,14 @@ def results(tmp_path) -> Path:
                    np.array([True, True]), {"extractor": "t"})
     write_features(res / "features" / "aud" / "s00000.parquet", ["a", "b", "c"], rng.normal(size=(3, 3)),
                    np.ones(3, bool), {"extractor": "t"})
+    # an audio set's QC table beside its features, as the extract_audio job writes it (no vectors)
+    pd.DataFrame({"name": ["a", "b", "c"], "ok": [True] * 3, "reason": [""] * 3}).to_parquet(
+        res / "features" / "aud" / "s00000.qc.parquet")
     return res
 
 
 def _shards(res: Path, s: str) -> list[Path]:
-    return sorted((res / "features" / s).glob("*.parquet"))
+    return sorted((res / "features" / s).glob("s?????.parquet"))
 
 
 def test_export_then_reread_equals_the_parquet_features(results, tmp_path) -> None:
