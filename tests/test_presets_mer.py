@@ -11,13 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from fixtures.mer_release import build_release
-from fixtures.workflow import ROOT, copy_workflow
+from fixtures.workflow import ROOT, clone_run, copy_workflow, jobs_run
 
 from expmae import check
+from expmae.faces import load_faces
+from expmae.io import read_features
 from expmae.config import load
 
 PRESET = ROOT / "workflow" / "presets" / "mer2023.yaml"
@@ -141,15 +144,27 @@ def test_models_offline_lists_what_is_missing(release, tmp_path):
     assert p.returncode == 1 and "download(s) failed" in p.stderr, p.stdout + p.stderr
 
 
-@pytest.mark.e2e
-def test_mer2023_preset_end_to_end(shared_data, tmp_path):
-    release = tmp_path / "dataset-release"
-    names = build_release(release, shared_data)
-    wd = copy_workflow(tmp_path / "wf")
-    my = overlay(tmp_path, release, **TINY)
+def snakemake(wd: Path, my: Path) -> subprocess.CompletedProcess:
     p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(PRESET), str(my)],
                        cwd=wd, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
+    return p
+
+
+@pytest.fixture(scope="module")
+def mer_run(shared_data, tmp_path_factory) -> tuple[Path, Path, dict[str, list[str]]]:
+    """The MER 2023 preset over the miniature release of real clips: (workdir, release, names by split)."""
+    tmp = tmp_path_factory.mktemp("mer2023")
+    release = tmp / "dataset-release"
+    names = build_release(release, shared_data)
+    wd = copy_workflow(tmp / "wf")
+    snakemake(wd, overlay(tmp, release, **TINY))
+    return wd, release, names
+
+
+@pytest.mark.e2e
+def test_mer2023_preset_end_to_end(mer_run):
+    wd, release, names = mer_run
     sub = pd.read_csv(wd / "results" / "submission" / "final.csv", dtype={"name": str})
     assert list(sub.columns) == ["name", "discrete", "valence"]
     labels = pd.read_csv(release / "test3-label.csv")
@@ -195,6 +210,53 @@ def test_mer2023_preset_end_to_end(shared_data, tmp_path):
     assert not q.loc[names["train"][5], "has_audio"]
     summary = pd.read_csv(res / "qc" / "summary.tsv", sep="\t")
     assert "no audio stream" in summary[(summary.name == names["train"][5]) & (summary.stage == "audio")]["reason"].tolist()
+
+
+@pytest.mark.e2e
+def test_the_run_s_face_and_feature_folders_imported_back_give_its_predictions(mer_run, tmp_path):
+    """What a MER researcher already has, made from this run: its faces as OpenFace face folders
+    (<name>/<name>.npy) and its egemaps vectors exported to MERTools' layout (expmae export ->
+    egemaps_UTT/<name>.npy). A copy of the run reading both (faces.source folder: no detector;
+    egemaps from extractor folder) reruns faces, egemaps and everything after them, and predicts what
+    the run predicted."""
+    wd0, release, _ = mer_run
+    wd = clone_run(wd0, tmp_path / "wf")
+    res = wd / "results"
+    p = subprocess.run([sys.executable, "-m", "expmae", "export", "--results", str(res), "--set", "egemaps",
+                        "--out", str(tmp_path / "features")], cwd=wd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    root = tmp_path / "openface_face"
+    for shard in sorted(d for d in (res / "faces").iterdir() if (d / "qc.parquet").exists()):
+        crops, frames, _ = load_faces(shard, mmap=False)
+        for name, rows in frames.groupby("name")["crop_row"]:
+            (root / name).mkdir(parents=True)
+            np.save(root / name / f"{name}.npy", crops[rows.to_numpy()])
+    assert len(list(root.iterdir())) >= 6
+    my = overlay(tmp_path, release, **{**TINY, "faces": {**TINY["faces"], "source": "folder", "folder": str(root),
+                                                        "missing": "qc"},
+                                       "features": {"egemaps": {"extractor": "folder",
+                                                                "path": str(tmp_path / "features" / "egemaps_UTT")}}})
+    rules = {r for r, _ in jobs_run(snakemake(wd, my))}
+    assert {"faces", "extract_audio", "classify"} <= rules, rules
+    q = pd.concat(pd.read_parquet(f / "qc.parquet") for f in sorted((res / "faces").iterdir()) if (f / "qc.parquet").exists())
+    assert set(q.loc[q["ok"], "decoder"]) == {"folder"}  # every face read from a folder, none detected
+    shards = sorted((res / "features" / "egemaps").glob("s?????.parquet"))
+    names, _, mask, meta = read_features(shards)
+    assert meta["registry_name"] == "folder" and mask.sum() > 0  # egemaps read back from egemaps_UTT
+    _, _, mask0, _ = read_features(sorted((wd0 / "results" / "features" / "egemaps").glob("s?????.parquet")))
+    assert mask.tolist() == mask0.tolist()  # the exported videos, and no other, have vectors
+    final0 = json.loads((wd0 / "results" / "metrics.json").read_text())["final"]
+    final = json.loads((res / "metrics.json").read_text())["final"]
+    assert final["model"] == final0["model"]
+    want = pd.read_parquet(wd0 / final0["dir"] / "probs.parquet").set_index("name").sort_index()
+    got = pd.read_parquet(wd / final["dir"] / "probs.parquet").set_index("name").sort_index()
+    cols = [c for c in want.columns if c.startswith("prob_")]
+    assert list(got.index) == list(want.index)
+    np.testing.assert_allclose(got[cols].to_numpy(), want[cols].to_numpy(), atol=1e-6)
+    for sub in ("final", "test1", "test2"):
+        a = pd.read_csv(wd0 / "results" / "submission" / f"{sub}.csv")
+        b = pd.read_csv(res / "submission" / f"{sub}.csv")
+        assert a["discrete"].tolist() == b["discrete"].tolist(), sub
 
 
 @pytest.mark.e2e
