@@ -132,19 +132,21 @@ def test_expmae_predict_says_it_in_one_line_and_takes_the_flag(run, tmp_path):
 
     r = cli()
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines()[-1].startswith("feature set ext of this bundle was computed elsewhere")
+    assert r.stderr.strip().splitlines()[-1].startswith("expmae predict: feature set ext of this bundle was computed "
+                                                        "elsewhere")
     assert r.stderr.strip().endswith("--features-folder ext=FOLDER")
     new = _save(tmp_path / "new_UTT", NEW, [run["X"][n] for n in NEW])
     r = cli("--features-folder", f"ext={new}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(pd.read_csv(tmp_path / "p.csv")["name"]) == NEW
     r = cli("--features-folder", str(new))
-    assert r.returncode == 1 and r.stderr.strip().startswith(f"--features-folder '{new}': expected SET=FOLDER")
-    # the `expmae` dispatcher keeps only a SystemExit's code: the command prints its line itself
+    assert r.returncode == 1 and r.stderr.strip().startswith(f"expmae predict: --features-folder '{new}': expected "
+                                                             "SET=FOLDER")
+    # a refusal's line reaches the user through the `expmae` dispatcher (it used to keep only the exit code)
     r = subprocess.run([sys.executable, "-m", "expmae", "predict", "--bundle", str(tmp_path / "nowhere"), "x.mp4"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert r.returncode == 1 and r.stderr.strip() == f"{tmp_path / 'nowhere'}: not a model bundle (not a folder); " \
-        "the workflow writes one to results/bundle/"
+    assert r.returncode == 1 and r.stderr.strip() == f"expmae predict: {tmp_path / 'nowhere'}: not a model bundle " \
+        "(not a folder); the workflow writes one to results/bundle/"
 
 
 @pytest.mark.e2e

@@ -44,14 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     from expmae.predict.precomputed import parse_folders
     from expmae.predict.run import predict_videos
 
-    try:
-        table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads, a.model_sha256,
-                               parse_folders(a.features_folder))
-    except SystemExit as e:  # a refused bundle or input: its line here (the `expmae` dispatcher keeps the code only)
-        if isinstance(e.code, str):
-            print(e.code, file=sys.stderr)
-            return 1
-        raise
+    # a refused bundle or input is SystemExit("its line"): printed by Python, or by the `expmae` dispatcher
+    table = predict_videos(a.bundle, a.videos, a.out, a.transcripts, a.work, a.threads, a.model_sha256,
+                           parse_folders(a.features_folder))
     print(table["label"].value_counts().to_string() if len(table) else "no videos")
     return 0
 
