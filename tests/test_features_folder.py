@@ -89,6 +89,16 @@ def test_wrong_size_missing_and_unreadable_are_qc_rows(tmp_path):
     assert why["c"] == "dim 5, expected 4 (inferred)"
     assert "non-finite" in why["e"] and "unreadable" in why["f"] and "shape [3, 4]" in why["g"]
     assert why["h"] == "h.npy is not a regular file" and why["i"].startswith("no i.npy")
+    # the report's QC table (results/qc/summary.tsv) has a row per video without a usable vector, named after
+    # the set, even where another audio set has data for it (it used to read only the first audio set's QC)
+    from expmae.report.qc import qc_table
+
+    set_qc = tmp_path / "results" / "features" / "hubert_utt" / "s00000.qc.parquet"
+    set_qc.parent.mkdir(parents=True)
+    qc.to_parquet(set_qc)
+    summary = qc_table([], [], [], None, [], folder_qc=[str(set_qc)])
+    assert set(summary["name"]) == set("cefghi") and set(summary["stage"]) == {"features:hubert_utt"}
+    assert summary.set_index("name").loc["h", "reason"] == "h.npy is not a regular file"
     # configured dims: the 4-wide vectors are the wrong ones now, the error names the key
     got, qc, _ = _run(tmp_path, names, path=str(folder), dims=5)
     assert got["mask"].tolist() == [False, False, True] + [False] * 6

@@ -219,7 +219,7 @@ def test_the_run_s_face_and_feature_folders_imported_back_give_its_predictions(m
     egemaps_UTT/<name>.npy). A copy of the run reading both (faces.source folder: no detector;
     egemaps from extractor folder) reruns faces, egemaps and everything after them, and predicts what
     the run predicted."""
-    wd0, release, _ = mer_run
+    wd0, release, names = mer_run
     wd = clone_run(wd0, tmp_path / "wf")
     res = wd / "results"
     p = subprocess.run([sys.executable, "-m", "expmae", "export", "--results", str(res), "--set", "egemaps",
@@ -241,7 +241,7 @@ def test_the_run_s_face_and_feature_folders_imported_back_give_its_predictions(m
     q = pd.concat(pd.read_parquet(f / "qc.parquet") for f in sorted((res / "faces").iterdir()) if (f / "qc.parquet").exists())
     assert set(q.loc[q["ok"], "decoder"]) == {"folder"}  # every face read from a folder, none detected
     shards = sorted((res / "features" / "egemaps").glob("s?????.parquet"))
-    names, _, mask, meta = read_features(shards)
+    _, _, mask, meta = read_features(shards)
     assert meta["registry_name"] == "folder" and mask.sum() > 0  # egemaps read back from egemaps_UTT
     _, _, mask0, _ = read_features(sorted((wd0 / "results" / "features" / "egemaps").glob("s?????.parquet")))
     assert mask.tolist() == mask0.tolist()  # the exported videos, and no other, have vectors
@@ -257,6 +257,10 @@ def test_the_run_s_face_and_feature_folders_imported_back_give_its_predictions(m
         a = pd.read_csv(wd0 / "results" / "submission" / f"{sub}.csv")
         b = pd.read_csv(res / "submission" / f"{sub}.csv")
         assert a["discrete"].tolist() == b["discrete"].tolist(), sub
+    # the clip without an audio track has no egemaps vector to export: the folder set's QC row reaches summary.tsv
+    summary = pd.read_csv(res / "qc" / "summary.tsv", sep="\t")
+    row = summary[(summary.name == names["train"][5]) & (summary.stage == "features:egemaps")]
+    assert row["reason"].str.startswith("no ").all() and len(row) == 1, summary[summary.name == names["train"][5]]
 
 
 @pytest.mark.e2e

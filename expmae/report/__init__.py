@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     write_text(out / "submission" / "final.csv", select_columns(final_csv, columns))
     if no_video:
         print(f"final.csv: {len(no_video)} test names without a video got a guessed row (QC stage test)")
-    qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.inputs_qc, label_issues, a.asr)
+    qc = qc_table(a.faces_qc, a.audio_qc, a.text, a.inputs_qc, label_issues, a.asr, a.folder_qc)
     write_text(out / "qc" / "summary.tsv", qc.to_csv(sep="\t", index=False))
     wide, long = tables(rounds)
     rep = out / "report"

@@ -62,14 +62,19 @@ def stage_rows(path: str, stage: str) -> list[dict]:
 
 
 def qc_table(faces_qc: list[str], audio_qc: list[str], text: list[str], inputs_qc: str | None,
-             label_issues: list[dict], asr: list[str] = ()) -> pd.DataFrame:
+             label_issues: list[dict], asr: list[str] = (), folder_qc: list[str] = ()) -> pd.DataFrame:
     """One row per (video, stage) problem: name, stage, reason. `inputs_qc`: the inputs check's table
-    (results/qc/inputs.tsv: ingest issues, CSV problems, test names without a video, duplicate content)."""
+    (results/qc/inputs.tsv: ingest issues, CSV problems, test names without a video, duplicate content).
+    `folder_qc`: the QC tables of feature sets read from a folder (results/features/<set>/<shard>.qc.parquet;
+    extractor folder): a video without a usable vector there is a row of stage `features:<set>`, whatever the
+    other sets have (unlike audio, where the first set stands for every audio extractor)."""
     rows: list[dict] = []
     for p in faces_qc:
         rows += faces_rows(p)
     for p in audio_qc:
         rows += stage_rows(p, "audio")
+    for p in folder_qc:
+        rows += stage_rows(p, f"features:{Path(p).parent.name}")
     for p in asr:  # videos the ASR stage could not transcribe (no audio, undecodable)
         rows += stage_rows(p, "asr")
     for p in text:
@@ -87,6 +92,7 @@ def add_qc_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--audio-qc", nargs="*", default=[], help="an audio feature table per shard (its QC columns)")
     ap.add_argument("--text", nargs="*", default=[], help="a text feature table per shard (videos without transcript)")
     ap.add_argument("--asr", nargs="*", default=[], help="the ASR table per shard (videos it could not transcribe)")
+    ap.add_argument("--folder-qc", nargs="*", default=[], help="QC table per shard of each set read from a folder")
 
 
 def complete_submission(text: str, test_names: list[str], classes: list[str]) -> tuple[str, list[str]]:

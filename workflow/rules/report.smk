@@ -6,10 +6,12 @@ from expmae.report import paper as _paper
 # columns of the submission CSVs (MER 2025: name,discrete); the schema's default when the section is absent
 SUBMISSION_COLUMNS = (config.get("submission") or {}).get("columns") or _cfg.defaults("submission")["columns"]
 # QC rows of the report (and of predict's tables): the first trained audio extractor's QC table (a video
-# without decodable audio fails every audio extractor alike) and the first text set's list of videos without text.
+# without decodable audio fails every audio extractor alike) and the first text set's list of videos without text;
+# the report also reads every set computed elsewhere (extractor folder): its missing vectors are its own.
 # the paper's figures (PNG: report items above; PDF, SVG) and tables (CSV, LaTeX) under results/report/
 PAPER_FILES = _paper.outputs(f"{RES}/report")
 QC_SETS = {m: [n for n in FEATURE_NAMES.get(m, []) if n in FEATURE_SETS][:1] for m in ("audio", "text")}
+FOLDER_SETS = [fs for fs in FEATURE_SETS if (FEATURES.get(fs) or {}).get("extractor") == "folder"]
 
 
 rule report:
@@ -19,6 +21,7 @@ rule report:
         pseudo=expand(f"{RES}/pseudo/round{{round}}.parquet", round=ROUNDS[:-1]),
         faces=per_shard(f"{RES}/faces/{{shard}}"),
         audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in QC_SETS["audio"] for s in SHARDS],
+        folder_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in FOLDER_SETS for s in SHARDS],
         text=[f"{RES}/features/{fs}/{s}.parquet" for fs in QC_SETS["text"] for s in SHARDS],
         asr=[f"{RES}/asr/{s}.parquet" for s in ASR_TODO if s in SHARDS],  # not data.predict's shards
         inputs_qc=f"{RES}/qc/inputs.tsv",
@@ -121,7 +124,8 @@ rule report:
     shell:
         "python -m expmae.report --classify {params.dirs:q} --pseudo {input.pseudo:q} --classes {params.classes}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {input.text:q} --asr {input.asr:q}"
-        " --inputs-qc {input.inputs_qc:q} {params.test} --submission-columns {params.columns}"
+        " --folder-qc {input.folder_qc:q} --inputs-qc {input.inputs_qc:q} {params.test}"
+        " --submission-columns {params.columns}"
         " --mae-meta {params.mae_meta:q} --mae-probe {input.mae:q} --options {params.options:q}"
         " --tracks {params.tracks:q}"
         " --out {params.res:q} > {log:q} 2>&1"
