@@ -1,5 +1,5 @@
 """expmae.report.qc.add_qc_arguments: the one home of the QC input flags that the report job and the predict
-job both take (--faces-qc, --audio-qc, --text, --asr), so their QC columns read the same files."""
+job both take (--faces-qc, --audio-qc, --text, --asr, --folder-qc), so their QC columns read the same files."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,10 @@ from expmae.predict import table
 from expmae.report import parse_args as report_args
 from expmae.report.qc import add_qc_arguments
 
-FLAGS = ["--faces-qc", "f0.parquet", "f1.parquet", "--audio-qc", "a0.parquet", "--text", "--asr", "s0.parquet"]
-WANT = {"faces_qc": ["f0.parquet", "f1.parquet"], "audio_qc": ["a0.parquet"], "text": [], "asr": ["s0.parquet"]}
+FLAGS = ["--faces-qc", "f0.parquet", "f1.parquet", "--audio-qc", "a0.parquet", "--text", "--asr", "s0.parquet",
+         "--folder-qc", "h0.qc.parquet"]
+WANT = {"faces_qc": ["f0.parquet", "f1.parquet"], "audio_qc": ["a0.parquet"], "text": [], "asr": ["s0.parquet"],
+        "folder_qc": ["h0.qc.parquet"]}
 
 
 def test_flags_parse_to_lists_and_default_to_none_given() -> None:

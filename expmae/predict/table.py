@@ -26,11 +26,12 @@ from expmae.train.plan import parse_pairs
 PRIOR = "train: predicted from the class prior (no usable modality)"
 
 
-def qc_reasons(faces_qc: list[str], audio_qc: list[str], text: list[str], asr: list[str]) -> dict[str, str]:
+def qc_reasons(faces_qc: list[str], audio_qc: list[str], text: list[str], asr: list[str],
+               folder_qc: list[str] = ()) -> dict[str, str]:
     """name -> its QC rows (expmae.report.qc's vocabulary), 'stage: reason; ...'."""
     from expmae.report.qc import qc_table
 
-    qc = qc_table(faces_qc, audio_qc, text, None, [], asr)
+    qc = qc_table(faces_qc, audio_qc, text, None, [], asr, folder_qc)
     return {n: "; ".join(f"{r.stage}: {r.reason}" for r in g.itertuples()) for n, g in qc.groupby("name", sort=False)}
 
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)  # tiny heads, as in training
     info = verify(a.bundle)
     feats = Features.read(parse_pairs(a.features))
-    qc = qc_reasons(a.faces_qc, a.audio_qc, a.text, a.asr)
+    qc = qc_reasons(a.faces_qc, a.audio_qc, a.text, a.asr, a.folder_qc)
     final = predict_all(a.bundle, info, feats, qc)
     heads = heads_table(a.models, feats, info["classes"], qc)
     out = Path(a.out)

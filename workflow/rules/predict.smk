@@ -2,7 +2,7 @@
 # `python -m expmae.predict` on another machine) and, with data.predict, predictions of those videos.
 # data.predict videos have shards of their own (p00000...; common.smk PREDICT_SHARDS): the per-shard
 # rules (ingest, faces, extract, asr) run on them, and only this file's `predict` rule reads them.
-# feature_arg (with shards=PREDICT_SHARDS) is the training jobs' own (train.smk), QC_SETS the report's.
+# feature_arg (with shards=PREDICT_SHARDS) is the training jobs' own (train.smk), QC_SETS and FOLDER_SETS the report's.
 import shlex as _shlex
 
 from expmae.features import config as _fcfg
@@ -83,6 +83,7 @@ rule predict:
         models=[f"{d}/metrics.json" for d in LAST_ROUND_DIRS],
         faces=expand(f"{RES}/faces/{{shard}}", shard=PREDICT_SHARDS),
         audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in QC_SETS["audio"] for s in PREDICT_SHARDS],
+        folder_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in FOLDER_SETS for s in PREDICT_SHARDS],
         asr=[f"{RES}/asr/{s}.parquet" for s in PREDICT_SHARDS if s in ASR_TODO],
     output:
         final=f"{RES}/predict/final.csv",
@@ -102,4 +103,4 @@ rule predict:
     shell:
         "python -m expmae.predict.table --bundle {input.bundle:q} {params.features} --models {params.models:q}"
         " --faces-qc {params.faces_qc:q} --audio-qc {input.audio_qc:q} --text {params.text:q} --asr {input.asr:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        " --folder-qc {input.folder_qc:q} --out {params.out:q} > {log:q} 2>&1"
