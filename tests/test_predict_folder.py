@@ -100,7 +100,8 @@ def test_the_flag_reads_the_new_videos_vectors_and_a_missing_one_is_a_qc_row(run
     # the vectors of the new folder give exactly the run's own test predictions
     assert np.allclose(t.loc[NEW[:-1], probs].to_numpy(), run["probs"].loc[NEW[:-1], probs].to_numpy(), atol=1e-6)
     assert (t.loc[NEW[:-1], "qc"].fillna("") == "").all()
-    assert t.loc["v119", "qc"] == ("features: ext: no v119.npy or v119.npz in new_UTT; "
+    # the workflow's vocabulary (its predict job's qc column, results/qc/summary.tsv's stage features:<set>)
+    assert t.loc["v119", "qc"] == ("features:ext: no v119.npy or v119.npz in new_UTT; "
                                    "train: predicted from the class prior (no usable modality)")
     assert t.loc["v119", "missing"] != ""
     # a set the bundle computes itself, or does not read, is no flag's business

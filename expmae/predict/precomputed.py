@@ -11,7 +11,7 @@ files_list_sha256).
 a folder whose vectors have another size than the bundle's. Without the flag it stops before any work with one
 line naming the set, the folder its vectors came from and the flag. It never falls back to the other sets: the
 final model was selected with this set among its inputs, and a prediction without it would be another model's.
-A new video without a vector in the folder is a QC row (`features: <set>: why`) and is predicted from the
+A new video without a vector in the folder is a QC row (`features:<set>: why`) and is predicted from the
 modalities it has, as the workflow's predict job does.
 """
 from __future__ import annotations
@@ -20,8 +20,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
-
-import pandas as pd
 
 FLAG = "--features-folder"
 
@@ -122,8 +120,3 @@ def read_set(fs: str, entry: dict[str, Any], folder: str, names: list[str], out:
               file=sys.stderr, flush=True)
     return int(mask.sum())
 
-
-def qc_rows(qc_path: Path, fs: str) -> dict[str, str]:
-    """name -> 'features: <set>: why' for the videos the set's folder gave no vector."""
-    q = pd.read_parquet(qc_path)
-    return {r.name: f"features: {fs}: {r.reason}" for r in q.itertuples() if not r.ok}

@@ -136,7 +136,7 @@ def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reaso
     from expmae.features.run import extract
     from expmae.io import write_table
     from expmae.predict.model import Features
-    from expmae.predict.precomputed import qc_rows, read_set
+    from expmae.predict.precomputed import read_set
 
     wd.mkdir(parents=True, exist_ok=True)
     mpath = str(wd / "manifest.parquet")
@@ -148,16 +148,16 @@ def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reaso
         extract_shard(manifest, faces, info["faces"], threads=threads)
         log(f"faces: {time.time() - t0:.1f} s")
     asr = transcripts_for(info, mpath, transcripts, wd) if info["text_sets"] and len(manifest) else []
-    paths, audio_qc, folder_qc = {}, [], {}
+    paths, audio_qc, folder_qc = {}, [], []
     for i, (fs, e) in enumerate(info["features"].items()):
         t1 = time.time()
         dst = wd / "features" / f"{fs}.parquet"
         if fs in folders:  # computed elsewhere: the user's folder, never the bundle's extractor
-            qc_path = wd / "features" / f"{fs}.qc.parquet"
+            qc_path = wd / "features" / fs / "videos.qc.parquet"  # <set>/: the workflow's layout, its stage name
+            qc_path.parent.mkdir(parents=True, exist_ok=True)
             n = read_set(fs, e, folders[fs], manifest["name"].astype(str).tolist(), dst, qc_path)
             paths[fs] = [str(dst)]
-            for name, row in qc_rows(qc_path, fs).items():
-                folder_qc[name] = "; ".join(x for x in (folder_qc.get(name, ""), row) if x)
+            folder_qc.append(str(qc_path))
             log(f"feature {i + 1}/{len(info['features'])} {fs}: {n}/{len(manifest)} vectors from {folders[fs]}")
             continue
         enc = str(Path(bundle) / e["encoder"]) if e.get("encoder") else None
@@ -170,7 +170,5 @@ def _run(bundle, info, manifest, transcripts, wd, threads, predict_all, qc_reaso
         log(f"feature {i + 1}/{len(info['features'])} {fs}: {time.time() - t1:.1f} s")
     feats = Features.read(paths)
     text = [str(wd / "features" / f"{fs}.parquet") for fs in info["text_sets"][:1]]
-    qc = qc_reasons([str(faces / "qc.parquet")] if visual and len(manifest) else [], audio_qc, text, asr)
-    for name, row in folder_qc.items():
-        qc[name] = "; ".join(x for x in (qc.get(name, ""), row) if x)
+    qc = qc_reasons([str(faces / "qc.parquet")] if visual and len(manifest) else [], audio_qc, text, asr, folder_qc)
     return predict_all(bundle, info, feats, qc)

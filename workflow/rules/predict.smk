@@ -6,7 +6,6 @@
 import shlex as _shlex
 
 from expmae.features import config as _fcfg
-from expmae.predict.precomputed import computable as _computable
 
 LAST_ROUND = ROUNDS[-1]
 # What the bundle records of the config: the extractor jobs' exact params (so features computed
@@ -38,11 +37,7 @@ BUNDLE_ENCODERS = {
 }
 # feature set computed elsewhere (extractor folder) -> its training tables: their metadata is the set's
 # provenance in the bundle (expmae/predict/precomputed.py)
-BUNDLE_TABLES = {
-    fs: [f"{RES}/features/{fs}/{s}.parquet" for s in TRAIN_SHARDS]
-    for fs in FEATURE_SETS
-    if not _computable(FEATURES[fs])
-}
+BUNDLE_TABLES = {fs: [f"{RES}/features/{fs}/{s}.parquet" for s in TRAIN_SHARDS] for fs in FOLDER_SETS}
 PREDICT_TARGETS = [f"{RES}/bundle"] + ([f"{RES}/predict/final.csv"] if PREDICT_SHARDS else [])
 
 

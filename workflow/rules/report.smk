@@ -1,6 +1,7 @@
 # Collects every round: metrics.json, MER submissions, QC table, and the figures/tables that
 # `snakemake --report results/report.html` shows (captions in workflow/report/).
 from expmae import config as _cfg
+from expmae.predict.precomputed import computable as _computable
 from expmae.report import paper as _paper
 
 # columns of the submission CSVs (MER 2025: name,discrete); the schema's default when the section is absent
@@ -11,7 +12,7 @@ SUBMISSION_COLUMNS = (config.get("submission") or {}).get("columns") or _cfg.def
 # the paper's figures (PNG: report items above; PDF, SVG) and tables (CSV, LaTeX) under results/report/
 PAPER_FILES = _paper.outputs(f"{RES}/report")
 QC_SETS = {m: [n for n in FEATURE_NAMES.get(m, []) if n in FEATURE_SETS][:1] for m in ("audio", "text")}
-FOLDER_SETS = [fs for fs in FEATURE_SETS if (FEATURES.get(fs) or {}).get("extractor") == "folder"]
+FOLDER_SETS = [fs for fs in FEATURE_SETS if not _computable(FEATURES[fs])]  # read from a folder (extractor folder)
 
 
 rule report:
