@@ -14,10 +14,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1" if int(os.environ.get("PYTEST_XDIST
 
 
 # Files that take longest, started first under `pytest -n 2` (make test): xdist hands out whole groups in
-# collection order, and a long group started last would end the run alone on one core. Seconds on the
-# 2-core box, from `pytest --durations` (the tiny_run group holds every module that reads the session run).
-HEAVY_FIRST = ("tiny_run", "test_workflow_optional_inputs.py", "test_presets_mer.py", "test_wheel.py",
-               "test_protocol.py", "test_mae_pretrain.py", "test_demo.py", "test_faces_folder.py", "test_cv.py")
+# collection order, and a long group started last would end the run alone on one core. Longest first, by
+# `pytest --durations` on the 2-core box (the tiny_run group holds every module that reads the session run;
+# benchmarks/README.md has the figures).
+HEAVY_FIRST = ("tiny_run", "test_workflow_optional_inputs.py", "test_presets_mer.py", "test_protocol.py",
+               "test_mae_pretrain.py", "test_demo.py", "test_faces_folder.py", "test_cv.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
