@@ -130,6 +130,7 @@ def train_epochs(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarra
     import torch.nn.functional as F
 
     from expmae.train.heads import build_head
+    from expmae.train.optim import AdamW  # torch.optim.AdamW's numbers without its start-up and per-step cost
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -139,7 +140,7 @@ def train_epochs(kind: str, xs: list[np.ndarray], mask: np.ndarray, T: np.ndarra
         stop = (*_tensors(xs, mask, inner), torch.from_numpy(T[inner].astype(np.float32)))
         xs, mask, T, w = [x[fit] for x in xs], mask[fit], T[fit], w[fit]
     model = build_head(kind, [x.shape[1] for x in xs], T.shape[1], p)
-    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    opt = AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
     tx, tm = _tensors(xs, mask)
     tT, tw = torch.from_numpy(T.astype(np.float32)), torch.from_numpy(w.astype(np.float32))
     vx = (*_tensors(val[0], val[1]), torch.from_numpy(val[2])) if val is not None and len(val[2]) else None
