@@ -27,8 +27,8 @@ Linear does not use it in torch 2.14, this keeps it so).
 
 Most of these are read when a library loads, and a job's module imports numpy before main() runs,
 so when they were not already in the environment pin_numerics re-executes the program with them
-(sys.orig_argv: `python -m expmae.train.cv ...` restarts as itself, ~0.4 s); a rule that exports
-pinned_env() saves that. Not allowed to re-execute (reexec=False: an in-process call, e.g. from a
+(sys.orig_argv: `python -m expmae.train.cv ...` restarts as itself, ~0.3 s); the training rules start
+their jobs with shell_prefix() (the pinned environment), which saves that. Not allowed to re-execute (reexec=False: an in-process call, e.g. from a
 test), it sets what still takes effect and warns about the rest. Left as is: glibc's libm (expf,
 logf) picks its FMA variant on every CPU with AVX2, i.e. the same on AVX2 and AVX-512 nodes.
 
@@ -69,6 +69,15 @@ def pinned_env() -> dict[str, str]:
     """The environment of a pinned training job (see the module docstring)."""
     return {"ATEN_CPU_CAPABILITY": aten_level(), "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Nehalem",
             "OPENBLAS_NUM_THREADS": "1", "NPY_DISABLE_CPU_FEATURES": " ".join(numpy_dispatch())}
+
+
+def shell_prefix() -> str:
+    """`env K=V ...` for a rule's shell command: the job starts pinned and does not re-execute itself. Computed
+    where Snakemake parses; a job on a node whose CPU wants other values still restarts once (pin_numerics
+    compares with its own pinned_env)."""
+    import shlex
+
+    return "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in pinned_env().items())
 
 
 def _mkl_branch() -> int | None:

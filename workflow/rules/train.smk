@@ -7,12 +7,16 @@
 
 from expmae.dag import train as _dag_train
 from expmae.train import plan as _plan
+from expmae.train import repro as _repro
 
 # What each round trains (expmae/train/plan.py): one classifier per feature set, and per modality
 # combination x fusion head; the jobs' settings and input functions (expmae/dag/train.py). Training
 # settings are the rule params; which feature sets, combinations and rounds exist are not, so adding a
 # feature set or raising pseudolabel.rounds reruns no existing job.
 TRAIN = _dag_train.TrainPlan(config, RES, SHARDS)
+# The training jobs start in the pinned numerical environment (expmae/train/repro.py) instead of restarting
+# themselves into it; a param that is a function of input, so no rerun trigger (it names this CPU's level).
+PINNED = _repro.shell_prefix()
 ROUNDS, COMBOS, TRAINED_FUSE_HEADS = TRAIN.rounds, TRAIN.combos, TRAIN.trained_fuse_heads
 TRAIN_CFG, FUSE_CFG, PSEUDO_CFG = TRAIN.train_cfg, TRAIN.fuse_cfg, TRAIN.pseudo_cfg
 # the rules' input and param functions, by the names the rules use (report.smk and predict.smk too)
@@ -58,8 +62,9 @@ rule classify:
         classes=CLASSES,
         out=lambda w, output: os.path.dirname(output.probs),
         extra=lambda w, input: label_args(input),
+        pinned=lambda w, input: PINNED,
     shell:
-        "python -m expmae.train.cv --round {wildcards.round} --kind single --name {wildcards.fs} --head mlp"
+        "{params.pinned} python -m expmae.train.cv --round {wildcards.round} --kind single --name {wildcards.fs} --head mlp"
         " {params.features} --labels {input.labels:q} {params.extra} --classes {params.classes} --out {params.out:q}"
         " --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
@@ -94,8 +99,9 @@ rule fuse:
         classes=CLASSES,
         out=lambda w, output: os.path.dirname(output.probs),
         extra=lambda w, input: label_args(input),
+        pinned=lambda w, input: PINNED,
     shell:
-        "python -m expmae.train.cv --round {wildcards.round} --kind fused --combo {wildcards.combo}"
+        "{params.pinned} python -m expmae.train.cv --round {wildcards.round} --kind fused --combo {wildcards.combo}"
         " --name {params.name:q} --head {wildcards.head} {params.args} --labels {input.labels:q} {params.extra}"
         " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
@@ -125,8 +131,9 @@ rule fuse_late:
         classes=CLASSES,
         out=lambda w, output: os.path.dirname(output.probs),
         extra=lambda w, input: label_args(input, ("test_labels",)),
+        pinned=lambda w, input: PINNED,
     shell:
-        "python -m expmae.train.late --round {wildcards.round} --kind fused --combo {wildcards.combo}"
+        "{params.pinned} python -m expmae.train.late --round {wildcards.round} --kind fused --combo {wildcards.combo}"
         " --name {params.name:q} --members {params.members:q} --labels {input.labels:q} {params.extra}"
         " --classes {params.classes} --out {params.out:q} --params {params.cfg:q} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
