@@ -3,8 +3,9 @@
 Every rule with a `benchmark:` writes <results>/benchmarks/<rule>/<job>.tsv (or <rule>.tsv): wall seconds
 (`s`) and CPU seconds (`cpu_time`) of the job. This sums them per rule and prints jobs, wall and CPU
 seconds; with two results folders, run A (before, e.g. `make run` in a clean clone of the previous commit)
-and run B (after, this one) side by side with B/A. CPU seconds are the steadier number on a shared box:
-two jobs run at once on 2 cores, so one job's wall time depends on what ran beside it.
+and run B (after, this one) side by side with B/A. Compare wall seconds: Snakemake samples a job's CPU
+time every 0.5 s for 15 s, then every 30 s, so the CPU of a job longer than 15 s is a lower bound (up to
+half its real CPU; harness.CPU_SAMPLED_S). A CPU figure marked `>=` sums such jobs; `long` counts them.
 
     .venv/bin/python -m benchmarks.bench_rules results                       # one run
     .venv/bin/python -m benchmarks.bench_rules /path/to/old/results results  # before / after
@@ -16,11 +17,16 @@ import argparse
 from benchmarks.harness import Report, rule_seconds
 
 
+def cpu(seconds: float, long: int) -> str:
+    """CPU seconds, marked as a lower bound when some of the jobs ran longer than Snakemake samples densely."""
+    return f"{'>=' if long else ''}{seconds:.1f}"
+
+
 def one_run(results: str) -> list[dict]:
     t = rule_seconds(results)
-    rows = [{"rule": r, "jobs": int(v.jobs), "wall s": float(v.s), "CPU s": float(v.cpu)} for r, v in t.iterrows()]
-    rows.append({"rule": "total", "jobs": int(t.jobs.sum()), "wall s": float(t.s.sum()), "CPU s": float(t.cpu.sum())})
-    return rows
+    t.loc["total"] = t.sum()
+    return [{"rule": r, "jobs": int(v.jobs), "long": int(v.long), "wall s": float(v.s), "CPU s": cpu(v.cpu, v.long)}
+            for r, v in t.iterrows()]
 
 
 def before_after(a: str, b: str) -> list[dict]:
@@ -28,8 +34,8 @@ def before_after(a: str, b: str) -> list[dict]:
     t.loc["total"] = t.sum()
     ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"  # noqa: E731
     return [{"rule": r, "jobs A": int(v.jobs_a), "jobs B": int(v.jobs_b), "wall s A": float(v.s_a),
-             "wall s B": float(v.s_b), "wall B/A": ratio(v.s_b, v.s_a), "CPU s A": float(v.cpu_a),
-             "CPU s B": float(v.cpu_b), "CPU B/A": ratio(v.cpu_b, v.cpu_a)} for r, v in t.iterrows()]
+             "wall s B": float(v.s_b), "wall B/A": ratio(v.s_b, v.s_a), "CPU s A": cpu(v.cpu_a, v.long_a),
+             "CPU s B": cpu(v.cpu_b, v.long_b)} for r, v in t.iterrows()]
 
 
 def main(argv: list[str] | None = None) -> None:

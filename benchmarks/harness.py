@@ -187,11 +187,19 @@ def snakemake(wd: Path, *configs: str, cores: int = 2) -> float:
     return time.perf_counter() - t0
 
 
+# Snakemake's benchmark thread samples a job's CPU time every 0.5 s for its first 30 samples, then every 30 s
+# (snakemake/benchmark.py): a job that ends between two samples keeps the CPU of the last one, so the
+# `cpu_time` of a job longer than ~15 s can be half its real CPU (a 31 s demo fusion job: 15 s recorded, 29 s
+# used). Wall seconds are exact.
+CPU_SAMPLED_S = 15.0
+
+
 def rule_seconds(results: str | Path, since: float | None = None, pattern: str = "*.tsv"):
-    """Snakemake's benchmark files under <results>/benchmarks -> DataFrame indexed by rule with jobs, s (wall)
-    and cpu (CPU seconds), summed over the rule's jobs. A rule is the file's folder under benchmarks/
-    (classify, features/<set>) or a top-level file's stem (mae_pretrain). since: only files written after
-    that time (the jobs of the latest call); pattern: only these file names (p0*.tsv: the predict shards)."""
+    """Snakemake's benchmark files under <results>/benchmarks -> DataFrame indexed by rule with jobs, s (wall),
+    cpu (CPU seconds), summed over the rule's jobs, and long (its jobs over CPU_SAMPLED_S wall, whose cpu is
+    a lower bound). A rule is the file's folder under benchmarks/ (classify, features/<set>) or a top-level
+    file's stem (mae_pretrain). since: only files written after that time (the jobs of the latest call);
+    pattern: only these file names (p0*.tsv: the predict shards)."""
     import pandas as pd
 
     root = Path(results) / "benchmarks"
@@ -201,10 +209,11 @@ def rule_seconds(results: str | Path, since: float | None = None, pattern: str =
             continue
         rel = f.parent.relative_to(root)
         t = pd.read_csv(f, sep="\t")
-        rows.append({"rule": f.stem if rel == Path(".") else str(rel), "s": float(t["s"].iloc[-1]),
-                     "cpu": float(t["cpu_time"].iloc[-1])})
-    df = pd.DataFrame(rows, columns=["rule", "s", "cpu"])
-    return df.groupby("rule").agg(jobs=("s", "size"), s=("s", "sum"), cpu=("cpu", "sum"))
+        s = float(t["s"].iloc[-1])
+        rows.append({"rule": f.stem if rel == Path(".") else str(rel), "s": s, "cpu": float(t["cpu_time"].iloc[-1]),
+                     "long": int(s > CPU_SAMPLED_S)})
+    df = pd.DataFrame(rows, columns=["rule", "s", "cpu", "long"])
+    return df.groupby("rule").agg(jobs=("s", "size"), s=("s", "sum"), cpu=("cpu", "sum"), long=("long", "sum"))
 
 
 def stage_of(rule: str) -> str:
