@@ -14,7 +14,9 @@ def jobs_with_commands(wd, *configs):
     args = ["--configfile", "config_tiny.yaml", *configs]
     jobs = dry_run_jobs(wd, *args)
     text = smk(wd, "-n", "-p", *args)
-    cmds = re.findall(r"^\s*(?:Shell command:\s*)?(python -m expmae\.\S+ .*)$", text.stdout + text.stderr, re.M)
+    # the training jobs' commands start with the pinned environment (env K=V ...: expmae.train.repro.shell_prefix)
+    cmds = re.findall(r"^\s*(?:Shell command:\s*)?(?:env (?:\w+=(?:'[^']*'|\S+) )+)?(python -m expmae\.\S+ .*)$",
+                      text.stdout + text.stderr, re.M)
     assert len(cmds) == len([j for j in jobs if j[0] != "all"]), "could not read the shell commands"
     return jobs, cmds
 
