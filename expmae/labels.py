@@ -85,6 +85,12 @@ def read_labels(path: str | os.PathLike | None, classes: list[str], encoding: st
     return pd.DataFrame(list(rows.values()), columns=cols), issues
 
 
+def test_lists(test) -> list:
+    """The test lists of a run as a list: data.test (one path or none) and the data.tracks label CSVs come
+    as one path or several; empty entries stay (callers skip them)."""
+    return list(test) if isinstance(test, (list, tuple)) else [test]
+
+
 def read_names(path: str | os.PathLike | None, encoding: str = "", key: str = "data.test") -> tuple[list[str], list[dict]]:
     """Names of a name list (the test split) in file order, each once -> (names, QC rows)."""
     if not path or not Path(path).exists():

@@ -26,14 +26,13 @@ def video_splits(labels: str | Path | None, test: str | Path | Sequence[str | Pa
     """name -> labeled | test for the names of the label CSV (known classes only) and the test list
     (test wins); every other name is unlabeled (split_of). Read with expmae.labels (QC rows dropped:
     the inputs check reports them). No classes: every label in the CSV is one."""
-    from expmae.labels import read_csv, read_labels, read_names
+    from expmae.labels import read_csv, read_labels, read_names, test_lists
 
     if not classes and labels and Path(labels).exists():  # a direct call without classes: every label seen
         df, _ = read_csv(labels, encoding)
         classes = sorted({str(v).strip().lower() for v in df.get("discrete", []) if str(v).strip()})
     lab, _ = read_labels(str(labels) if labels else None, list(classes), encoding)
-    tests = list(test) if isinstance(test, (list, tuple)) else [test]  # data.test and the tracks' label CSVs
-    names = [n for t in tests if t for n in read_names(str(t), encoding)[0]]
+    names = [n for t in test_lists(test) if t for n in read_names(str(t), encoding)[0]]
     return {str(n): "labeled" for n in lab["name"]} | {str(n): "test" for n in names}
 
 
@@ -43,8 +42,9 @@ def cli_args(labels: str | None, test: str | Sequence[str] | None, classes: Sequ
     per test list: data.test and the data.tracks label CSVs)."""
     import shlex
 
-    tests = list(test) if isinstance(test, (list, tuple)) else [test]
-    flags = [("--labels", labels), *(("--test", t) for t in tests), ("--classes", ",".join(classes)),
+    from expmae.labels import test_lists
+
+    flags = [("--labels", labels), *(("--test", t) for t in test_lists(test)), ("--classes", ",".join(classes)),
              ("--encoding", encoding)]
     return " ".join(f"{f} {shlex.quote(str(v))}" for f, v in flags if v)
 

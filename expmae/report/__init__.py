@@ -206,12 +206,13 @@ def main(argv: list[str] | None = None) -> None:
     track_cfg = json.loads(a.tracks)
     tracks_of, enc = track_cfg.get("tracks") or {}, str(track_cfg.get("encoding") or "")
     # with tracks the test split also holds the tracks' videos: data.test's own names are its pool and final.csv
-    test_names = read_names(a.test)[0] if tracks_of and a.test else None
+    test_list = read_names(a.test)[0]
+    test_names = test_list if tracks_of and a.test else None
     reweighted = options.prior_step(final, classes, truth, opts["prior"], test_names)
     stacked, stack_csv = (options.stack_step(final, rounds[str(final["round"])], classes, truth, opts["stack"])
                           if opts["stack"]["enabled"] else (None, None))
     final_csv, no_video = complete_submission(stack_csv or reweighted or subs[str(final["round"]), final["model"]],
-                                              read_names(a.test)[0], classes)
+                                              test_list, classes)
     if test_names is not None:
         final_csv = tracks.rows_of(final_csv, test_names)
     scored = write_tracks(out, tracks_of, final, subs[str(final["round"]), final["model"]], classes, columns, enc)

@@ -69,8 +69,7 @@ def load(features: dict[str, list[str]], labels: str | None, test: str | os.Path
     base = base or []
     lab, issues = read_labels(labels, classes, encoding)
     # several test lists: data.test and the tracks' label CSVs (expmae.tracks), their names once, in order
-    tests = list(test) if isinstance(test, (list, tuple)) else [test]
-    test_list = list(dict.fromkeys(n for t in tests for n in read_names(t, encoding)))
+    test_list = list(dict.fromkeys(n for t in labels_csv.test_lists(test) for n in read_names(t, encoding)))
     test_names = set(test_list)
     no_video = [n for n in dict.fromkeys(test_list) if n not in set(base)]
     if no_video:  # rows without data in any modality: predicted from the class prior, flagged
