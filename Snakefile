@@ -59,6 +59,7 @@ rule all:
         f"{RES}/qc/faces_summary.tsv",
         MAE_TARGETS,  # mae.smk: the probes, which pull in pretraining
         CACHE_FILES,  # extract.smk: a deleted per-shard file is rebuilt by a plain rerun
+        TRAIN_TARGETS,  # train.smk: so is a deleted training output
         PREDICT_TARGETS,  # predict.smk: results/bundle (+ results/predict/final.csv with data.predict)
 
 

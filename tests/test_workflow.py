@@ -60,6 +60,19 @@ def test_nothing_to_do_after_a_complete_run(tiny_run, run_copy):
 
 
 @pytest.mark.e2e
+def test_a_deleted_training_output_is_rebuilt_by_a_plain_rerun(tiny_run, tmp_path_factory):
+    """Training outputs are targets of rule all (train.smk TRAIN_TARGETS), like the per-shard caches: without
+    that, Snakemake said "Nothing to be done" (the report is newer than what is left)."""
+    last = sorted((tiny_run / "results" / "fuse").glob("round*/*/[!l]*/probs.parquet"))[-1]  # a trained head
+    rel = last.relative_to(tiny_run)
+    wd = clone_run(tiny_run, tmp_path_factory.mktemp("deleted"), drop=[str(rel)])
+    jobs = dry_run_jobs(wd)
+    want = {"round": rel.parts[-4].removeprefix("round"), "combo": rel.parts[-3], "head": rel.parts[-2]}
+    assert ("fuse", want) in jobs, jobs
+    assert {r for r, _ in jobs} <= GLOBAL and not {r for r, _ in jobs} & PER_SHARD
+
+
+@pytest.mark.e2e
 def test_new_videos_rerun_only_new_shards_and_training(run_copy):
     before = pd.read_parquet(run_copy / "results" / "ingest" / "registry.parquet")
     old_shards = set(before["shard"])
