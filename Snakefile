@@ -23,8 +23,8 @@ report: "workflow/report/workflow.rst"
 _cfg.fill_defaults(config)
 if _config_problems := _cfg.config_problems(config) + _registry.name_problems(config):
     raise WorkflowError("\n".join(_config_problems))
-# A preset names the release's files relative to data.root (the one key a user sets).
-config["data"] = _cfg.data_paths(config["data"])
+# A preset names the release's files and folders relative to data.root (the one key a user sets).
+_cfg.resolve_paths(config)
 
 # Shell jobs call `python -m expmae...`: make that the interpreter running Snakemake (the venv),
 # also when the venv is not activated.

@@ -166,6 +166,25 @@ def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def resolve_paths(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config's release paths taken from data.root, in place: the data: files (data_paths), faces.folder
+    (OpenFace face folders) and the path of every feature set read from a folder (vectors computed
+    elsewhere): all parts of a release, so a preset names them relative to the one folder the user sets.
+    Absolute paths and a config without data.root stay as given (relative to the working directory)."""
+    cfg["data"] = data_paths(cfg.get("data") or {})
+    root = str(cfg["data"].get("root") or "")
+    if not root:
+        return cfg
+    base = Path(root).expanduser()
+    join = lambda p: str(base / p) if p and not Path(p).expanduser().is_absolute() else p  # noqa: E731
+    if isinstance(cfg.get("faces"), Mapping) and cfg["faces"].get("folder"):
+        cfg["faces"] = {**cfg["faces"], "folder": join(str(cfg["faces"]["folder"]))}
+    if isinstance(cfg.get("features"), Mapping):
+        cfg["features"] = {n: {**f, "path": join(str(f["path"]))} if isinstance(f, Mapping) and f.get("path") else f
+                           for n, f in cfg["features"].items()}
+    return cfg
+
+
 def fill_defaults(value: dict[str, Any], node: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Schema defaults into every missing key of `value`, level by level, in place (a key the config gives
     keeps its value whole, a missing one gets its default: a section with all its keys' defaults, `null`
@@ -208,8 +227,7 @@ def load(configfiles: list[str | Path] = (), base: str | Path | None = "config.y
         cfg = merge(cfg, layer)
     fill_defaults(cfg)
     validate(cfg)
-    cfg["data"] = data_paths(cfg.get("data") or {})
-    return cfg
+    return resolve_paths(cfg)
 
 
 def config_problems(cfg: dict[str, Any]) -> list[str]:

@@ -179,3 +179,24 @@ def test_snakemake_names_a_config_error_in_its_own_lines_never_the_schema(tmp_pa
     out = [ln for ln in (p.stdout + p.stderr).splitlines() if not ln.startswith("Config file config.yaml is extended")]
     assert p.returncode == 1 and out[0].startswith("WorkflowError in file") and out[-1].lstrip().startswith("File ")
     assert "\n".join(out[1:-1]) == message, p.stdout + p.stderr
+
+
+def test_release_folders_are_taken_from_data_root(tmp_path):
+    """faces.folder and a folder feature set's path are parts of a release like the data: files: relative ones
+    are taken from data.root; absolute ones, and any without a root, stay as given."""
+    root = tmp_path / "release"
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data": {"root": str(root), "videos": ["train"], "labels": "train-label.csv"},
+        "faces": {"source": "folder", "folder": "openface_face"},
+        "features": {"hubert": {"extractor": "folder", "path": "features/hubert_UTT"},
+                     "mine": {"extractor": "folder", "path": "/abs/mine"}, "egemaps": {"extractor": "egemaps"}}}))
+    c = config.load([cfg])
+    assert c["faces"]["folder"] == str(root / "openface_face")
+    assert c["features"]["hubert"]["path"] == str(root / "features" / "hubert_UTT")
+    assert c["features"]["mine"]["path"] == "/abs/mine" and "path" not in c["features"]["egemaps"]
+    assert c["data"]["videos"] == [str(root / "train")]
+    cfg.write_text(yaml.safe_dump({"faces": {"folder": "openface_face"},
+                                   "features": {"hubert": {"extractor": "folder", "path": "rel"}}}))
+    c = config.load([cfg])
+    assert c["faces"]["folder"] == "openface_face" and c["features"]["hubert"]["path"] == "rel"

@@ -218,24 +218,25 @@ def test_the_run_s_face_and_feature_folders_imported_back_give_its_predictions(m
     (<name>/<name>.npy) and its egemaps vectors exported to MERTools' layout (expmae export ->
     egemaps_UTT/<name>.npy). A copy of the run reading both (faces.source folder: no detector;
     egemaps from extractor folder) reruns faces, egemaps and everything after them, and predicts what
-    the run predicted."""
+    the run predicted. Both folders sit in the release and are named relative to data.root, as a MER release
+    ships them (config.resolve_paths)."""
     wd0, release, names = mer_run
     wd = clone_run(wd0, tmp_path / "wf")
     res = wd / "results"
     p = subprocess.run([sys.executable, "-m", "expmae", "export", "--results", str(res), "--set", "egemaps",
-                        "--out", str(tmp_path / "features")], cwd=wd, capture_output=True, text=True, timeout=300)
+                        "--out", str(release / "features")], cwd=wd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
-    root = tmp_path / "openface_face"
+    root = release / "openface_face"
     for shard in sorted(d for d in (res / "faces").iterdir() if (d / "qc.parquet").exists()):
         crops, frames, _ = load_faces(shard, mmap=False)
         for name, rows in frames.groupby("name")["crop_row"]:
             (root / name).mkdir(parents=True)
             np.save(root / name / f"{name}.npy", crops[rows.to_numpy()])
     assert len(list(root.iterdir())) >= 6
-    my = overlay(tmp_path, release, **{**TINY, "faces": {**TINY["faces"], "source": "folder", "folder": str(root),
+    my = overlay(tmp_path, release, **{**TINY, "faces": {**TINY["faces"], "source": "folder", "folder": "openface_face",
                                                         "missing": "qc"},
                                        "features": {"egemaps": {"extractor": "folder",
-                                                                "path": str(tmp_path / "features" / "egemaps_UTT")}}})
+                                                                "path": "features/egemaps_UTT"}}})
     rules = {r for r, _ in jobs_run(snakemake(wd, my))}
     assert {"faces", "extract_audio", "classify"} <= rules, rules
     q = pd.concat(pd.read_parquet(f / "qc.parquet") for f in sorted((res / "faces").iterdir()) if (f / "qc.parquet").exists())
