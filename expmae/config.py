@@ -146,6 +146,12 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 DATA_PATHS = ("labels", "transcripts", "test", "test_labels", "manifest", "groups")  # the data: keys that are file paths (+ videos)
 
 
+def _under(root: str):
+    """path -> path taken from root when relative (empty and absolute paths as given)."""
+    base = Path(root).expanduser()
+    return lambda p: str(base / p) if p and not Path(p).expanduser().is_absolute() else p
+
+
 def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     """data: with its relative paths taken from data.root (a preset names the release's files relative to
     the one folder the user sets). Without a root, paths stay as given (relative to the working directory)."""
@@ -153,8 +159,7 @@ def data_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     root = str(out.get("root") or "")
     if not root:
         return out
-    base = Path(root).expanduser()
-    join = lambda p: str(base / p) if p and not Path(p).expanduser().is_absolute() else p  # noqa: E731
+    join = _under(root)
     out["videos"] = [join(v) for v in out.get("videos") or []]
     out["predict"] = [join(v) for v in out.get("predict") or []]
     for k in DATA_PATHS:
@@ -175,8 +180,7 @@ def resolve_paths(cfg: dict[str, Any]) -> dict[str, Any]:
     root = str(cfg["data"].get("root") or "")
     if not root:
         return cfg
-    base = Path(root).expanduser()
-    join = lambda p: str(base / p) if p and not Path(p).expanduser().is_absolute() else p  # noqa: E731
+    join = _under(root)
     if isinstance(cfg.get("faces"), Mapping) and cfg["faces"].get("folder"):
         cfg["faces"] = {**cfg["faces"], "folder": join(str(cfg["faces"]["folder"]))}
     if isinstance(cfg.get("features"), Mapping):
