@@ -1,8 +1,8 @@
 """AdamW for the small heads: the same numbers as torch.optim.AdamW (its defaults, one CPU thread), a
 fraction of the cost.
 
-Why not torch.optim.AdamW: a head of the demo takes ~1 ms per step, and the optimizer is a third of it.
-Its step goes through torch._disable_dynamo, whose first call imports torch._dynamo (0.9 s of every
+Why not torch.optim.AdamW: a step of a demo head takes a few milliseconds, a quarter of them in the
+optimizer. Its step goes through torch._disable_dynamo, whose first call imports torch._dynamo (0.9 s of every
 training job's ~2 s start-up, 38 jobs in the demo), then through per-step bookkeeping (state dicts,
 capturable/differentiable/foreach dispatch) around the same handful of tensor ops. This class runs those
 ops, in the same order with the same scalars, so every weight is bit for bit what torch.optim.AdamW gives

@@ -28,8 +28,9 @@ Linear does not use it in torch 2.14, this keeps it so).
 Most of these are read when a library loads, and a job's module imports numpy before main() runs,
 so when they were not already in the environment pin_numerics re-executes the program with them
 (sys.orig_argv: `python -m expmae.train.cv ...` restarts as itself, ~0.3 s); the training rules start
-their jobs with shell_prefix() (the pinned environment), which saves that. Not allowed to re-execute (reexec=False: an in-process call, e.g. from a
-test), it sets what still takes effect and warns about the rest. Left as is: glibc's libm (expf,
+their jobs with shell_prefix() (the pinned environment), which saves that. Not allowed to re-execute
+(reexec=False: an in-process call, e.g. from a test), it sets what still takes effect and warns about
+the rest. Left as is: glibc's libm (expf,
 logf) picks its FMA variant on every CPU with AVX2, i.e. the same on AVX2 and AVX-512 nodes.
 
 Cost (MLP head, hidden 128, 300 x 400 inputs, batch 32, 50 epochs, one thread, CPU time on an
