@@ -14,7 +14,7 @@ DEMO_CFG := --configfile workflow/presets/demo.yaml
 
 # One line per target (tests/test_cli.py checks that every .PHONY target is listed).
 help:
-	@echo "make run      venv + install + demo data + preflight check + the whole workflow (~7 min on 2 cores)"
+	@echo "make run      venv + install + demo data + preflight check + the whole workflow (~8 min on 2 cores, first install included)"
 	@echo "make test     same install, then pytest"
 	@echo "make test-fast  unit tests only: no Snakemake, no demo build (< 3 min on 2 cores)"
 	@echo "make test-e2e   the Snakemake and slow tests (make test runs both tiers)"
