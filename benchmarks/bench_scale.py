@@ -15,7 +15,9 @@ Goals: per-video cost at Kx within 1.1x of 1x for every per-video stage; increme
 --quick: the tiny demo preset (24 / 24 / 12 videos) at scale 3 (a few minutes on 2 cores); the full run
 (default preset, 340 vs 3,400 videos) takes hours on a 2-core box. Per job, Snakemake's benchmark files
 record wall seconds (`s`) and CPU seconds (`cpu_time`); the goals use CPU seconds, since with two jobs
-at a time on two cores a job's wall time depends on what ran beside it (wall is printed too). The
+at a time on two cores a job's wall time depends on what ran beside it (wall is printed too). Snakemake
+samples CPU densely for a job's first 15 s only (harness.CPU_SAMPLED_S), so for a stage with a longer job
+the CPU sum is a lower bound: its ratio is then the wall ratio, and the table says so. The
 load average is printed: a loaded machine inflates both sizes.
 """
 from __future__ import annotations
@@ -56,11 +58,11 @@ def run(wd: Path) -> float:
     return snakemake(wd, "config_tiny.yaml", "bench.yaml")
 
 
-def stage_seconds(wd: Path, since: float, column: str = "cpu") -> dict[str, tuple[float, int]]:
-    """stage -> (summed benchmark seconds, jobs) of the jobs that ran after `since`; column: cpu (CPU
-    seconds) or s (wall). Per-video stages are split per feature set (features/<set>)."""
+def stage_seconds(wd: Path, since: float, column: str = "cpu") -> dict[str, tuple[float, int, int]]:
+    """stage -> (summed benchmark seconds, jobs, jobs over CPU_SAMPLED_S) of the jobs that ran after `since`;
+    column: cpu (CPU seconds) or s (wall). Per-video stages are split per feature set (features/<set>)."""
     t = rule_seconds(wd / "results", since)
-    return {rule: (float(v[column]), int(v["jobs"])) for rule, v in t.iterrows()}
+    return {rule: (float(v[column]), int(v["jobs"]), int(v["long"])) for rule, v in t.iterrows()}
 
 
 def is_per_video(stage: str) -> bool:
@@ -99,19 +101,22 @@ def report(rep: Report, res: dict, scale: int, n_add: int, inc: dict, inc_wall: 
     stages = sorted(set(one["stages"]) | set(big["stages"]))
     rows, worst = [], 0.0
     for s in [s for s in stages if is_per_video(s)]:
-        (s1, j1), (sk, jk) = one["stages"].get(s, (0.0, 0)), big["stages"].get(s, (0.0, 0))
-        w1, wk = one["walls"].get(s, (0.0, 0))[0] / one["videos"], big["walls"].get(s, (0.0, 0))[0] / big["videos"]
+        (s1, j1, l1), (sk, jk, lk) = one["stages"].get(s, (0.0, 0, 0)), big["stages"].get(s, (0.0, 0, 0))
+        w1, wk = one["walls"].get(s, (0.0,))[0] / one["videos"], big["walls"].get(s, (0.0,))[0] / big["videos"]
         r1, rk = s1 / one["videos"], sk / big["videos"]
-        ratio = rk / r1 if r1 else float("nan")
+        wall_ratio = wk / w1 if w1 else float("nan")
+        # a job over 15 s has its CPU undercounted (harness.CPU_SAMPLED_S): judge that stage by its wall ratio
+        ratio = wall_ratio if l1 or lk else rk / r1 if r1 else float("nan")
         worst = max(worst, ratio) if j1 > 1 else worst  # asr: one job at both sizes (a few videos), no per-video cost
         rows.append({"stage (CPU s per video)": s, "1x": r1, f"{scale}x": rk, "ratio": ratio,
-                     "wall ratio": wk / w1 if w1 else float("nan"), "jobs 1x": j1, f"jobs {scale}x": jk})
+                     "wall ratio": wall_ratio, "ratio of": "wall (jobs > 15 s)" if l1 or lk else "CPU",
+                     "jobs 1x": j1, f"jobs {scale}x": jk})
     rep.table(rows, digits=4)
-    rep.note(f"worst per-video CPU ratio {worst:.2f} (goal <= 1.1: {'met' if worst <= 1.1 else 'NOT met'}; stages "
-             "with more than one job)")
+    rep.note(f"worst per-video ratio {worst:.2f} (goal <= 1.1: {'met' if worst <= 1.1 else 'NOT met'}; stages "
+             "with more than one job; CPU, or wall where a job ran over 15 s)")
     rows = []
     for s in [s for s in stages if not is_per_video(s)]:
-        s1, sk = one["stages"].get(s, (0.0, 0))[0], big["stages"].get(s, (0.0, 0))[0]
+        s1, sk = one["stages"].get(s, (0.0,))[0], big["stages"].get(s, (0.0,))[0]
         rows.append({"global step (CPU s)": s, "1x": s1, f"{scale}x": sk, "growth": sk / s1 if s1 else float("nan")})
     rows.append({"global step (CPU s)": "videos", "1x": one["videos"], f"{scale}x": big["videos"],
                  "growth": big["videos"] / one["videos"]})
