@@ -49,9 +49,11 @@ def inside(path: Path, root: Path) -> bool:
 
 
 def feature_shards(folder: Path) -> list[Path]:
-    """A set's per-shard feature tables, <shard>.parquet: not the audio sets' QC tables beside them
-    (<shard>.qc.parquet), which hold no vectors."""
-    return sorted(p for p in folder.glob("*.parquet") if "." not in p.stem)
+    """A set's per-shard feature tables, <shard>.parquet (the registry's shard file names): not the audio sets'
+    QC tables beside them (<shard>.qc.parquet), which hold no vectors."""
+    from expmae.registry import SHARD_FILE
+
+    return sorted(p for p in folder.glob("*.parquet") if SHARD_FILE.match(p.name))
 
 
 def feature_sets(results: Path) -> list[str]:
