@@ -19,7 +19,7 @@ rule report:
     input:
         classify=expand(f"{RES}/classify/round{{round}}/{{fs}}/metrics.json", round=ROUNDS, fs=FEATURE_SETS),
         fuse=[f"{d}/metrics.json" for r in ROUNDS for d in fuse_dirs(r)],
-        pseudo=expand(f"{RES}/pseudo/round{{round}}.parquet", round=ROUNDS[:-1]),
+        pseudo=PSEUDO_TABLES,
         faces=per_shard(f"{RES}/faces/{{shard}}"),
         audio_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in QC_SETS["audio"] for s in SHARDS],
         folder_qc=[f"{RES}/features/{fs}/{s}.qc.parquet" for fs in FOLDER_SETS for s in SHARDS],

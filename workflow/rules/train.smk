@@ -20,9 +20,10 @@ PINNED = _repro.shell_prefix()
 # Every training output is a target of rule all (Snakefile), like the per-shard caches: a deleted one is rebuilt
 # by a plain rerun, and what read it after it (Snakemake rebuilds a missing intermediate file only for a job
 # that must run anyway, and the report would be newer than what is left).
+PSEUDO_TABLES = [f"{RES}/pseudo/round{r}.parquet" for r in TRAIN.rounds[:-1]]  # read by the report too
 TRAIN_TARGETS = [
     f"{d}/{f}" for r in TRAIN.rounds for d in TRAIN.round_dirs(r) for f in ("probs.parquet", "metrics.json")
-] + [f"{RES}/pseudo/round{r}.parquet" for r in TRAIN.rounds[:-1]]
+] + PSEUDO_TABLES
 ROUNDS, COMBOS, TRAINED_FUSE_HEADS = TRAIN.rounds, TRAIN.combos, TRAIN.trained_fuse_heads
 TRAIN_CFG, FUSE_CFG, PSEUDO_CFG = TRAIN.train_cfg, TRAIN.fuse_cfg, TRAIN.pseudo_cfg
 # the rules' input and param functions, by the names the rules use (report.smk and predict.smk too)
